@@ -1,0 +1,129 @@
+"""One tree of errors; every one a user sees carries a catalogue key and says what to do.
+
+    DrawbridgeError                 (key + params → a sentence from bot.i18n)
+    ├── UserInputError              the request is wrong; nothing queued or charged
+    │   ├── OptionError             a flag is unknown, malformed or out of range
+    │   └── ImageError              an image cannot be used (format, size, corrupt, mask)
+    ├── RefusedError                the request is fine but not allowed now
+    │   ├── QuotaExceeded           not enough credits
+    │   ├── QueueFull               per-user cap on queued jobs reached
+    │   └── NotAllowed              e.g. cancelling another user's job
+    ├── NotFound                    unknown job, preset, model …
+    └── WebUIError                  a backend failed; carries the backend URL
+        ├── WebUIUnreachable        connection refused / DNS / reset
+        ├── WebUITimeout            no answer within the timeout
+        ├── WebUIAuthError          401: WEBUI_AUTH missing or wrong
+        ├── WebUINoAPI              404 on /sdapi/v1/*: started without --api
+        └── WebUIRequestError       4xx/5xx with a JSON error body (422, 500 …)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DrawbridgeError(Exception):
+    """Base of every error drawbridge raises on purpose."""
+
+    key: str = "error.internal"
+
+    def __init__(self, key: str | None = None, /, **params: Any) -> None:
+        self.key = key or type(self).key
+        self.params = params
+        super().__init__(self.render("en"))
+
+    def render(self, locale: str | None = "en") -> str:
+        """The sentence for a user, in their language."""
+        from bot.i18n import t
+
+        return t(locale, self.key, **self.params)
+
+
+class UserInputError(DrawbridgeError):
+    """The request itself is wrong; nothing is queued or charged."""
+
+    key = "error.input"
+
+
+class OptionError(UserInputError):
+    """A flag is unknown, malformed or out of range."""
+
+    key = "option.unknown"
+
+
+class ImageError(UserInputError):
+    """An image cannot be used."""
+
+    key = "image.unreadable"
+
+
+class RefusedError(DrawbridgeError):
+    """The request is fine but cannot be accepted now."""
+
+
+class QuotaExceeded(RefusedError):
+    """Not enough credits left for this job."""
+
+    key = "quota.exceeded"
+
+
+class QueueFull(RefusedError):
+    """The user already has the maximum number of queued jobs."""
+
+    key = "queue.full"
+
+
+class NotAllowed(RefusedError):
+    """The user may not do this (for example cancel another user's job)."""
+
+    key = "error.not_allowed"
+
+
+class NotFound(DrawbridgeError):
+    """Something the user named does not exist."""
+
+    key = "error.not_found"
+
+
+class WebUIError(DrawbridgeError):
+    """A WebUI backend failed; `retryable` says whether another backend may succeed."""
+
+    key = "webui.error"
+    retryable = False
+
+    def __init__(self, key: str | None = None, /, **params: Any) -> None:
+        params.setdefault("url", "?")
+        params.setdefault("path", "?")
+        super().__init__(key, **params)
+
+
+class WebUIUnreachable(WebUIError):
+    """Connection refused, reset or name not resolved."""
+
+    key = "webui.unreachable"
+    retryable = True
+
+
+class WebUITimeout(WebUIError):
+    """The WebUI did not answer in time."""
+
+    key = "webui.timeout"
+    retryable = True
+
+
+class WebUIAuthError(WebUIError):
+    """401: credentials missing or wrong."""
+
+    key = "webui.auth"
+
+
+class WebUINoAPI(WebUIError):
+    """404 on an /sdapi/v1 route: the WebUI runs without --api (or is not a WebUI)."""
+
+    key = "webui.no_api"
+
+
+class WebUIRequestError(WebUIError):
+    """The WebUI rejected the request or failed while running it."""
+
+    key = "webui.request"

@@ -1,0 +1,241 @@
+"""The one catalogue of user-facing text, in English and Simplified Chinese.
+
+Keys are dotted by area. Every entry has both languages; `tests/test_i18n.py` checks that the
+placeholders agree. Add new text here, never inline in code.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+LANGUAGES = ("en", "zh")
+
+MESSAGES: dict[str, dict[str, str]] = {
+    # --- generic -------------------------------------------------------------------------
+    "error.internal": {
+        "en": "Something went wrong on our side. Nothing was charged; please try again.",
+        "zh": "我们这边出了点问题。没有扣除额度，请重试。",
+    },
+    "error.input": {
+        "en": "That request could not be understood: {detail}",
+        "zh": "无法理解这个请求：{detail}",
+    },
+    "error.not_allowed": {
+        "en": "Only the person who started this job (or an admin) can do that.",
+        "zh": "只有发起该任务的人（或管理员）可以这样做。",
+    },
+    "error.not_found": {
+        "en": "Nothing called {what} was found.",
+        "zh": "找不到 {what}。",
+    },
+    # --- options / parser ----------------------------------------------------------------
+    "option.unknown": {
+        "en": "Unknown option {flag}. Options are: {known}.",
+        "zh": "未知选项 {flag}。可用选项：{known}。",
+    },
+    "option.missing_value": {
+        "en": "{flag} needs a value: {accepts}.",
+        "zh": "{flag} 需要一个值：{accepts}。",
+    },
+    "option.bad_value": {
+        "en": "{flag} got {value!r}, but it accepts {accepts}.",
+        "zh": "{flag} 的值 {value!r} 无效，可接受：{accepts}。",
+    },
+    "option.out_of_range": {
+        "en": "{flag} must be between {low} and {high}; you gave {value}.",
+        "zh": "{flag} 必须在 {low} 到 {high} 之间；你给的是 {value}。",
+    },
+    "option.bad_choice": {
+        "en": "{flag} must be one of: {choices}; you gave {value!r}.",
+        "zh": "{flag} 必须是以下之一：{choices}；你给的是 {value!r}。",
+    },
+    "option.conflict": {
+        "en": "Use either {a} or {b}, not both.",
+        "zh": "{a} 和 {b} 只能用一个。",
+    },
+    "option.unclosed_quote": {
+        "en": "A double quote is not closed. Put values with spaces in \"double quotes\".",
+        "zh": "双引号没有闭合。含空格的值请放在 \"双引号\" 中。",
+    },
+    "option.empty_prompt": {
+        "en": "Please describe what to draw, e.g. /draw a red fox in the snow",
+        "zh": "请描述要画的内容，例如：/draw a red fox in the snow",
+    },
+    "option.prompt_too_long": {
+        "en": "The prompt is {length} characters long; the limit here is {limit}. Please shorten it.",
+        "zh": "提示词有 {length} 个字符，这里的上限是 {limit}。请缩短一些。",
+    },
+    "option.too_many_pixels": {
+        "en": "{width}×{height} is too large; the limit is {limit} pixels "
+        "(for example {example}). Try a smaller --size or --ar.",
+        "zh": "{width}×{height} 太大了；上限是 {limit} 像素（例如 {example}）。请用更小的 --size 或 --ar。",
+    },
+    "option.unknown_preset": {
+        "en": "There is no preset called {value!r}. Presets: {choices}.",
+        "zh": "没有名为 {value!r} 的预设。可用预设：{choices}。",
+    },
+    "option.accepts_int": {"en": "a whole number", "zh": "一个整数"},
+    "option.accepts_float": {"en": "a number", "zh": "一个数字"},
+    "option.accepts_size": {
+        "en": "a size like 512x768",
+        "zh": "像 512x768 这样的尺寸",
+    },
+    "option.accepts_ratio": {
+        "en": "a ratio like 2:3 or 16:9",
+        "zh": "像 2:3 或 16:9 这样的比例",
+    },
+    "option.accepts_text": {"en": "some text", "zh": "一段文字"},
+    # --- help (generated from the option declaration) ------------------------------------
+    "help.draw_usage": {
+        "en": "Usage: /draw PROMPT [options]. Values with spaces go in \"double quotes\".",
+        "zh": "用法：/draw 提示词 [选项]。含空格的值请放在 \"双引号\" 中。",
+    },
+    "help.example": {
+        "en": "Example: /draw a red fox --seed 42 --steps 20 --size 512x512",
+        "zh": "示例：/draw a red fox --seed 42 --steps 20 --size 512x512",
+    },
+    "help.opt.neg": {"en": "things to avoid (negative prompt)", "zh": "不希望出现的内容（反向提示词）"},
+    "help.opt.ar": {"en": "aspect ratio, e.g. 2:3 or 16:9", "zh": "宽高比，例如 2:3 或 16:9"},
+    "help.opt.size": {"en": "exact size WIDTHxHEIGHT, e.g. 512x768", "zh": "精确尺寸 宽x高，例如 512x768"},
+    "help.opt.steps": {"en": "sampling steps", "zh": "采样步数"},
+    "help.opt.cfg": {"en": "how closely to follow the prompt (CFG scale)", "zh": "遵循提示词的程度（CFG）"},
+    "help.opt.seed": {"en": "seed; -1 for random", "zh": "种子；-1 表示随机"},
+    "help.opt.sampler": {"en": "sampler name, e.g. \"Euler a\"", "zh": "采样器名称，例如 \"Euler a\""},
+    "help.opt.model": {"en": "checkpoint to use", "zh": "使用的模型"},
+    "help.opt.n": {"en": "number of images", "zh": "图片数量"},
+    "help.opt.strength": {
+        "en": "how much to change the init image (denoising)",
+        "zh": "对初始图片的改动程度（重绘幅度）",
+    },
+    "help.opt.hires": {"en": "hires fix on", "zh": "开启高清修复"},
+    "help.opt.no_hires": {"en": "hires fix off", "zh": "关闭高清修复"},
+    "help.opt.preset": {"en": "named preset set up by the operator", "zh": "管理员设置的预设"},
+    "help.default": {"en": "default {value}", "zh": "默认 {value}"},
+    "help.range": {"en": "{low}–{high}", "zh": "{low}–{high}"},
+    # --- queue / jobs -------------------------------------------------------------------
+    "queue.full": {
+        "en": "You already have {count} jobs waiting (the limit is {limit}). "
+        "Wait for one to finish or /cancel one.",
+        "zh": "你已有 {count} 个任务在排队（上限 {limit}）。请等其中一个完成，或用 /cancel 取消。",
+    },
+    "queue.queued": {
+        "en": "Queued: position {position}, starting in about {eta}.",
+        "zh": "已排队：第 {position} 位，大约 {eta} 后开始。",
+    },
+    "queue.queued_next": {"en": "Queued: you are next.", "zh": "已排队：下一个就是你。"},
+    "queue.running": {"en": "Drawing… {percent}%", "zh": "正在绘制… {percent}%"},
+    "queue.done": {"en": "Done in {seconds}s.", "zh": "完成，用时 {seconds} 秒。"},
+    "queue.cancelled": {
+        "en": "Cancelled. Your {credits} credits were returned.",
+        "zh": "已取消。已退还 {credits} 点额度。",
+    },
+    "queue.failed": {
+        "en": "This job failed: {reason} Your {credits} credits were returned.",
+        "zh": "任务失败：{reason} 已退还 {credits} 点额度。",
+    },
+    "queue.retrying": {
+        "en": "The server drawing this went away; trying another one (attempt {attempt} of {max}).",
+        "zh": "正在绘制的服务器掉线了，正在换一台重试（第 {attempt}/{max} 次）。",
+    },
+    "queue.no_backend": {
+        "en": "No drawing server is available right now; your job waits until one comes back.",
+        "zh": "目前没有可用的绘图服务器；任务会等待服务器恢复。",
+    },
+    "queue.too_many_attempts": {
+        "en": "It failed on {attempts} attempts; the drawing servers seem to be in trouble. "
+        "Please try again later.",
+        "zh": "已尝试 {attempts} 次仍失败，绘图服务器可能出了问题。请稍后再试。",
+    },
+    "queue.job_not_found": {
+        "en": "There is no job {job} to cancel; it may have finished already.",
+        "zh": "没有可取消的任务 {job}；它可能已经完成了。",
+    },
+    "queue.nothing_to_cancel": {
+        "en": "You have no queued or running jobs.",
+        "zh": "你没有正在排队或运行的任务。",
+    },
+    "queue.empty": {"en": "The queue is empty.", "zh": "队列是空的。"},
+    "queue.summary": {
+        "en": "{queued} waiting, {running} drawing, on {backends} server(s).",
+        "zh": "{queued} 个排队中，{running} 个正在绘制，共 {backends} 台服务器。",
+    },
+    "eta.seconds": {"en": "{n} s", "zh": "{n} 秒"},
+    "eta.minutes": {"en": "{n} min", "zh": "{n} 分钟"},
+    # --- quota ---------------------------------------------------------------------------
+    "quota.exceeded": {
+        "en": "This needs {cost} credits and you have {balance} left. "
+        "Credits refill at {reset}; fewer images, steps or a smaller size cost less.",
+        "zh": "这需要 {cost} 点额度，你还剩 {balance} 点。额度将在 {reset} 恢复；"
+        "减少图片数量、步数或尺寸可以更省。",
+    },
+    "quota.show": {
+        "en": "{user}: {balance} credits left today (daily {allowance}, extra {bonus}); "
+        "{reserved} reserved by queued jobs. Refills at {reset}.",
+        "zh": "{user}：今日剩余 {balance} 点（每日 {allowance}，额外 {bonus}）；"
+        "排队任务占用 {reserved} 点。将在 {reset} 恢复。",
+    },
+    "quota.granted": {
+        "en": "Granted {amount} extra credits to {user}; they now have {balance}.",
+        "zh": "已向 {user} 发放 {amount} 点额外额度；现有 {balance} 点。",
+    },
+    # --- WebUI ---------------------------------------------------------------------------
+    "webui.error": {
+        "en": "The WebUI at {url} failed on {path}.",
+        "zh": "位于 {url} 的 WebUI 在 {path} 上出错。",
+    },
+    "webui.unreachable": {
+        "en": "Could not connect to the WebUI at {url} — is it running, and is WEBUI_URLS right?",
+        "zh": "无法连接到 {url} 的 WebUI——它在运行吗？WEBUI_URLS 设置正确吗？",
+    },
+    "webui.timeout": {
+        "en": "The WebUI at {url} did not answer {path} within {seconds} s — it may be overloaded.",
+        "zh": "{url} 的 WebUI 在 {seconds} 秒内没有响应 {path}——它可能负载过高。",
+    },
+    "webui.auth": {
+        "en": "The WebUI at {url} refused our credentials ({detail}) — check WEBUI_AUTH "
+        "against its --api-auth.",
+        "zh": "{url} 的 WebUI 拒绝了凭据（{detail}）——请检查 WEBUI_AUTH 是否与其 --api-auth 一致。",
+    },
+    "webui.no_api": {
+        "en": "The WebUI at {url} answered 404 on {path} — was it started with --api?",
+        "zh": "{url} 的 WebUI 对 {path} 返回 404——启动时加了 --api 吗？",
+    },
+    "webui.request": {
+        "en": "The WebUI at {url} rejected {path} ({status}: {detail}).",
+        "zh": "{url} 的 WebUI 拒绝了 {path}（{status}：{detail}）。",
+    },
+    "webui.sampler_not_found": {
+        "en": "The WebUI at {url} does not know that sampler. See /models for the samplers it has.",
+        "zh": "{url} 的 WebUI 不认识这个采样器。用 /models 查看可用的采样器。",
+    },
+    "webui.bad_response": {
+        "en": "The WebUI at {url} sent an answer on {path} that is not an image result.",
+        "zh": "{url} 的 WebUI 对 {path} 的返回不是图片结果。",
+    },
+    # --- CLI -----------------------------------------------------------------------------
+    "cli.no_tokens": {
+        "en": "No chat platform is configured. Set DISCORD_TOKEN and/or TELEGRAM_TOKEN "
+        "(in the environment or in .env; see .env.example), then run again.",
+        "zh": "没有配置聊天平台。请设置 DISCORD_TOKEN 和/或 TELEGRAM_TOKEN（环境变量或 .env，"
+        "参见 .env.example），然后重新运行。",
+    },
+}
+
+
+def normalize_locale(locale: str | None) -> str:
+    """Map a platform locale ('zh-CN', 'zh_hans', 'en-US', None) to one of LANGUAGES."""
+    if not locale:
+        return "en"
+    return "zh" if locale.lower().replace("_", "-").startswith("zh") else "en"
+
+
+def t(locale: str | None, key: str, /, **params: object) -> str:
+    """Render catalogue entry `key` in the user's language, falling back to English."""
+    entry = MESSAGES.get(key)
+    if entry is None:
+        return key
+    text = entry.get(normalize_locale(locale)) or entry["en"]
+    try:
+        return text.format(**params)
+    except (KeyError, IndexError, ValueError):
+        return text

@@ -1,0 +1,100 @@
+"""Typed settings: environment variables override `.env`; every one is listed in `.env.example`."""
+
+from __future__ import annotations
+
+from datetime import time
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Passed explicitly; never a module-level global."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    # --- backends ---
+    webui_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["http://127.0.0.1:7860"]
+    )
+    webui_auth: SecretStr | None = None
+    webui_timeout: float = 600.0
+    webui_connect_timeout: float = 5.0
+    progress_interval: float = 1.0
+    stall_timeout: float = 180.0
+    max_attempts: int = 3
+    health_check_interval: float = 30.0
+
+    # --- storage ---
+    database_url: str = "sqlite+aiosqlite:///data/drawbridge.db"
+    data_dir: Path = Path("data")
+
+    # --- platforms ---
+    discord_token: SecretStr | None = None
+    telegram_token: SecretStr | None = None
+    admin_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # --- quotas ---
+    daily_credits: int = 200
+    admin_daily_credits: int = 2000
+    quota_reset_time: time = time(0, 0)
+    quota_timezone: str = "UTC"
+
+    # --- queue and limits ---
+    max_queued_per_user: int = 5
+    presets_file: Path | None = None
+    max_pixels: int = 1024 * 1024
+    max_steps: int = 50
+    max_images: int = 4
+    max_prompt_length: int = 1000
+
+    log_level: str = "INFO"
+
+    @field_validator("webui_urls", "admin_ids", mode="before")
+    @classmethod
+    def _split_commas(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("webui_urls")
+    @classmethod
+    def _strip_slash(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("WEBUI_URLS needs at least one URL, e.g. http://127.0.0.1:7860")
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"WEBUI_URLS entry {url!r} must start with http:// or https://")
+        return [url.rstrip("/") for url in value]
+
+    @field_validator("webui_auth", "discord_token", "telegram_token", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    def webui_credentials(self) -> tuple[str, str] | None:
+        """WEBUI_AUTH split into (user, password); the password may contain ':'."""
+        if self.webui_auth is None:
+            return None
+        user, _, password = self.webui_auth.get_secret_value().partition(":")
+        return user, password
+
+    def is_admin(self, user_key: str) -> bool:
+        """Whether "platform:id" is listed in ADMIN_IDS."""
+        return user_key in self.admin_ids
+
+    def allowance_for(self, user_key: str) -> int:
+        """Daily credits for this user."""
+        return self.admin_daily_credits if self.is_admin(user_key) else self.daily_credits
+
+    def sqlite_path(self) -> Path | None:
+        """The database file when DATABASE_URL is SQLite, else None."""
+        prefix = "sqlite+aiosqlite:///"
+        if self.database_url.startswith(prefix):
+            rest = self.database_url[len(prefix) :]
+            return None if rest in ("", ":memory:") else Path(rest)
+        return None

@@ -1,0 +1,1 @@
+"""Tables, engine, migrations and repositories; nothing outside this package writes SQL."""
