@@ -6,7 +6,7 @@ placeholders agree. Add new text here, never inline in code.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 LANGUAGES = ("en", "zh")
 
@@ -33,6 +33,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Unknown option {flag}. Options are: {known}.",
         "zh": "未知选项 {flag}。可用选项：{known}。",
     },
+    "option.did_you_mean": {
+        "en": "{known} (did you mean {flag}?)",
+        "zh": "{known}（你是不是想用 {flag}？）",
+    },
     "option.missing_value": {
         "en": "{flag} needs a value: {accepts}.",
         "zh": "{flag} 需要一个值：{accepts}。",
@@ -54,8 +58,8 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "{a} 和 {b} 只能用一个。",
     },
     "option.unclosed_quote": {
-        "en": "A double quote is not closed. Put values with spaces in \"double quotes\".",
-        "zh": "双引号没有闭合。含空格的值请放在 \"双引号\" 中。",
+        "en": 'A double quote is not closed. Put values with spaces in "double quotes".',
+        "zh": '双引号没有闭合。含空格的值请放在 "双引号" 中。',
     },
     "option.empty_prompt": {
         "en": "Please describe what to draw, e.g. /draw a red fox in the snow",
@@ -87,20 +91,29 @@ MESSAGES: dict[str, dict[str, str]] = {
     "option.accepts_text": {"en": "some text", "zh": "一段文字"},
     # --- help (generated from the option declaration) ------------------------------------
     "help.draw_usage": {
-        "en": "Usage: /draw PROMPT [options]. Values with spaces go in \"double quotes\".",
-        "zh": "用法：/draw 提示词 [选项]。含空格的值请放在 \"双引号\" 中。",
+        "en": 'Usage: /draw PROMPT [options]. Values with spaces go in "double quotes".',
+        "zh": '用法：/draw 提示词 [选项]。含空格的值请放在 "双引号" 中。',
     },
     "help.example": {
         "en": "Example: /draw a red fox --seed 42 --steps 20 --size 512x512",
         "zh": "示例：/draw a red fox --seed 42 --steps 20 --size 512x512",
     },
-    "help.opt.neg": {"en": "things to avoid (negative prompt)", "zh": "不希望出现的内容（反向提示词）"},
+    "help.opt.neg": {
+        "en": "things to avoid (negative prompt)",
+        "zh": "不希望出现的内容（反向提示词）",
+    },
     "help.opt.ar": {"en": "aspect ratio, e.g. 2:3 or 16:9", "zh": "宽高比，例如 2:3 或 16:9"},
-    "help.opt.size": {"en": "exact size WIDTHxHEIGHT, e.g. 512x768", "zh": "精确尺寸 宽x高，例如 512x768"},
+    "help.opt.size": {
+        "en": "exact size WIDTHxHEIGHT, e.g. 512x768",
+        "zh": "精确尺寸 宽x高，例如 512x768",
+    },
     "help.opt.steps": {"en": "sampling steps", "zh": "采样步数"},
-    "help.opt.cfg": {"en": "how closely to follow the prompt (CFG scale)", "zh": "遵循提示词的程度（CFG）"},
+    "help.opt.cfg": {
+        "en": "how closely to follow the prompt (CFG scale)",
+        "zh": "遵循提示词的程度（CFG）",
+    },
     "help.opt.seed": {"en": "seed; -1 for random", "zh": "种子；-1 表示随机"},
-    "help.opt.sampler": {"en": "sampler name, e.g. \"Euler a\"", "zh": "采样器名称，例如 \"Euler a\""},
+    "help.opt.sampler": {"en": 'sampler name, e.g. "Euler a"', "zh": '采样器名称，例如 "Euler a"'},
     "help.opt.model": {"en": "checkpoint to use", "zh": "使用的模型"},
     "help.opt.n": {"en": "number of images", "zh": "图片数量"},
     "help.opt.strength": {
@@ -110,6 +123,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "help.opt.hires": {"en": "hires fix on", "zh": "开启高清修复"},
     "help.opt.no_hires": {"en": "hires fix off", "zh": "关闭高清修复"},
     "help.opt.preset": {"en": "named preset set up by the operator", "zh": "管理员设置的预设"},
+    "help.opt.invert": {"en": "repaint what is NOT masked", "zh": "重绘蒙版以外的区域"},
+    "help.opt.fill": {"en": "what the masked area starts from", "zh": "蒙版区域的初始内容"},
+    "help.opt.only_masked": {
+        "en": "inpaint the masked area at full resolution",
+        "zh": "以全分辨率重绘蒙版区域",
+    },
     "help.default": {"en": "default {value}", "zh": "默认 {value}"},
     "help.range": {"en": "{low}–{high}", "zh": "{low}–{high}"},
     # --- queue / jobs -------------------------------------------------------------------
@@ -229,13 +248,28 @@ def normalize_locale(locale: str | None) -> str:
     return "zh" if locale.lower().replace("_", "-").startswith("zh") else "en"
 
 
+class Phrase:
+    """Text rendered later, in the reader's language: a parameter that is itself translated."""
+
+    def __init__(self, render: Callable[[str | None], str]) -> None:
+        self._render = render
+
+    def render(self, locale: str | None) -> str:
+        """The text in `locale`."""
+        return self._render(locale)
+
+    def __str__(self) -> str:
+        return self._render("en")
+
+
 def t(locale: str | None, key: str, /, **params: object) -> str:
     """Render catalogue entry `key` in the user's language, falling back to English."""
     entry = MESSAGES.get(key)
     if entry is None:
         return key
     text = entry.get(normalize_locale(locale)) or entry["en"]
+    rendered = {k: v.render(locale) if isinstance(v, Phrase) else v for k, v in params.items()}
     try:
-        return text.format(**params)
+        return text.format(**rendered)
     except (KeyError, IndexError, ValueError):
         return text

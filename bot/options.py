@@ -1,0 +1,476 @@
+"""The draw options, declared once; the text parser, Telegram help and Discord options derive from it.
+
+Text syntax: ``PROMPT [--neg TEXT] [--ar W:H | --size WxH] [--steps N] [--cfg X] [--seed N]
+[--sampler NAME] [--model NAME] [--n N] [--strength X] [--hires | --no-hires] [--preset NAME]``.
+Values with spaces go in "double quotes"; a text option (``--neg``) takes every word up to the next
+flag. Phones turn ``--`` into an em dash, so ``—seed`` is read as ``--seed``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from bot.errors import OptionError
+from bot.i18n import Phrase, t
+from bot.presets import PresetBook
+from bot.types import GenerationRequest
+
+FILL_CHOICES = ("fill", "original", "noise", "nothing")  # index = WebUI inpainting_fill
+MAX_SEED = 2**32 - 1
+MIN_SIDE = 64
+MAX_SIDE = 2048
+
+
+class Kind(StrEnum):
+    """How an option's value is written and checked."""
+
+    TEXT = "text"
+    INT = "int"
+    FLOAT = "float"
+    SIZE = "size"
+    RATIO = "ratio"
+    CHOICE = "choice"
+    FLAG = "flag"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Operator limits that bound the options."""
+
+    max_pixels: int = 1024 * 1024
+    max_steps: int = 50
+    max_images: int = 4
+    max_prompt_length: int = 1000
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> Limits:
+        """Take the limits out of Settings."""
+        return cls(
+            max_pixels=settings.max_pixels,
+            max_steps=settings.max_steps,
+            max_images=settings.max_images,
+            max_prompt_length=settings.max_prompt_length,
+        )
+
+
+@dataclass(frozen=True)
+class Option:
+    """One draw option: where it goes, how it is written, what it accepts, and its help."""
+
+    field: str
+    flag: str
+    kind: Kind
+    help_key: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    negation: str | None = None
+    default_from: str | None = None
+    discord_name: str = ""
+    aliases: tuple[str, ...] = ()
+    images_only: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        """Name without dashes (also the Discord option name unless overridden)."""
+        return self.discord_name or self.flag.removeprefix("--")
+
+    def accepts(self) -> Phrase:
+        """What values it takes, in words, in the reader's language."""
+        return Phrase(self._accepts)
+
+    def _accepts(self, locale: str | None) -> str:
+        if self.kind is Kind.CHOICE:
+            return ", ".join(self.choices) if self.choices else t(locale, "option.accepts_text")
+        if self.kind in (Kind.INT, Kind.FLOAT) and self.low is not None:
+            rng = t(locale, "help.range", low=_num(self.low), high=_num(self.high))
+            return f"{t(locale, f'option.accepts_{self.kind.value}')} {rng}"
+        return t(locale, f"option.accepts_{self.kind.value}")
+
+    def coerce(self, raw: str) -> Any:
+        """Turn the written value into a typed one and check it; OptionError names the flag."""
+        raw = raw.strip()
+        if self.kind is Kind.TEXT:
+            return raw
+        if self.kind is Kind.CHOICE:
+            return self._check_choice(raw)
+        try:
+            if self.kind is Kind.INT:
+                value: Any = int(raw)
+            elif self.kind is Kind.FLOAT:
+                value = float(raw.replace(",", "."))
+                if value != value or value in (float("inf"), float("-inf")):
+                    raise ValueError(raw)
+            elif self.kind is Kind.SIZE:
+                value = _pair(raw, r"[x×*X]")
+            elif self.kind is Kind.RATIO:
+                value = _pair(raw, r"[:/x×]")
+            else:
+                raise ValueError(raw)
+        except ValueError:
+            raise OptionError(
+                "option.bad_value", flag=self.flag, value=raw, accepts=self.accepts()
+            ) from None
+        return self.check(value)
+
+    def check(self, value: Any) -> Any:
+        """Range/choice checks for an already typed value (Discord options arrive typed)."""
+        if self.kind in (Kind.INT, Kind.FLOAT) and self.low is not None and self.high is not None:
+            if not self.low <= value <= self.high:
+                raise OptionError(
+                    "option.out_of_range",
+                    flag=self.flag,
+                    low=_num(self.low),
+                    high=_num(self.high),
+                    value=_num(value),
+                )
+        if self.kind is Kind.SIZE:
+            w, h = value
+            if not (MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE):
+                raise OptionError(
+                    "option.out_of_range",
+                    flag=self.flag,
+                    low=MIN_SIDE,
+                    high=MAX_SIDE,
+                    value=f"{w}x{h}",
+                )
+        if self.kind is Kind.RATIO:
+            a, b = value
+            if a <= 0 or b <= 0 or max(a, b) / min(a, b) > 4:
+                raise OptionError(
+                    "option.out_of_range", flag=self.flag, low="1:4", high="4:1", value=f"{a}:{b}"
+                )
+        if self.kind is Kind.CHOICE:
+            return self._check_choice(str(value))
+        return value
+
+    def _check_choice(self, raw: str) -> str:
+        if not self.choices:
+            return raw
+        for choice in self.choices:
+            if choice.lower() == raw.lower():
+                return choice
+        key = "option.unknown_preset" if self.field == "preset" else "option.bad_choice"
+        raise OptionError(key, flag=self.flag, value=raw, choices=", ".join(self.choices))
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _pair(raw: str, sep: str) -> tuple[int, int]:
+    parts = re.split(sep, raw)
+    if len(parts) != 2:
+        raise ValueError(raw)
+    return int(parts[0]), int(parts[1])
+
+
+def draw_options(limits: Limits, presets: PresetBook) -> list[Option]:
+    """The one declaration of /draw's options, bounded by the operator's limits."""
+    return [
+        Option(
+            "negative",
+            "--neg",
+            Kind.TEXT,
+            "help.opt.neg",
+            default_from="negative",
+            discord_name="negative",
+            aliases=("--negative", "--no"),
+        ),
+        Option("aspect", "--ar", Kind.RATIO, "help.opt.ar", aliases=("--aspect",)),
+        Option("size", "--size", Kind.SIZE, "help.opt.size", default_from="size"),
+        Option(
+            "steps",
+            "--steps",
+            Kind.INT,
+            "help.opt.steps",
+            1,
+            limits.max_steps,
+            default_from="steps",
+        ),
+        Option("cfg", "--cfg", Kind.FLOAT, "help.opt.cfg", 1, 30, default_from="cfg"),
+        Option("seed", "--seed", Kind.INT, "help.opt.seed", -1, MAX_SEED),
+        Option("sampler", "--sampler", Kind.TEXT, "help.opt.sampler", default_from="sampler"),
+        Option("model", "--model", Kind.TEXT, "help.opt.model"),
+        Option(
+            "count",
+            "--n",
+            Kind.INT,
+            "help.opt.n",
+            1,
+            limits.max_images,
+            default_from="count",
+            discord_name="count",
+            aliases=("--count",),
+        ),
+        Option(
+            "strength",
+            "--strength",
+            Kind.FLOAT,
+            "help.opt.strength",
+            0.01,
+            1.0,
+            default_from="strength",
+            images_only=True,
+            aliases=("--denoise",),
+        ),
+        Option(
+            "hires",
+            "--hires",
+            Kind.FLAG,
+            "help.opt.hires",
+            negation="--no-hires",
+            default_from="hires",
+        ),
+        Option("preset", "--preset", Kind.CHOICE, "help.opt.preset", choices=tuple(presets.names)),
+        Option("invert", "--invert", Kind.FLAG, "help.opt.invert", images_only=True),
+        Option(
+            "fill",
+            "--fill",
+            Kind.CHOICE,
+            "help.opt.fill",
+            choices=FILL_CHOICES,
+            default_from="fill",
+            images_only=True,
+        ),
+        Option(
+            "only_masked",
+            "--only-masked",
+            Kind.FLAG,
+            "help.opt.only_masked",
+            images_only=True,
+            discord_name="only_masked",
+        ),
+    ]
+
+
+@dataclass
+class _Token:
+    text: str
+    quoted: bool
+
+
+_DASHES = ("—", "–", "−")  # phones autocorrect "--" into these
+_QUOTES = {'"': '"', "“": "”", "„": "“", "”": "”"}
+
+
+def tokenize(text: str) -> list[_Token]:
+    """Split on whitespace; "double quotes" (straight or curly) group words."""
+    tokens: list[_Token] = []
+    i, n = 0, len(text)
+    while i < n:
+        ch = text[i]
+        if ch.isspace():
+            i += 1
+            continue
+        if ch in _QUOTES:
+            close = _QUOTES[ch]
+            end = text.find(close, i + 1)
+            if end < 0 and close != '"':
+                end = text.find('"', i + 1)
+            if end < 0:
+                raise OptionError("option.unclosed_quote")
+            tokens.append(_Token(text[i + 1 : end], True))
+            i = end + 1
+            continue
+        start = i
+        while i < n and not text[i].isspace():
+            i += 1
+        tokens.append(_Token(text[start:i], False))
+    return tokens
+
+
+def _as_flag(token: _Token) -> str | None:
+    if token.quoted:
+        return None
+    word = token.text
+    for dash in _DASHES:
+        if word.startswith(dash) and len(word) > 1 and word[1:2].isalpha():
+            return "--" + word[1:]
+    if word.startswith("--") and len(word) > 2 and word[2:3].isalpha():
+        return word
+    return None
+
+
+class DrawParser:
+    """Parses `/draw` text into a GenerationRequest using the option declaration."""
+
+    def __init__(self, options: list[Option], limits: Limits) -> None:
+        self.options = options
+        self.limits = limits
+        self._by_flag: dict[str, tuple[Option, bool]] = {}
+        for opt in options:
+            for flag in (opt.flag, *opt.aliases):
+                self._by_flag[flag] = (opt, True)
+            if opt.negation:
+                self._by_flag[opt.negation] = (opt, False)
+
+    def known_flags(self) -> list[str]:
+        """Every primary flag, in declaration order."""
+        flags: list[str] = []
+        for opt in self.options:
+            flags.append(opt.flag)
+            if opt.negation:
+                flags.append(opt.negation)
+        return flags
+
+    def _lookup(self, flag: str) -> tuple[Option, bool]:
+        found = self._by_flag.get(flag.lower())
+        if found is None:
+            close = difflib.get_close_matches(flag.lower(), list(self._by_flag), n=1, cutoff=0.6)
+            flags = ", ".join(self.known_flags())
+            known: str | Phrase = flags
+            if close:
+                hint = close[0]
+                known = Phrase(lambda loc: t(loc, "option.did_you_mean", known=flags, flag=hint))
+            raise OptionError("option.unknown", flag=flag, known=known)
+        return found
+
+    def parse(self, text: str, *, require_prompt: bool = True) -> GenerationRequest:
+        """Parse the whole text; raises OptionError (only) on anything wrong."""
+        tokens = tokenize(text)
+        prompt: list[str] = []
+        values: dict[str, Any] = {}
+        seen: dict[str, str] = {}
+        i = 0
+        while i < len(tokens):
+            tok = tokens[i]
+            flag = _as_flag(tok)
+            if flag is None:
+                prompt.append(tok.text)
+                i += 1
+                continue
+            inline: str | None = None
+            if "=" in flag:
+                flag, inline = flag.split("=", 1)
+            opt, positive = self._lookup(flag)
+            if opt.field in seen and seen[opt.field] != flag:
+                raise OptionError("option.conflict", a=seen[opt.field], b=flag)
+            seen[opt.field] = flag
+            i += 1
+            if opt.kind is Kind.FLAG:
+                values[opt.field] = positive
+                continue
+            if inline is not None:
+                raw = inline
+            elif opt.kind is Kind.TEXT:
+                words: list[str] = []
+                while i < len(tokens) and _as_flag(tokens[i]) is None:
+                    words.append(tokens[i].text)
+                    i += 1
+                raw = " ".join(words)
+            elif i < len(tokens) and _as_flag(tokens[i]) is None:
+                raw = tokens[i].text
+                i += 1
+            else:
+                raw = ""
+            if not raw.strip():
+                raise OptionError("option.missing_value", flag=flag, accepts=opt.accepts())
+            values[opt.field] = opt.coerce(raw)
+        if "aspect" in values and "size" in values:
+            raise OptionError("option.conflict", a="--ar", b="--size")
+        request = GenerationRequest(prompt=" ".join(prompt).strip())
+        size = values.pop("size", None)
+        if size is not None:
+            request.width, request.height = size
+        for name, value in values.items():
+            setattr(request, name, value)
+        validate_request(request, self.limits, require_prompt=require_prompt)
+        return request
+
+
+def validate_request(
+    request: GenerationRequest, limits: Limits, *, require_prompt: bool = True
+) -> None:
+    """Whole-request checks shared by every adapter (Discord options arrive already typed)."""
+    if require_prompt and not request.prompt:
+        raise OptionError("option.empty_prompt")
+    if len(request.prompt) > limits.max_prompt_length:
+        raise OptionError(
+            "option.prompt_too_long", length=len(request.prompt), limit=limits.max_prompt_length
+        )
+
+
+def snap8(value: float) -> int:
+    """Nearest multiple of 8, at least 64."""
+    return max(MIN_SIDE, round(value / 8.0) * 8)
+
+
+def resolve_size(
+    request: GenerationRequest, base: tuple[int, int], limits: Limits
+) -> tuple[int, int]:
+    """Final first-pass size: explicit size, else the base area at the requested ratio; snapped."""
+    if request.width and request.height:
+        width, height = snap8(request.width), snap8(request.height)
+    elif request.aspect:
+        area = base[0] * base[1]
+        a, b = request.aspect
+        width = snap8((area * a / b) ** 0.5)
+        height = snap8((area * b / a) ** 0.5)
+    else:
+        width, height = snap8(base[0]), snap8(base[1])
+    if width * height > limits.max_pixels:
+        side = int((limits.max_pixels**0.5) // 8 * 8)
+        raise OptionError(
+            "option.too_many_pixels",
+            width=width,
+            height=height,
+            limit=limits.max_pixels,
+            example=f"{side}x{side}",
+        )
+    return width, height
+
+
+def help_lines(options: list[Option], presets: PresetBook, locale: str | None) -> list[str]:
+    """`/help` text for the text syntax, generated from the declaration."""
+    lines = [t(locale, "help.draw_usage")]
+    default = presets.default
+    for opt in options:
+        head = opt.flag if opt.kind is Kind.FLAG else f"{opt.flag} {_metavar(opt)}"
+        if opt.negation:
+            head = f"{opt.flag} | {opt.negation}"
+        text = f"{head} — {t(locale, opt.help_key)}"
+        if opt.kind in (Kind.INT, Kind.FLOAT) and opt.low is not None:
+            text += f" ({t(locale, 'help.range', low=_num(opt.low), high=_num(opt.high))})"
+        if opt.kind is Kind.CHOICE and opt.choices:
+            text += f" ({', '.join(opt.choices)})"
+        shown = _default_of(opt, default)
+        if shown is not None:
+            text += f"; {t(locale, 'help.default', value=shown)}"
+        lines.append(text)
+    lines.append(t(locale, "help.example"))
+    return lines
+
+
+def _metavar(opt: Option) -> str:
+    return {
+        Kind.TEXT: "TEXT",
+        Kind.INT: "N",
+        Kind.FLOAT: "X",
+        Kind.SIZE: "WxH",
+        Kind.RATIO: "W:H",
+        Kind.CHOICE: "NAME",
+        Kind.FLAG: "",
+    }[opt.kind]
+
+
+def _default_of(opt: Option, preset: Any) -> str | None:
+    if opt.default_from is None:
+        return None
+    if opt.default_from == "size":
+        return f"{preset.width}x{preset.height}"
+    if opt.default_from == "fill":
+        return FILL_CHOICES[preset.inpainting_fill]
+    if opt.default_from == "negative":
+        return None  # long; shown by /settings instead
+    value = getattr(preset, opt.default_from)
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return _num(value) if isinstance(value, int | float) else str(value)
