@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_steps: int = 50
     max_images: int = 4
     max_prompt_length: int = 1000
+    max_upload_bytes: int = 20 * 1024 * 1024
+    retention_days: float = 30.0
 
     log_level: str = "INFO"
 
