@@ -1,20 +1,20 @@
 """One tree of errors; every one a user sees carries a catalogue key and says what to do.
 
-    DrawbridgeError                 (key + params → a sentence from bot.i18n)
-    ├── UserInputError              the request is wrong; nothing queued or charged
-    │   ├── OptionError             a flag is unknown, malformed or out of range
-    │   └── ImageError              an image cannot be used (format, size, corrupt, mask)
-    ├── RefusedError                the request is fine but not allowed now
-    │   ├── QuotaExceeded           not enough credits
-    │   ├── QueueFull               per-user cap on queued jobs reached
-    │   └── NotAllowed              e.g. cancelling another user's job
-    ├── NotFound                    unknown job, preset, model …
-    └── WebUIError                  a backend failed; carries the backend URL
-        ├── WebUIUnreachable        connection refused / DNS / reset
-        ├── WebUITimeout            no answer within the timeout
-        ├── WebUIAuthError          401: WEBUI_AUTH missing or wrong
-        ├── WebUINoAPI              404 on /sdapi/v1/*: started without --api
-        └── WebUIRequestError       4xx/5xx with a JSON error body (422, 500 …)
+DrawbridgeError                 (key + params → a sentence from bot.i18n)
+├── UserInputError              the request is wrong; nothing queued or charged
+│   ├── OptionError             a flag is unknown, malformed or out of range
+│   └── ImageError              an image cannot be used (format, size, corrupt, mask)
+├── RefusedError                the request is fine but not allowed now
+│   ├── QuotaExceeded           not enough credits
+│   ├── QueueFull               per-user cap on queued jobs reached
+│   └── NotAllowed              e.g. cancelling another user's job
+├── NotFound                    unknown job, preset, model …
+└── WebUIError                  a backend failed; carries the backend URL
+    ├── WebUIUnreachable        connection refused / DNS / reset
+    ├── WebUITimeout            no answer within the timeout
+    ├── WebUIAuthError          401: WEBUI_AUTH missing or wrong
+    ├── WebUINoAPI              404 on /sdapi/v1/*: started without --api
+    └── WebUIRequestError       4xx/5xx with a JSON error body (422, 500 …)
 """
 
 from __future__ import annotations

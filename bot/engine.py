@@ -1,0 +1,456 @@
+"""The core service adapters talk to: submit, cancel, status; it owns queue, dispatcher, quotas."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from bot.dispatcher import Dispatcher, Events, Running, model_key
+from bot.errors import (
+    DrawbridgeError,
+    NotAllowed,
+    NotFound,
+    OptionError,
+    QueueFull,
+    WebUIError,
+)
+from bot.fairqueue import Entry, FairQueue
+from bot.images.store import ImageStore
+from bot.options import DrawParser, Limits, draw_options, validate_request
+from bot.payload import Resolved, build_payload, cost, resolve
+from bot.presets import PresetBook, load_presets
+from bot.quota import Quotas
+from bot.settings import Settings
+from bot.types import (
+    GenerationRequest,
+    ImageResult,
+    JobResult,
+    JobState,
+    JobUpdate,
+    Replier,
+    Requester,
+)
+from bot.webui.client import GenerationResult, WebUIClient
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+ReplierFactory = Callable[[Requester, dict[str, Any]], Replier]
+
+
+@dataclass(eq=False, slots=True)
+class Job:
+    """A job the engine tracks from enqueue to its final state."""
+
+    id: str
+    requester: Requester
+    spec: Resolved
+    cost: int
+    replier: Replier
+    state: JobState = JobState.QUEUED
+    created: float = 0.0
+    started: float | None = None
+
+
+@dataclass
+class JobHandle:
+    """What submit returns: enough for the adapter's first reply."""
+
+    job_id: str
+    cost: int
+    position: int
+    eta_seconds: float
+
+
+def new_job_id() -> str:
+    """Short, URL- and callback-safe job id."""
+    return secrets.token_hex(5)
+
+
+class Engine(Events):
+    """Parse → reserve → fair queue → dispatcher → store and deliver."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database,
+        *,
+        clients: list[WebUIClient] | None = None,
+        presets: PresetBook | None = None,
+        store: ImageStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.presets = presets or load_presets(settings.presets_file)
+        self.limits = Limits.from_settings(settings)
+        self.options = draw_options(self.limits, self.presets)
+        self.parser = DrawParser(self.options, self.limits)
+        self.store = store or ImageStore(settings.data_dir / "images")
+        self.quotas = Quotas(db, settings)
+        self.queue = FairQueue()
+        self.jobs: dict[str, Job] = {}
+        self._pending: dict[str, int] = {}
+        self.repliers: dict[str, ReplierFactory] = {}
+        auth = settings.webui_credentials()
+        self._own_clients = clients is None
+        self.clients = clients or [
+            WebUIClient(
+                url,
+                auth=auth,
+                timeout=settings.webui_timeout,
+                connect_timeout=settings.webui_connect_timeout,
+            )
+            for url in settings.webui_urls
+        ]
+        self.dispatcher = Dispatcher(
+            self.clients,
+            self.queue,
+            self,
+            payload_for=self._payload_for,
+            progress_interval=settings.progress_interval,
+            stall_timeout=settings.stall_timeout,
+            max_attempts=settings.max_attempts,
+        )
+
+    # --- lifecycle -------------------------------------------------------------------
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        """Resume jobs left queued by a previous run, then start dispatching."""
+        await self._resume()
+        await self.dispatcher.start()
+
+    async def stop(self) -> None:
+        """Stop dispatching; queued jobs stay in storage for the next start."""
+        await self.dispatcher.stop()
+        if self._own_clients:
+            for client in self.clients:
+                await client.aclose()
+
+    def register_replier(self, platform: str, factory: ReplierFactory) -> None:
+        """Let jobs of `platform` be resumed after a restart (reply_ref → Replier)."""
+        self.repliers[platform] = factory
+
+    async def _resume(self) -> None:
+        await self.db.jobs.requeue_running()
+        for row in await self.db.jobs.list_by_state(["queued"]):
+            params = _json(row.params)
+            requester = Requester(**params["requester"])
+            factory = self.repliers.get(requester.platform)
+            if factory is None:
+                refunded = await self.quotas.release(row.id)
+                await self.db.jobs.set_state(
+                    row.id, "failed", error="not resumable after restart", finished_at=_now()
+                )
+                log.info("job %s not resumable (%s); refunded %s", row.id, row.platform, refunded)
+                continue
+            replier = factory(requester, _json(row.reply_ref) or {})
+            spec = Resolved.from_dict(params["spec"])
+            job = Job(row.id, requester, spec, row.cost, replier, created=time.monotonic())
+            self._enqueue(job)
+        if self.jobs:
+            log.info("resumed %d queued jobs", len(self.jobs))
+
+    # --- submitting ----------------------------------------------------------------------
+    async def submit(
+        self,
+        requester: Requester,
+        request: GenerationRequest,
+        replier: Replier,
+        *,
+        reply_ref: dict[str, Any] | None = None,
+        init_size: tuple[int, int] | None = None,
+    ) -> JobHandle:
+        """Validate, charge and queue a request; raises a DrawbridgeError with nothing charged."""
+        validate_request(request, self.limits)
+        user = requester.key
+        settings_row = await self.db.users.get_settings(user)
+        defaults = _row_dict(settings_row)
+        spec = resolve(
+            request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
+        )
+        self._check_catalogue(spec)
+        job_cost = cost(spec)
+        # count first, synchronously, so concurrent submits cannot both pass the cap
+        queued = self.queue.count(user) + self._pending.get(user, 0)
+        if queued >= self.settings.max_queued_per_user:
+            raise QueueFull(count=queued, limit=self.settings.max_queued_per_user)
+        self._pending[user] = self._pending.get(user, 0) + 1
+        job_id = new_job_id()
+        try:
+            await self.db.users.upsert(
+                user, requester.platform, requester.display_name, requester.locale
+            )
+            await self.quotas.reserve(user, job_id, job_cost)
+            try:
+                await self.db.jobs.create(
+                    id=job_id,
+                    user_key=user,
+                    platform=requester.platform,
+                    chat_id=requester.chat_id,
+                    mode=spec.mode.value,
+                    prompt=spec.prompt,
+                    params=_dumps(
+                        {"requester": _requester_dict(requester), "spec": spec.to_dict()}
+                    ),
+                    cost=job_cost,
+                    reply_ref=_dumps(reply_ref or {}),
+                )
+            except BaseException:
+                await self.quotas.release(job_id)
+                raise
+        finally:
+            self._pending[user] -= 1
+        job = Job(job_id, requester, spec, job_cost, replier, created=time.monotonic())
+        self._enqueue(job)
+        await self.dispatcher.notify()
+        position, eta = self.position(job_id)
+        with contextlib.suppress(Exception):
+            await replier.update(
+                JobUpdate(job_id, JobState.QUEUED, position=position, eta_seconds=eta)
+            )
+        return JobHandle(job_id, job_cost, position, eta)
+
+    def _enqueue(self, job: Job) -> None:
+        self.jobs[job.id] = job
+        self.queue.push(Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job))
+
+    def _check_catalogue(self, spec: Resolved) -> None:
+        """Reject a sampler or model no backend has: the WebUI would silently swap it."""
+        known_samplers = {s for b in self.dispatcher.backends for s in b.samplers}
+        if known_samplers and spec.sampler not in known_samplers:
+            match = {s.lower(): s for s in known_samplers}.get(spec.sampler.lower())
+            if match is None:
+                raise OptionError(
+                    "option.bad_choice",
+                    flag="--sampler",
+                    value=spec.sampler,
+                    choices=", ".join(sorted(known_samplers)),
+                )
+            spec.sampler = match
+        if spec.model:
+            titles = {m["title"]: m for b in self.dispatcher.backends for m in b.models}
+            if titles:
+                spec.model = self._match_model(spec.model, list(titles))
+
+    @staticmethod
+    def _match_model(name: str, titles: list[str]) -> str:
+        key = model_key(name)
+        for title in titles:
+            if title == name or model_key(title) == key:
+                return title
+        partial = [t for t in titles if key and key in model_key(t)]
+        if len(partial) == 1:
+            return partial[0]
+        raise OptionError(
+            "option.bad_choice",
+            flag="--model",
+            value=name,
+            choices=", ".join(sorted(model_key(t) for t in titles)),
+        )
+
+    # --- status ------------------------------------------------------------------------
+    def position(self, job_id: str) -> tuple[int, float]:
+        """(1-based queue position, estimated seconds until start); (0, 0) once running."""
+        if job_id not in self.queue:
+            return 0, 0.0
+        ahead, ahead_cost = self.queue.ahead(job_id)
+        backends = max(1, len(self.dispatcher.up_backends()))
+        rate = self.dispatcher.sec_per_credit()
+        eta = (self.dispatcher.remaining_work() + ahead_cost * rate) / backends
+        return ahead + 1, eta
+
+    def user_jobs(self, user_key: str) -> list[Job]:
+        """This user's queued and running jobs, oldest first."""
+        return sorted(
+            (j for j in self.jobs.values() if j.requester.key == user_key),
+            key=lambda j: j.created,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """Queue and backend summary for /queue and `drawbridge backends`."""
+        running = sum(len(b.inflight) for b in self.dispatcher.backends)
+        return {
+            "queued": len(self.queue),
+            "running": running,
+            "users": self.queue.users(),
+            "backends": [
+                {
+                    "url": b.name,
+                    "up": b.up,
+                    "model": b.model,
+                    "inflight": len(b.inflight),
+                    "error": b.last_error,
+                }
+                for b in self.dispatcher.backends
+            ],
+        }
+
+    # --- cancelling ---------------------------------------------------------------------
+    async def cancel(self, requester: Requester, job_id: str | None = None) -> int:
+        """Cancel a job (the user's newest when no id is given); returns credits refunded."""
+        if job_id is None:
+            mine = self.user_jobs(requester.key)
+            if not mine:
+                raise NotFound("queue.nothing_to_cancel")
+            job = mine[-1]
+        else:
+            found = self.jobs.get(job_id)
+            if found is None:
+                raise NotFound("queue.job_not_found", job=job_id)
+            job = found
+        if job.requester.key != requester.key and not requester.is_admin:
+            raise NotAllowed()
+        if self.queue.remove(job.id) is None:
+            run = self.dispatcher.find(job.id)
+            if run is None:
+                raise NotFound("queue.job_not_found", job=job.id)
+            await self.dispatcher.cancel_running(run)
+        refunded = await self.quotas.release(job.id)
+        await self._finish(job, JobState.CANCELLED)
+        with contextlib.suppress(Exception):
+            await job.replier.fail(
+                job.id, DrawbridgeError("queue.cancelled", credits=refunded), refunded
+            )
+        await self.dispatcher.notify()
+        return refunded
+
+    async def _finish(self, job: Job, state: JobState, **fields: Any) -> None:
+        job.state = state
+        self.jobs.pop(job.id, None)
+        await self.db.jobs.set_state(job.id, state.value, finished_at=_now(), **fields)
+
+    # --- dispatcher events ---------------------------------------------------------------
+    async def _payload_for(self, entry: Entry) -> dict[str, Any]:
+        job: Job = entry.item
+        spec = job.spec
+        if spec.init_image is None:
+            return build_payload(spec)
+        init_b64, mask_b64 = await asyncio.to_thread(self._encode_inputs, spec)
+        return build_payload(spec, init_b64=init_b64, mask_b64=mask_b64)
+
+    def _encode_inputs(self, spec: Resolved) -> tuple[str, str | None]:
+        assert spec.init_image is not None
+        init = base64.b64encode(self.store.get(spec.init_image)).decode()
+        mask = base64.b64encode(self.store.get(spec.mask)).decode() if spec.mask else None
+        return init, mask
+
+    async def started(self, run: Running) -> None:
+        job: Job = run.entry.item
+        job.state = JobState.RUNNING
+        job.started = time.monotonic()
+        await self.db.jobs.set_state(
+            job.id,
+            "running",
+            backend=run.backend.url,
+            started_at=_now(),
+            attempts=self.dispatcher.attempts.get(job.id, 1),
+        )
+        with contextlib.suppress(Exception):
+            await job.replier.update(JobUpdate(job.id, JobState.RUNNING, progress=0.0))
+
+    async def progress(self, run: Running, fraction: float, preview: bytes | None) -> None:
+        job: Job = run.entry.item
+        with contextlib.suppress(Exception):
+            await job.replier.update(
+                JobUpdate(job.id, JobState.RUNNING, progress=fraction, preview=preview)
+            )
+
+    async def finished(self, run: Running, result: GenerationResult, elapsed: float) -> None:
+        job: Job = run.entry.item
+        if job.id not in self.jobs:
+            return  # cancelled meanwhile
+        images = []
+        refs: list[str] = []
+        for i, data in enumerate(result.images):
+            ref = await asyncio.to_thread(self.store.put, data)
+            refs.append(ref)
+            seed = result.seeds[i] if i < len(result.seeds) else job.spec.seed + i
+            info = result.infotexts[i] if i < len(result.infotexts) else ""
+            width, height = _png_size(data) or (result.width, result.height)
+            images.append(ImageResult(data, seed, width, height, info))
+            await self.db.results.add(job.id, i, ref, seed, width, height, info)
+        model = result.model or job.spec.model or run.backend.model or ""
+        await self._finish(job, JobState.DONE, result_refs=_dumps(refs))
+        delivered = JobResult(
+            job.id, images, job.spec.prompt, model, elapsed, job.cost, mode=job.spec.mode
+        )
+        try:
+            await job.replier.deliver(delivered)
+        except Exception:
+            log.exception("delivering job %s failed; refunding", job.id)
+            await self.quotas.release(job.id)
+            return
+        await self.quotas.settle(job.id)
+
+    async def failed(self, run: Running, error: DrawbridgeError) -> None:
+        job: Job = run.entry.item
+        if job.id not in self.jobs:
+            return
+        refunded = await self.quotas.release(job.id)
+        await self._finish(job, JobState.FAILED, error=error.render("en")[:500])
+        with contextlib.suppress(Exception):
+            await job.replier.fail(job.id, error, refunded)
+
+    async def retrying(self, run: Running, error: WebUIError) -> None:
+        job: Job = run.entry.item
+        job.state = JobState.QUEUED
+        await self.db.jobs.set_state(job.id, "queued", error=error.render("en")[:500])
+        attempt = self.dispatcher.attempts.get(job.id, 1) + 1
+        with contextlib.suppress(Exception):
+            await job.replier.update(
+                JobUpdate(job.id, JobState.QUEUED, attempt=attempt, note="queue.retrying")
+            )
+
+    async def discarded(self, run: Running) -> None:
+        log.info("dropped the result of cancelled job %s", run.entry.job_id)
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
+        return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    return None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _json(text: str | None) -> Any:
+    return json.loads(text) if text else None
+
+
+def _requester_dict(r: Requester) -> dict[str, Any]:
+    return {
+        "platform": r.platform,
+        "user_id": r.user_id,
+        "display_name": r.display_name,
+        "chat_id": r.chat_id,
+        "locale": r.locale,
+        "is_admin": r.is_admin,
+    }
+
+
+def _row_dict(row: Any) -> dict[str, Any]:
+    if row is None:
+        return {}
+    fields = ("preset", "width", "height", "steps", "negative")
+    return {f: getattr(row, f, None) for f in fields}

@@ -1,0 +1,63 @@
+"""From the bytes a user sent to a request the WebUI can run: init image, mask, mode, notes."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot.errors import ImageError
+from bot.i18n import t
+from bot.images.ingest import ingest
+from bot.images.masks import derive_mask, mask_from_alpha
+from bot.types import GenerationRequest, Mode
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
+
+
+@dataclass
+class Prepared:
+    """What the images turned into."""
+
+    init_size: tuple[int, int] | None = None
+    mask_kind: str | None = None
+    coverage: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+async def prepare_images(
+    engine: Engine,
+    request: GenerationRequest,
+    init: bytes | None,
+    mask: bytes | None,
+    *,
+    locale: str | None = "en",
+) -> Prepared:
+    """Ingest, store by reference and decide the mask; sets the request's mode and refs."""
+    if init is None:
+        if mask is not None:
+            raise ImageError("mask.needs_init")
+        return Prepared()
+    settings = engine.settings
+    limits = {"max_pixels": settings.max_pixels, "max_bytes": settings.max_upload_bytes}
+    image = await asyncio.to_thread(ingest, init, **limits)
+    request.init_image = await asyncio.to_thread(engine.store.put, image.png)
+    request.mode = Mode.IMG2IMG
+    prepared = Prepared(init_size=(image.width, image.height))
+    if mask is not None:
+        candidate = await asyncio.to_thread(ingest, mask, **limits)
+        result = await asyncio.to_thread(derive_mask, image.png, candidate.png)
+    elif image.has_alpha:
+        result = await asyncio.to_thread(mask_from_alpha, image.png)
+    else:
+        result = None
+    if result is not None:
+        request.mask = await asyncio.to_thread(engine.store.put, result.mask_png)
+        request.mode = Mode.INPAINT
+        prepared.mask_kind = result.kind
+        prepared.coverage = result.coverage
+        prepared.notes.append(
+            t(locale, f"mask.used_{result.kind}", percent=round(result.coverage * 100))
+        )
+    return prepared

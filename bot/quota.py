@@ -1,0 +1,93 @@
+"""Quota as a service: the quota day, the reset label users see, and the daily reset job."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+    from storage.db import Database
+
+
+def quota_day(now: datetime, reset: time, tz: ZoneInfo) -> str:
+    """The quota day `now` falls in: days start at the reset time in the operator's time zone."""
+    local = now.astimezone(tz)
+    day = local.date()
+    if local.timetz().replace(tzinfo=None) < reset:
+        day -= timedelta(days=1)
+    return day.isoformat()
+
+
+def next_reset(now: datetime, reset: time, tz: ZoneInfo) -> datetime:
+    """When credits next refill."""
+    local = now.astimezone(tz)
+    candidate = datetime.combine(local.date(), reset, tzinfo=tz)
+    if candidate <= local:
+        candidate += timedelta(days=1)
+    return candidate
+
+
+@dataclass
+class Quotas:
+    """Reserve at enqueue, settle on delivery, release on failure or cancel."""
+
+    db: Database
+    settings: Settings
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.settings.quota_timezone)
+
+    def today(self, now: datetime | None = None) -> str:
+        """Current quota day."""
+        now = now or datetime.now(self.tz)
+        return quota_day(now, self.settings.quota_reset_time, self.tz)
+
+    def reset_label(self, now: datetime | None = None) -> str:
+        """Next refill, as users read it, e.g. '00:00 UTC'."""
+        now = now or datetime.now(self.tz)
+        when = next_reset(now, self.settings.quota_reset_time, self.tz)
+        return f"{when:%H:%M} {self.settings.quota_timezone}"
+
+    async def reserve(self, user_key: str, job_id: str, cost: int) -> Any:
+        """Take `cost` credits for a job, or raise QuotaExceeded."""
+        return await self.db.quota.reserve(
+            user_key,
+            job_id,
+            cost,
+            allowance=self.settings.allowance_for(user_key),
+            today=self.today(),
+            reset=self.reset_label(),
+        )
+
+    async def settle(self, job_id: str) -> None:
+        """The job delivered: the reservation becomes a charge."""
+        await self.db.quota.settle(job_id)
+
+    async def release(self, job_id: str) -> int:
+        """The job failed or was cancelled: give the credits back (once)."""
+        return int(await self.db.quota.release(job_id))
+
+    async def show(self, user_key: str) -> Any:
+        """Balance view for /quota and `drawbridge quota show`."""
+        return await self.db.quota.show(
+            user_key, allowance=self.settings.allowance_for(user_key), today=self.today()
+        )
+
+    async def grant(self, user_key: str, amount: int) -> int:
+        """Add persistent extra credits; returns the new available balance."""
+        return int(
+            await self.db.quota.grant(
+                user_key,
+                amount,
+                allowance=self.settings.allowance_for(user_key),
+                today=self.today(),
+            )
+        )
+
+    async def reset_all(self) -> None:
+        """The daily cron job; lazy resets make a missed run harmless."""
+        await self.db.quota.reset_all(self.today(), self.settings.allowance_for)
