@@ -1,0 +1,246 @@
+"""The core end to end: engine + dispatcher + quotas over real dev-webui servers and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bot.devwebui import DevWebUI
+from bot.engine import Engine
+from bot.errors import NotAllowed, QueueFull, QuotaExceeded
+from bot.presets import PresetBook, Preset
+from bot.types import GenerationRequest, JobState, Requester
+from storage.db import Database
+from tests.support import MemoryReplier, make_settings
+
+ALICE = Requester("test", "alice", "Alice")
+BOB = Requester("test", "bob", "Bob")
+ADMIN = Requester("test", "root", "Root", is_admin=True)
+
+SMALL = {"width": 256, "height": 256, "steps": 4, "hires": False}
+
+
+def small(prompt: str = "a red fox", **kw) -> GenerationRequest:
+    return GenerationRequest(prompt, **{**SMALL, **kw})
+
+
+@contextlib.asynccontextmanager
+async def running_engine(
+    tmp_path: Path, backends: list[DevWebUI], presets: PresetBook | None = None, **overrides
+) -> AsyncIterator[Engine]:
+    settings = make_settings(tmp_path, [b.url for b in backends], **overrides)
+    async with Database(settings.database_url) as db:
+        engine = Engine(settings, db, presets=presets)
+        async with engine:
+            yield engine
+
+
+async def test_job_runs_with_exact_values_and_is_charged(tmp_path):
+    async with DevWebUI(delay=0.05) as webui, running_engine(tmp_path, [webui]) as engine:
+        replier = MemoryReplier()
+        handle = await engine.submit(
+            ALICE, engine.parser.parse("a red fox --seed 42 --steps 20 --size 512x512 --no-hires"),
+            replier,
+        )
+        await replier.wait(lambda r: r.finished)
+        assert replier.results, replier.failures
+        result = replier.results[0]
+        assert (result.images[0].width, result.images[0].height) == (512, 512)
+        assert result.images[0].seed == 42
+        path, body = [r for r in webui.requests if r[0].endswith("/txt2img")][-1]
+        assert (body["seed"], body["steps"], body["width"], body["height"]) == (42, 20, 512, 512)
+        view = await engine.quotas.show(ALICE.key)
+        assert handle.cost == 1
+        assert view.available == 10_000 - 1 and view.reserved == 0
+
+
+async def test_burst_from_one_user_does_not_starve_another(tmp_path):
+    """50 queued jobs from one user; another user's single job starts within two job-times."""
+    async with DevWebUI(delay=0.05) as webui, running_engine(tmp_path, [webui]) as engine:
+        log: list[tuple[str, str, str]] = []
+        heavy = MemoryReplier("heavy", log)
+        light = MemoryReplier("light", log)
+        for i in range(50):
+            await engine.submit(ALICE, small(f"burst {i}"), heavy)
+        await heavy.wait(lambda r: len(r.results) >= 2)
+        log.append(("submit", "light", ""))
+        await engine.submit(BOB, small("just one"), light)
+        await light.wait(lambda r: r.results, timeout=20)
+        marker = log.index(("submit", "light", ""))
+        light_start = log.index(("started", "light", light.results[0].job_id))
+        heavy_dispatched = [e for e in log[marker:light_start] if e[:2] == ("started", "heavy")]
+        heavy_finished = [e for e in log[marker:light_start] if e[:2] == ("done", "heavy")]
+        # Ahead of the light job: only what was already on the backend (one running, one
+        # waiting on the WebUI's lock), so it starts within two job-times of being queued.
+        assert len(heavy_dispatched) <= 1
+        assert len(heavy_finished) <= 2
+        assert len(heavy.results) < 50  # the burst was still going when light ran
+
+
+async def test_per_user_cap_refuses_with_a_clear_message(tmp_path):
+    async with DevWebUI(delay=0.3) as webui, running_engine(
+        tmp_path, [webui], max_queued_per_user=2
+    ) as engine:
+        replier = MemoryReplier()
+        for _ in range(4):  # two go to the backend at once (running + prefetched)
+            with contextlib.suppress(QueueFull):
+                await engine.submit(ALICE, small(), replier)
+        with pytest.raises(QueueFull) as info:
+            await engine.submit(ALICE, small(), replier)
+        assert info.value.render("en") == (
+            "You already have 2 jobs waiting (the limit is 2). "
+            "Wait for one to finish or /cancel one."
+        )
+        await engine.submit(BOB, small(), MemoryReplier())  # others are not affected
+
+
+async def test_quota_exhausted_charges_nothing_and_queues_nothing(tmp_path):
+    async with DevWebUI(delay=0.05) as webui, running_engine(
+        tmp_path, [webui], daily_credits=3
+    ) as engine:
+        replier = MemoryReplier()
+        with pytest.raises(QuotaExceeded) as info:
+            await engine.submit(ALICE, engine.parser.parse("fox --n 4 --size 512x512 --steps 20"),
+                                replier)
+        assert "This needs 4 credits and you have 3 left." in info.value.render("en")
+        assert len(engine.queue) == 0 and not replier.updates
+        assert (await engine.quotas.show(ALICE.key)).available == 3
+
+
+async def test_position_and_eta(tmp_path):
+    async with DevWebUI(delay=0.4) as webui, running_engine(tmp_path, [webui]) as engine:
+        replier = MemoryReplier()
+        handles = [await engine.submit(ALICE, small(f"p{i}"), replier) for i in range(4)]
+        await asyncio.sleep(0.1)
+        queued = [h for h in handles if h.job_id in engine.queue]
+        positions = [engine.position(h.job_id) for h in queued]
+        assert [p for p, _ in positions] == list(range(1, len(queued) + 1))
+        etas = [eta for _, eta in positions]
+        assert etas == sorted(etas) and etas[0] > 0
+        first_update = replier.updates[0]
+        assert first_update.state is JobState.QUEUED and first_update.position is not None
+
+
+async def test_cancel_queued_refunds_and_never_runs(tmp_path):
+    async with DevWebUI(delay=0.3) as webui, running_engine(tmp_path, [webui]) as engine:
+        replier = MemoryReplier()
+        handles = [await engine.submit(ALICE, small(f"c{i}"), replier) for i in range(4)]
+        last = handles[-1]
+        assert last.job_id in engine.queue
+        with pytest.raises(NotAllowed):
+            await engine.cancel(BOB, last.job_id)
+        refunded = await engine.cancel(ALICE, last.job_id)
+        assert refunded == last.cost
+        await replier.wait(lambda r: len(r.results) == 3, timeout=10)
+        prompts = [b["prompt"] for p, b in webui.requests if p.endswith("/txt2img")]
+        assert "c3" not in prompts
+        job_id, error, credits = replier.failures[0]
+        assert job_id == last.job_id and credits == last.cost
+        assert error.render("en") == f"Cancelled. Your {last.cost} credits were returned."
+        assert (await engine.quotas.show(ALICE.key)).reserved == 0
+
+
+async def test_cancel_running_interrupts_after_progress_confirms(tmp_path):
+    async with DevWebUI(delay=2.0) as webui, running_engine(tmp_path, [webui]) as engine:
+        replier = MemoryReplier()
+        handle = await engine.submit(ALICE, small("long one"), replier)
+        await replier.wait(lambda r: any(u.progress and u.progress > 0 for u in r.updates))
+        before = (await engine.quotas.show(ALICE.key)).available
+        refunded = await engine.cancel(ADMIN, handle.job_id)  # an admin may cancel anyone's
+        assert refunded == handle.cost
+        paths = [p for p, _ in webui.requests]
+        assert "/sdapi/v1/interrupt" in paths
+        # the interrupt came after a progress poll that showed the job running
+        assert paths.index("/sdapi/v1/interrupt") > paths.index("/sdapi/v1/progress")
+        assert (await engine.quotas.show(ALICE.key)).available == before + handle.cost
+        await asyncio.sleep(0.3)
+        assert not replier.results  # partial images of a cancelled job are dropped
+
+
+async def test_failure_refunds_and_says_why(tmp_path):
+    presets = PresetBook(default=Preset(hr_upscaler="No Such Upscaler"))
+    async with DevWebUI(delay=0.05) as webui, running_engine(
+        tmp_path, [webui], presets=presets
+    ) as engine:
+        replier = MemoryReplier()
+        handle = await engine.submit(ALICE, GenerationRequest("fox", width=256, height=256,
+                                                              steps=4), replier)
+        await replier.wait(lambda r: r.failures)
+        job_id, error, refunded = replier.failures[0]
+        assert refunded == handle.cost
+        assert "rejected /sdapi/v1/txt2img (500" in error.render("en")
+        view = await engine.quotas.show(ALICE.key)
+        assert view.available == 10_000 and view.reserved == 0
+
+
+async def test_three_backends_one_killed_every_job_completes_once(tmp_path):
+    backends = [DevWebUI(delay=0.3) for _ in range(3)]
+    async with contextlib.AsyncExitStack() as stack:
+        for b in backends:
+            await stack.enter_async_context(b)
+        async with running_engine(tmp_path, backends) as engine:
+            replier = MemoryReplier()
+            users = [Requester("test", f"u{i}") for i in range(4)]
+            handles = []
+            for i in range(12):
+                handles.append(await engine.submit(users[i % 4], small(f"job {i}"), replier))
+            victim = backends[1]
+            await replier.wait(lambda r: any(
+                u.state is JobState.RUNNING for u in r.updates), timeout=5)
+            await asyncio.sleep(0.1)
+            await victim.kill()
+            await replier.wait(lambda r: r.finished >= 12, timeout=30)
+            delivered = [r.job_id for r in replier.results]
+            assert sorted(delivered) == sorted(h.job_id for h in handles)
+            assert len(delivered) == len(set(delivered))  # exactly once
+            assert not replier.failures
+            assert any(u.note == "queue.retrying" for u in replier.updates)
+            down = [b for b in engine.dispatcher.backends if not b.up]
+            assert [b.url for b in down] == [victim.url]
+            assert "Could not connect to the WebUI at" in down[0].last_error
+
+
+async def test_backend_comes_back_after_health_check(tmp_path):
+    webui = DevWebUI(delay=0.05)
+    await webui.start()
+    port = webui.port
+    await webui.kill()
+    async with running_engine(tmp_path, [webui]) as engine:
+        assert not engine.dispatcher.up_backends()
+        replier = MemoryReplier()
+        await engine.submit(ALICE, small(), replier)
+        revived = DevWebUI(delay=0.05, port=port)
+        async with revived:
+            await engine.dispatcher.check_all()  # what the APScheduler job runs
+            await replier.wait(lambda r: r.results, timeout=10)
+
+
+async def test_ledger_sums_to_balances_after_mixed_outcomes(tmp_path):
+    async with DevWebUI(delay=0.1) as webui, running_engine(tmp_path, [webui]) as engine:
+        replier = MemoryReplier()
+        handles = [await engine.submit(ALICE, small(f"l{i}"), replier) for i in range(5)]
+        await engine.cancel(ALICE, handles[-1].job_id)
+        await replier.wait(lambda r: r.finished >= 5, timeout=15)
+        view = await engine.quotas.show(ALICE.key)
+        spent = sum(h.cost for h in handles[:-1])
+        assert view.available == 10_000 - spent
+        ledger = await engine.db.quota.ledger_balance(
+            ALICE.key, allowance=10_000, today=engine.quotas.today()
+        )
+        assert ledger == view.available
+
+
+async def test_model_is_validated_against_backends(tmp_path):
+    async with DevWebUI(delay=0.05) as webui, running_engine(tmp_path, [webui]) as engine:
+        from bot.errors import OptionError
+
+        with pytest.raises(OptionError) as info:
+            await engine.submit(ALICE, small(model="nonexistent-model"), MemoryReplier())
+        assert info.value.render("en").startswith("--model must be one of:")
+        with pytest.raises(OptionError):
+            await engine.submit(ALICE, small(sampler="k_euler"), MemoryReplier())
+        assert len(engine.queue) == 0
