@@ -33,6 +33,9 @@ from bot.webui.client import GenerationResult, WebUIClient
 
 log = logging.getLogger(__name__)
 
+# what a job asks of a backend: built just before sending, so queued jobs hold no payload
+WebUICall = Callable[[WebUIClient], Awaitable[GenerationResult]]
+
 SKIP_LIMIT = 3  # a job waiting for its model may be passed over this many times, then it runs
 
 
@@ -52,7 +55,7 @@ class Running:
 
     entry: Entry
     backend: Backend
-    payload_factory: Callable[[], Awaitable[dict[str, Any]]]
+    prepare: Callable[[], Awaitable[WebUICall]]
     sent_at: float = 0.0
     started_at: float | None = None
     timestamp: str | None = None
@@ -132,7 +135,7 @@ class Dispatcher:
         queue: FairQueue,
         events: Events,
         *,
-        payload_for: Callable[[Entry], Awaitable[dict[str, Any]]],
+        call_for: Callable[[Entry], Awaitable[WebUICall]],
         progress_interval: float = 1.0,
         stall_timeout: float = 180.0,
         max_attempts: int = 3,
@@ -141,7 +144,7 @@ class Dispatcher:
         self.backends = [Backend(c) for c in clients]
         self.queue = queue
         self.events = events
-        self.payload_for = payload_for
+        self.call_for = call_for
         self.progress_interval = progress_interval
         self.stall_timeout = stall_timeout
         self.max_attempts = max_attempts
@@ -236,7 +239,7 @@ class Dispatcher:
                 entry = self._choose(backend)
             if entry is None:
                 continue
-            run = Running(entry, backend, lambda e=entry: self.payload_for(e))
+            run = Running(entry, backend, lambda e=entry: self.call_for(e))
             backend.inflight.append(run)
             run.task = asyncio.create_task(self._run(run), name=f"job {entry.job_id}")
             self._runs.add(run.task)
@@ -269,15 +272,12 @@ class Dispatcher:
         entry = run.entry
         self.attempts[entry.job_id] = self.attempts.get(entry.job_id, 0) + 1
         try:
-            payload = await run.payload_factory()
+            call = await run.prepare()
             run.sent_at = time.monotonic()
             if len(backend.inflight) == 1 or backend.inflight[0] is run:
                 run.started_at = run.sent_at
             await self.events.started(run)
-            call = (
-                backend.client.txt2img if "init_images" not in payload else backend.client.img2img
-            )
-            result = await call(payload)
+            result = await call(backend.client)
         except asyncio.CancelledError:
             if run.down_error is None or self._closing:
                 raise

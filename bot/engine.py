@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.dispatcher import Dispatcher, Events, Running, model_key
+from bot.dispatcher import Dispatcher, Events, Running, WebUICall, model_key
 from bot.errors import (
     DrawbridgeError,
     NotAllowed,
@@ -26,7 +26,15 @@ from bot.errors import (
 from bot.fairqueue import Entry, FairQueue
 from bot.images.store import ImageStore
 from bot.options import DrawParser, Limits, draw_options, validate_request
-from bot.payload import Resolved, build_payload, cost, resolve
+from bot.payload import (
+    Resolved,
+    build_payload,
+    cost,
+    reroll_of,
+    resolve,
+    upscale_of,
+    variation_of,
+)
 from bot.presets import PresetBook, load_presets
 from bot.quota import Quotas
 from bot.settings import Settings
@@ -36,6 +44,7 @@ from bot.types import (
     JobResult,
     JobState,
     JobUpdate,
+    Mode,
     Replier,
     Requester,
 )
@@ -69,6 +78,18 @@ class JobHandle:
     cost: int
     position: int
     eta_seconds: float
+
+
+@dataclass
+class ActionOutcome:
+    """What a button press did."""
+
+    kind: str
+    job_id: str
+    index: int
+    handle: JobHandle | None = None
+    png: bytes | None = None
+    refunded: int | None = None
 
 
 def new_job_id() -> str:
@@ -115,7 +136,7 @@ class Engine(Events):
             self.clients,
             self.queue,
             self,
-            payload_for=self._payload_for,
+            call_for=self._call_for,
             progress_interval=settings.progress_interval,
             stall_timeout=settings.stall_timeout,
             max_attempts=settings.max_attempts,
@@ -183,6 +204,18 @@ class Engine(Events):
         spec = resolve(
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
+        return await self.submit_spec(requester, spec, replier, reply_ref=reply_ref)
+
+    async def submit_spec(
+        self,
+        requester: Requester,
+        spec: Resolved,
+        replier: Replier,
+        *,
+        reply_ref: dict[str, Any] | None = None,
+    ) -> JobHandle:
+        """Charge and queue fully resolved values (reroll, variations, upscale reuse this)."""
+        user = requester.key
         self._check_catalogue(spec)
         job_cost = cost(spec)
         # count first, synchronously, so concurrent submits cannot both pass the cap
@@ -329,19 +362,100 @@ class Engine(Events):
         await self.dispatcher.notify()
         return refunded
 
+    # --- actions on results (buttons) ------------------------------------------------------
+    async def action_key(self, job_id: str, index: int, kind: str) -> str:
+        """A short key a button carries (callback_data / custom_id); survives restarts."""
+        return str(await self.db.actions.create(job_id, index, kind))
+
+    async def act(
+        self,
+        requester: Requester,
+        key: str,
+        replier: Replier,
+        *,
+        reply_ref: dict[str, Any] | None = None,
+    ) -> ActionOutcome:
+        """Run a button: reroll/variations/upscale are new jobs charged to whoever pressed;
+        original returns the stored PNG; cancel and delete are for the owner or an admin."""
+        action = await self.db.actions.get(key)
+        if action is None:
+            raise NotFound("action.expired")
+        row = await self.db.jobs.get(action.job_id)
+        if row is None:
+            raise NotFound("action.expired")
+        params = _json(row.params)
+        owner = params["requester"]
+        is_owner = f"{owner['platform']}:{owner['user_id']}" == requester.key
+        kind = action.kind
+        outcome = ActionOutcome(kind, action.job_id, action.image_index)
+        if kind == "cancel":
+            outcome.refunded = await self.cancel(requester, action.job_id)
+            return outcome
+        if kind == "delete":
+            if not (is_owner or requester.is_admin):
+                raise NotAllowed()
+            return outcome
+        spec = Resolved.from_dict(params["spec"])
+        if kind == "reroll":
+            outcome.handle = await self.submit_spec(
+                requester, reroll_of(spec), replier, reply_ref=reply_ref
+            )
+            return outcome
+        result = await self._result(action.job_id, action.image_index)
+        if kind == "original":
+            outcome.png = await asyncio.to_thread(self.store.get, result.image_ref)
+            return outcome
+        preset = self.presets.default
+        if kind == "variations":
+            new = variation_of(spec, result.image_ref, preset.variation_strength)
+        elif kind == "upscale":
+            new = upscale_of(
+                spec,
+                result.image_ref,
+                (result.width, result.height),
+                preset.upscaler,
+                preset.upscale_factor,
+            )
+        else:
+            raise NotFound("action.expired")
+        if not await asyncio.to_thread(self.store.exists, result.image_ref):
+            raise NotFound("action.expired")
+        outcome.handle = await self.submit_spec(requester, new, replier, reply_ref=reply_ref)
+        return outcome
+
+    async def _result(self, job_id: str, index: int) -> Any:
+        for result in await self.db.results.for_job(job_id):
+            if result.image_index == index:
+                return result
+        raise NotFound("action.expired")
+
     async def _finish(self, job: Job, state: JobState, **fields: Any) -> None:
         job.state = state
         self.jobs.pop(job.id, None)
         await self.db.jobs.set_state(job.id, state.value, finished_at=_now(), **fields)
 
     # --- dispatcher events ---------------------------------------------------------------
-    async def _payload_for(self, entry: Entry) -> dict[str, Any]:
+    async def _call_for(self, entry: Entry) -> WebUICall:
         job: Job = entry.item
         spec = job.spec
+        if spec.mode is Mode.UPSCALE:
+            assert spec.init_image is not None
+            source = await asyncio.to_thread(self.store.get, spec.init_image)
+
+            async def upscale(client: WebUIClient) -> GenerationResult:
+                png = await client.extra_single_image(
+                    source, upscaler=spec.hr_upscaler, scale=spec.hr_scale
+                )
+                width, height = _png_size(png) or spec.final_size
+                return GenerationResult([png], {}, [spec.seed], [""], width, height, "")
+
+            return upscale
         if spec.init_image is None:
-            return build_payload(spec)
+            payload = build_payload(spec)
+            return lambda client: client.txt2img(payload)
         init_b64, mask_b64 = await asyncio.to_thread(self._encode_inputs, spec)
-        return build_payload(spec, init_b64=init_b64, mask_b64=mask_b64)
+        payload = build_payload(spec, init_b64=init_b64, mask_b64=mask_b64)
+        return lambda client: client.img2img(payload)
 
     def _encode_inputs(self, spec: Resolved) -> tuple[str, str | None]:
         assert spec.init_image is not None

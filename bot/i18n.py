@@ -180,6 +180,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "eta.seconds": {"en": "{n} s", "zh": "{n} 秒"},
     "eta.minutes": {"en": "{n} min", "zh": "{n} 分钟"},
+    "action.expired": {
+        "en": "This button no longer works (the picture was cleaned up). Send /draw again.",
+        "zh": "这个按钮已失效（图片已被清理）。请重新发送 /draw。",
+    },
     # --- quota ---------------------------------------------------------------------------
     "quota.exceeded": {
         "en": "This needs {cost} credits and you have {balance} left. "
@@ -230,6 +234,85 @@ MESSAGES: dict[str, dict[str, str]] = {
     "webui.bad_response": {
         "en": "The WebUI at {url} sent an answer on {path} that is not an image result.",
         "zh": "{url} 的 WebUI 对 {path} 的返回不是图片结果。",
+    },
+    # --- images --------------------------------------------------------------------------
+    "image.unreadable": {
+        "en": "That picture cannot be used. Please send a PNG, JPEG, WebP or GIF picture.",
+        "zh": "这张图片无法使用。请发送 PNG、JPEG、WebP 或 GIF 图片。",
+    },
+    "image.bad_format": {
+        "en": "That file is not a picture I can read. Please send one of: {formats} "
+        "(a photo or screenshot works).",
+        "zh": "这个文件不是我能读取的图片。请发送以下格式之一：{formats}（照片或截图都可以）。",
+    },
+    "image.too_large_file": {
+        "en": "That file is {size}; the limit is {limit}. Please send a smaller picture "
+        "(sending it as a photo rather than as a file makes it smaller).",
+        "zh": "这个文件有 {size}，上限是 {limit}。请发送小一些的图片（以照片而不是文件的方式发送会更小）。",
+    },
+    "image.too_many_pixels": {
+        "en": "That picture has too many pixels to open safely (the limit is {limit} megapixels). "
+        "Please send a smaller copy, or send it as a photo rather than as a file.",
+        "zh": "这张图片像素太多，无法安全打开（上限 {limit} 百万像素）。"
+        "请发送缩小后的版本，或以照片而不是文件的方式发送。",
+    },
+    "image.corrupt": {
+        "en": "That picture could not be read: the file looks damaged or incomplete. "
+        "Please send it again, ideally as a PNG or JPEG.",
+        "zh": "无法读取这张图片：文件似乎已损坏或不完整。请重新发送，最好是 PNG 或 JPEG。",
+    },
+    "image.zero_size": {
+        "en": "That picture is empty (it has no width or no height). "
+        "Please send a normal photo or screenshot.",
+        "zh": "这张图片是空的（宽度或高度为零）。请发送一张正常的照片或截图。",
+    },
+    "image.bad_aspect": {
+        "en": "A {width}×{height} picture is too long and thin to work with. Please crop it so "
+        "that one side is at most {max_ratio} times the other, and send it again.",
+        "zh": "{width}×{height} 的图片太细长了，无法处理。请裁剪到长边不超过短边的 {max_ratio} 倍后重新发送。",
+    },
+    "image.too_small": {
+        "en": "A {width}×{height} picture is too small to work with. Please send one at least "
+        "{min_side} pixels on each side.",
+        "zh": "{width}×{height} 的图片太小了，无法处理。请发送每边至少 {min_side} 像素的图片。",
+    },
+    "image.expired": {
+        "en": "That picture is no longer stored (older pictures are cleared out). "
+        "Please send it again.",
+        "zh": "这张图片已不再保存（较早的图片会被清理）。请重新发送。",
+    },
+    "mask.empty": {
+        "en": "I could not find anything marked to change. Paint over the part to change in a "
+        "bright colour and send it back as a reply, or send a black-and-white mask "
+        "(white = change).",
+        "zh": "没有找到标记为要修改的部分。请用鲜艳的颜色涂抹要修改的区域并以回复的方式发回，"
+        "或发送一张黑白蒙版（白色 = 修改）。",
+    },
+    "mask.full": {
+        "en": "The mask covers the whole picture, so there is nothing to keep. Paint over only "
+        "the part to change (or use img2img to redraw everything).",
+        "zh": "蒙版覆盖了整张图片，没有需要保留的部分。请只涂抹要修改的区域（或用图生图重绘整张图）。",
+    },
+    "mask.unrelated": {
+        "en": "That second picture does not look like the first one painted over. Send one of: "
+        "the same picture with the part to change painted in a bright colour (not cropped); "
+        "a black-and-white mask, white = change; or a PNG with the part to change erased "
+        "(transparent). To redraw everything, use img2img instead.",
+        "zh": "第二张图片看起来不是在第一张上涂抹的结果。请发送以下之一：同一张图片（不要裁剪），"
+        "用鲜艳的颜色涂抹要修改的区域；一张黑白蒙版，白色 = 修改；或一张把要修改的区域擦除"
+        "（透明）的 PNG。如需重绘整张图，请改用图生图。",
+    },
+    "mask.used_explicit": {
+        "en": "Using the white area of your mask, {percent}% of the picture, as the area to change.",
+        "zh": "使用蒙版中的白色区域（占图片的 {percent}%）作为修改区域。",
+    },
+    "mask.used_alpha": {
+        "en": "Using the transparent area, {percent}% of the picture, as the area to change.",
+        "zh": "使用透明区域（占图片的 {percent}%）作为修改区域。",
+    },
+    "mask.used_painted": {
+        "en": "Using the painted area, {percent}% of the picture, as the area to change.",
+        "zh": "使用涂抹的区域（占图片的 {percent}%）作为修改区域。",
     },
     # --- CLI -----------------------------------------------------------------------------
     "cli.no_tokens": {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import secrets
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from bot.errors import OptionError
@@ -51,14 +51,9 @@ class Resolved:
     preset: str
 
     @property
-    def endpoint(self) -> str:
-        """WebUI route name: txt2img or img2img."""
-        return "txt2img" if self.mode is Mode.TXT2IMG else "img2img"
-
-    @property
     def final_size(self) -> tuple[int, int]:
-        """Size of the images the WebUI returns (after the hires pass)."""
-        if self.hires and self.mode is Mode.TXT2IMG:
+        """Size of the images the WebUI returns (after the hires pass or upscale)."""
+        if (self.hires and self.mode is Mode.TXT2IMG) or self.mode is Mode.UPSCALE:
             return int(self.width * self.hr_scale), int(self.height * self.hr_scale)
         return self.width, self.height
 
@@ -147,11 +142,52 @@ def resolve(
 
 def cost(job: Resolved) -> int:
     """Credits: ceil(images × w × h × steps / (512×512×20)), hires pass counted alike; ≥ 1."""
+    if job.mode is Mode.UPSCALE:
+        fw, fh = job.final_size  # no sampling: one credit per output megapixel
+        return max(1, math.ceil(fw * fh / (1024 * 1024)))
     work = job.count * job.width * job.height * job.steps
     if job.hires and job.mode is Mode.TXT2IMG:
         fw, fh = job.final_size
         work += job.count * fw * fh * (job.hr_steps or job.steps)
     return max(1, math.ceil(work / UNIT))
+
+
+def variation_of(job: Resolved, image_ref: str, strength: float) -> Resolved:
+    """img2img from one of a job's results, same prompt and first-pass size, a new seed."""
+    return replace(
+        job,
+        mode=Mode.IMG2IMG,
+        init_image=image_ref,
+        mask=None,
+        strength=strength,
+        seed=secrets.randbelow(MAX_SEED),
+        count=1,
+        hires=False,
+    )
+
+
+def reroll_of(job: Resolved) -> Resolved:
+    """The same job with a new seed."""
+    return replace(job, seed=secrets.randbelow(MAX_SEED))
+
+
+def upscale_of(
+    job: Resolved, image_ref: str, size: tuple[int, int], upscaler: str, factor: float
+) -> Resolved:
+    """Upscale one result through /sdapi/v1/extra-single-image."""
+    return replace(
+        job,
+        mode=Mode.UPSCALE,
+        init_image=image_ref,
+        mask=None,
+        width=size[0],
+        height=size[1],
+        hr_scale=factor,
+        hr_upscaler=upscaler,
+        count=1,
+        hires=False,
+        steps=0,
+    )
 
 
 def build_payload(

@@ -43,6 +43,7 @@ class Preset:
     inpaint_padding: int = 32
     mask_invert: int = 0
     resize_mode: int = 0
+    variation_strength: float = 0.6
     upscaler: str = "R-ESRGAN 4x+"
     upscale_factor: float = 2.0
 
