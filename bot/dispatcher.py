@@ -166,11 +166,11 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop feeding; requests in flight are abandoned (their jobs stay queued in storage)."""
         self._closing = True
-        for task in [*self._tasks, *self._runs]:
-            task.cancel()
-        for task in [*self._tasks, *self._runs]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        # loop: asyncio.wait_for can swallow a cancel in 3.11, letting a feeder start one more
+        while pending := [t for t in (*self._tasks, *self._runs) if not t.done()]:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
 
     async def notify(self) -> None:
@@ -239,6 +239,9 @@ class Dispatcher:
                 entry = self._choose(backend)
             if entry is None:
                 continue
+            if self._closing:
+                self.queue.push_front(entry)
+                return
             run = Running(entry, backend, lambda e=entry: self.call_for(e))
             backend.inflight.append(run)
             run.task = asyncio.create_task(self._run(run), name=f"job {entry.job_id}")

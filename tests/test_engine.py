@@ -24,6 +24,17 @@ ADMIN = Requester("test", "root", "Root", is_admin=True)
 SMALL = {"width": 256, "height": 256, "steps": 4, "hires": False}
 
 
+async def eventually(fetch, check, timeout: float = 5.0):
+    """Poll an async value until check(value) holds (settling follows delivery)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await fetch()
+        if check(value) or asyncio.get_running_loop().time() > deadline:
+            assert check(value), value
+            return value
+        await asyncio.sleep(0.02)
+
+
 def small(prompt: str = "a red fox", **kw) -> GenerationRequest:
     return GenerationRequest(prompt, **{**SMALL, **kw})
 
@@ -104,7 +115,7 @@ async def test_quota_exhausted_charges_nothing_and_queues_nothing(tmp_path):
     ) as engine:
         replier = MemoryReplier()
         with pytest.raises(QuotaExceeded) as info:
-            await engine.submit(ALICE, engine.parser.parse("fox --n 4 --size 512x512 --steps 20"),
+            await engine.submit(ALICE, engine.parser.parse("fox --n 4 --size 512x512 --steps 20 --no-hires"),
                                 replier)
         assert "This needs 4 credits and you have 3 left." in info.value.render("en")
         assert len(engine.queue) == 0 and not replier.updates
@@ -141,7 +152,7 @@ async def test_cancel_queued_refunds_and_never_runs(tmp_path):
         job_id, error, credits = replier.failures[0]
         assert job_id == last.job_id and credits == last.cost
         assert error.render("en") == f"Cancelled. Your {last.cost} credits were returned."
-        assert (await engine.quotas.show(ALICE.key)).reserved == 0
+        await eventually(lambda: engine.quotas.show(ALICE.key), lambda v: v.reserved == 0)
 
 
 async def test_cancel_running_interrupts_after_progress_confirms(tmp_path):
@@ -225,7 +236,7 @@ async def test_ledger_sums_to_balances_after_mixed_outcomes(tmp_path):
         handles = [await engine.submit(ALICE, small(f"l{i}"), replier) for i in range(5)]
         await engine.cancel(ALICE, handles[-1].job_id)
         await replier.wait(lambda r: r.finished >= 5, timeout=15)
-        view = await engine.quotas.show(ALICE.key)
+        view = await eventually(lambda: engine.quotas.show(ALICE.key), lambda v: v.reserved == 0)
         spent = sum(h.cost for h in handles[:-1])
         assert view.available == 10_000 - spent
         ledger = await engine.db.quota.ledger_balance(
