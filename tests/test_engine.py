@@ -64,7 +64,7 @@ async def test_job_runs_with_exact_values_and_is_charged(tmp_path):
         assert result.images[0].seed == 42
         path, body = [r for r in webui.requests if r[0].endswith("/txt2img")][-1]
         assert (body["seed"], body["steps"], body["width"], body["height"]) == (42, 20, 512, 512)
-        view = await engine.quotas.show(ALICE.key)
+        view = await eventually(lambda: engine.quotas.show(ALICE.key), lambda v: v.reserved == 0)
         assert handle.cost == 1
         assert view.available == 10_000 - 1 and view.reserved == 0
 
