@@ -1,0 +1,141 @@
+"""The `drawbridge` command as an operator runs it: a real subprocess, real dev-webui, real SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from bot.devwebui import DevWebUI
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN")}
+    env.update(
+        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        DATA_DIR=str(tmp_path / "data"),
+        WEBUI_CONNECT_TIMEOUT="1",
+        PROGRESS_INTERVAL="0.05",
+        DISCORD_TOKEN="",
+        TELEGRAM_TOKEN="",
+    )
+    env.update(extra)
+    return env
+
+
+async def drawbridge(tmp_path: Path, *args: str, **env: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args,
+        cwd=tmp_path, env=_env(tmp_path, **env),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 60)
+    return proc.returncode or 0, out.decode(), err.decode()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_draw_writes_a_png_of_the_expected_size(tmp_path):
+    async with DevWebUI(delay=0.05) as webui:
+        code, out, err = await drawbridge(
+            tmp_path, "draw", "a red fox", "--seed", "42", "--steps", "20", "--size", "512x512",
+            "--out", str(tmp_path / "out"), WEBUI_URLS=webui.url,
+        )
+    assert code == 0, err
+    files = list((tmp_path / "out").glob("*.png"))
+    assert len(files) == 1
+    with Image.open(files[0]) as img:
+        assert img.size == (1024, 1024)  # hires fix ×2 is on by default
+    assert "seed 42" in out and "1024x1024" in out and "time" in out
+    body = [b for p, b in webui.requests if p.endswith("/txt2img")][0]
+    assert (body["prompt"], body["seed"], body["steps"]) == ("a red fox", 42, 20)
+
+
+async def test_draw_img2img_with_init_image(tmp_path):
+    init = tmp_path / "init.png"
+    Image.new("RGB", (320, 240), (200, 30, 30)).save(init)
+    async with DevWebUI(delay=0.05) as webui:
+        code, out, err = await drawbridge(
+            tmp_path, "draw", "make it blue", "--init-image", str(init),
+            "--out", str(tmp_path / "out"), WEBUI_URLS=webui.url,
+        )
+    assert code == 0, err
+    body = [b for p, b in webui.requests if p.endswith("/img2img")][0]
+    assert (body["width"], body["height"]) == (320, 240)
+    assert body["init_images"] and "mask" not in body
+
+
+async def test_draw_against_a_closed_port_names_the_url(tmp_path):
+    port = _free_port()
+    code, out, err = await drawbridge(
+        tmp_path, "draw", "a red fox", WEBUI_URLS=f"http://127.0.0.1:{port}"
+    )
+    assert code == 1
+    assert f"Could not connect to the WebUI at 127.0.0.1:{port}" in err
+    assert "Traceback" not in err
+
+
+async def test_bad_flag_exits_2_with_the_message(tmp_path):
+    code, out, err = await drawbridge(tmp_path, "draw", "a fox", "--steps", "900")
+    assert code == 2
+    assert "--steps must be between 1 and 50; you gave 900." in err
+    assert "Traceback" not in err
+
+
+async def test_run_without_tokens_says_what_to_set(tmp_path):
+    code, out, err = await drawbridge(tmp_path, "run")
+    assert code == 2
+    assert "Set DISCORD_TOKEN and/or TELEGRAM_TOKEN" in err
+    assert "Traceback" not in err
+
+
+async def test_invalid_setting_is_explained(tmp_path):
+    code, out, err = await drawbridge(tmp_path, "backends", WEBUI_URLS="127.0.0.1:7860")
+    assert code == 2
+    assert "WEBUI_URLS" in err and "must start with http://" in err
+    assert "Traceback" not in err
+
+
+async def test_quota_grant_and_show(tmp_path):
+    code, out, err = await drawbridge(tmp_path, "quota", "grant", "telegram:7", "25")
+    assert code == 0, err
+    assert "Granted 25 extra credits to telegram:7; they now have 225." in out
+    code, out, err = await drawbridge(tmp_path, "quota", "show", "telegram:7")
+    assert code == 0, err
+    assert "telegram:7: 225 credits left today (daily 200, extra 25)" in out
+
+
+async def test_backends_lists_up_and_down(tmp_path):
+    port = _free_port()
+    async with DevWebUI(delay=0.05) as webui:
+        code, out, err = await drawbridge(
+            tmp_path, "backends", WEBUI_URLS=f"{webui.url},http://127.0.0.1:{port}"
+        )
+    assert code == 0, err
+    lines = out.strip().splitlines()
+    assert " UP " in lines[0] and "model" in lines[0] and "idle" in lines[0]
+    assert " DOWN " in lines[1] and f"127.0.0.1:{port}" in lines[1]
+
+
+async def test_db_upgrade(tmp_path):
+    code, out, err = await drawbridge(tmp_path, "db", "upgrade")
+    assert code == 0, err
+    assert (tmp_path / "cli.db").exists()
+
+
+@pytest.mark.parametrize("args", [["--help"], ["dev-webui", "--help"]])
+async def test_help_mentions_placeholders(tmp_path, args):
+    code, out, err = await drawbridge(tmp_path, *args)
+    assert code == 0
+    assert "placeholder" in out.lower() or "PLACEHOLDER" in out
