@@ -1,0 +1,88 @@
+"""Fixtures for tests that need an SD-WebUI: a DevWebUI on a free 127.0.0.1 port and a client.
+
+Import the fixtures you use into your test module (pytest finds them there):
+
+    from tests.webui_fixtures import devwebui_fixture, webui_client_fixture  # noqa: F401
+
+then ask for them by their fixture names: `devwebui`, `make_devwebui`, `webui_client`.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from bot.devwebui import DevWebUI
+from bot.webui import WebUIClient
+
+FAST = 0.1  # seconds per generation pass: long enough to observe, short enough for CI
+FIELDS_FILE = Path(__file__).parent / "data" / "webui_fields.json"
+
+
+def contract_fields() -> dict[str, dict[str, dict[str, Any]]]:
+    """The contract's request field lists: {model: {name: {json_type, default, nullable}}}."""
+    data = json.loads(FIELDS_FILE.read_text(encoding="utf-8"))
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound once by the OS, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def png_bytes(width: int, height: int, colour: tuple[int, int, int] = (40, 90, 160)) -> bytes:
+    """A solid PNG of the given size."""
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), colour).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def b64(data: bytes) -> str:
+    """Plain base64 text, as the WebUI API takes images."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def image_size(data: bytes) -> tuple[int, int]:
+    """(width, height) of encoded image bytes."""
+    with Image.open(io.BytesIO(data)) as img:
+        return img.size
+
+
+@pytest.fixture(name="devwebui")
+async def devwebui_fixture() -> AsyncIterator[DevWebUI]:
+    """A running DevWebUI with a short per-job delay."""
+    async with DevWebUI(delay=FAST) as server:
+        yield server
+
+
+@pytest.fixture(name="make_devwebui")
+async def make_devwebui_fixture() -> AsyncIterator[Callable[..., Awaitable[DevWebUI]]]:
+    """Factory: `server = await make_devwebui(auth=("u", "p"), api=False, …)`; stopped after."""
+    servers: list[DevWebUI] = []
+
+    async def make(**options: Any) -> DevWebUI:
+        server = DevWebUI(**{"delay": FAST, **options})
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        await server.stop()
+
+
+@pytest.fixture(name="webui_client")
+async def webui_client_fixture(devwebui: DevWebUI) -> AsyncIterator[WebUIClient]:
+    """A WebUIClient bound to the `devwebui` fixture."""
+    async with WebUIClient(devwebui.url, timeout=30.0, connect_timeout=2.0) as client:
+        yield client
