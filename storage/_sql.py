@@ -1,0 +1,39 @@
+"""Dialect-specific statement builders, kept here so repositories stay portable."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.dml import Insert
+
+
+def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
+    if dialect == "postgresql":
+        return postgresql.insert(table)
+    if dialect == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"drawbridge supports SQLite and PostgreSQL, not {dialect}")
+
+
+def insert_ignore(
+    dialect: str, table: Table, values: Mapping[str, Any], conflict: Sequence[str]
+) -> Insert:
+    """INSERT that does nothing when a row with the same `conflict` columns exists."""
+    return _insert(dialect, table).values(**values).on_conflict_do_nothing(index_elements=conflict)
+
+
+def upsert(
+    dialect: str,
+    table: Table,
+    values: Mapping[str, Any],
+    conflict: Sequence[str],
+    update: Sequence[str],
+) -> Insert:
+    """INSERT, or UPDATE the `update` columns to the new values when the row exists."""
+    stmt = _insert(dialect, table).values(**values)
+    return stmt.on_conflict_do_update(
+        index_elements=conflict, set_={name: stmt.excluded[name] for name in update}
+    )

@@ -1,0 +1,137 @@
+"""Fixtures for the storage tests (imported by name: fixture_db provides `db`, and so on): a fresh SQLite file, or a throwaway PostgreSQL server.
+
+The PostgreSQL server is started from the machine's binaries on 127.0.0.1 when they and
+asyncpg are there; otherwise the PostgreSQL variants skip. Set DRAWBRIDGE_TEST_PG_URL to use
+a server of your own instead (each test then creates its own database on it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib.util
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from storage.db import Database
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def _pg_bindir() -> Path | None:
+    initdb = shutil.which("initdb")
+    if initdb:
+        return Path(initdb).parent
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# One server per test process, however many modules import the fixture (each import is a
+# separate fixture definition to pytest, and would otherwise start its own server).
+_server: dict[str, str] = {}
+
+
+def _start_pg_server(stop: list[Callable[[], None]]) -> str:
+    bindir = _pg_bindir()
+    if bindir is None:
+        pytest.skip("no PostgreSQL binaries (initdb) on this machine")
+    # initdb refuses to run as root; run the server as the 'postgres' account then.
+    prefix: list[str] = []
+    base = Path(tempfile.mkdtemp(prefix="drawbridge-pg-"))
+    stop.append(lambda: shutil.rmtree(base, ignore_errors=True))
+    if os.geteuid() == 0:
+        try:
+            account = pwd.getpwnam("postgres")
+        except KeyError:
+            pytest.skip("running as root and there is no 'postgres' account")
+        os.chown(base, account.pw_uid, account.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    data, port = base / "data", _free_port()
+    initdb = [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
+    subprocess.run([*prefix, *initdb], check=True, capture_output=True, timeout=120)
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
+    # -l: the server must not inherit our pipes, or waiting for pg_ctl never ends.
+    pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
+    subprocess.run(
+        [*pg_ctl, "-l", str(base / "log"), "-o", options, "-w", "start"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+
+    def stop_server() -> None:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True, timeout=60)
+
+    stop.insert(0, stop_server)
+    return f"postgresql+asyncpg://postgres@127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="session", name="pg_server")
+def fixture_pg_server() -> Iterator[str]:
+    """URL (without database name) of a PostgreSQL server for this test session."""
+    if importlib.util.find_spec("asyncpg") is None:
+        pytest.skip("asyncpg is not installed")
+    own = os.environ.get("DRAWBRIDGE_TEST_PG_URL")
+    if own:
+        yield own.rsplit("/", 1)[0]
+        return
+    if "url" in _server:
+        yield _server["url"]
+        return
+    stop: list[Callable[[], None]] = []
+    try:
+        _server["url"] = _start_pg_server(stop)
+        yield _server["url"]
+    finally:
+        for step in stop:
+            with contextlib.suppress(Exception):
+                step()
+
+
+async def _create_pg_database(server: str) -> str:
+    import asyncpg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server.replace("postgresql+asyncpg", "postgresql") + "/postgres")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return f"{server}/{name}"
+
+
+@pytest.fixture(params=BACKENDS, name="db_url")
+async def fixture_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL to an empty database on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'drawbridge.db'}"
+    server = request.getfixturevalue("pg_server")
+    return await _create_pg_database(server)
+
+
+@pytest.fixture(name="sqlite_url")
+async def fixture_sqlite_url(tmp_path: Path) -> str:
+    """A URL to a not yet existing SQLite file in a folder that does not exist either."""
+    return f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'drawbridge.db'}"
+
+
+@pytest.fixture(name="db")
+async def fixture_db(db_url: str) -> AsyncIterator[Database]:
+    """A started database on each backend."""
+    async with Database(db_url) as database:
+        yield database
