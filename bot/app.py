@@ -8,7 +8,7 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from bot.engine import Engine
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 # adapter module → the token that turns it on
 ADAPTERS = {"telegram": "telegram_token", "discord": "discord_token"}
 
-AdapterServe = Callable[[Engine, Settings, asyncio.Event], Awaitable[Any]]
+AdapterServe = Callable[[Engine, Settings, asyncio.Event], Coroutine[Any, Any, Any]]
 
 
 def enabled_adapters(settings: Settings) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -150,7 +151,8 @@ class Dispatcher:
         self.max_attempts = max_attempts
         self.prefetch_seconds = prefetch_seconds
         self.attempts: dict[str, int] = {}
-        self._changed = asyncio.Condition()
+        # one wake-up event per backend: notify() sets them all, each feeder clears its own
+        self._wake = {id(b): asyncio.Event() for b in self.backends}
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: set[asyncio.Task[Any]] = set()
         self._closing = False
@@ -166,7 +168,6 @@ class Dispatcher:
     async def stop(self) -> None:
         """Stop feeding; requests in flight are abandoned (their jobs stay queued in storage)."""
         self._closing = True
-        # loop: asyncio.wait_for can swallow a cancel in 3.11, letting a feeder start one more
         while pending := [t for t in (*self._tasks, *self._runs) if not t.done()]:
             for task in pending:
                 task.cancel()
@@ -175,8 +176,8 @@ class Dispatcher:
 
     async def notify(self) -> None:
         """Wake the feeders (a job was queued, a backend came back, …)."""
-        async with self._changed:
-            self._changed.notify_all()
+        for event in self._wake.values():
+            event.set()
 
     # --- health ---------------------------------------------------------------------
     async def check(self, backend: Backend) -> bool:
@@ -228,21 +229,20 @@ class Dispatcher:
         return min(self.progress_interval, left - self.prefetch_seconds)
 
     async def _feed(self, backend: Backend) -> None:
+        wake = self._wake[id(backend)]
         while not self._closing:
-            async with self._changed:
-                while True:
-                    wait = self._ready(backend, time.monotonic())
-                    if wait is None:
-                        break
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._changed.wait(), timeout=wait)
-                entry = self._choose(backend)
+            while (wait := self._ready(backend, time.monotonic())) is not None:
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await wake.wait()
+            entry = self._choose(backend)
             if entry is None:
                 continue
             if self._closing:
                 self.queue.push_front(entry)
                 return
-            run = Running(entry, backend, lambda e=entry: self.call_for(e))
+            run = Running(entry, backend, functools.partial(self.call_for, entry))
             backend.inflight.append(run)
             run.task = asyncio.create_task(self._run(run), name=f"job {entry.job_id}")
             self._runs.add(run.task)

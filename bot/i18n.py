@@ -314,6 +314,118 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Using the painted area, {percent}% of the picture, as the area to change.",
         "zh": "使用涂抹的区域（占图片的 {percent}%）作为修改区域。",
     },
+    # --- Telegram adapter -----------------------------------------------------------------
+    "telegram.cmd.start": {"en": "What this bot does", "zh": "这个机器人能做什么"},
+    "telegram.cmd.help": {"en": "Every /draw option", "zh": "所有 /draw 选项"},
+    "telegram.cmd.draw": {
+        "en": "Draw a picture: /draw PROMPT [options]",
+        "zh": "画图：/draw 提示词 [选项]",
+    },
+    "telegram.cmd.cancel": {"en": "Cancel your newest job", "zh": "取消你最新的任务"},
+    "telegram.cmd.queue": {"en": "The queue and your jobs", "zh": "队列和你的任务"},
+    "telegram.cmd.quota": {"en": "Your credits", "zh": "你的额度"},
+    "telegram.cmd.models": {"en": "Checkpoints, samplers and LoRAs", "zh": "模型、采样器和 LoRA"},
+    "telegram.cmd.settings": {
+        "en": "Your default preset, size, steps, negative",
+        "zh": "你的默认预设、尺寸、步数、反向提示词",
+    },
+    "telegram.welcome": {
+        "en": "Hi {name}! I draw pictures with Stable Diffusion.\n"
+        "• /draw a red fox in the snow — describe a picture (in a private chat, just write it).\n"
+        "• Send a photo with a /draw caption, or reply /draw to a picture, to redraw it.\n"
+        "• Reply to a picture with a painted-over copy, a black-and-white mask or a PNG with "
+        "a transparent area to change only that part.\n"
+        "• Buttons under a result: 🔁 new seed, 🎨 variations, ⬆️ upscale, 📄 the original PNG.\n"
+        "/help lists every option; /quota shows your credits.",
+        "zh": "你好，{name}！我用 Stable Diffusion 画图。\n"
+        "• /draw a red fox in the snow —— 描述一张图（私聊中直接发送描述即可）。\n"
+        "• 发送带 /draw 说明的照片，或用 /draw 回复一张图片，即可重绘它。\n"
+        "• 用涂抹过的副本、黑白蒙版或带透明区域的 PNG 回复一张图片，只修改那一部分。\n"
+        "• 结果下方的按钮：🔁 换种子、🎨 变体、⬆️ 放大、📄 原始 PNG。\n"
+        "/help 列出所有选项；/quota 查看你的额度。",
+    },
+    "telegram.help_commands": {
+        "en": "Commands: /draw, /cancel [job], /queue, /quota, /models, /settings, /help.",
+        "zh": "命令：/draw、/cancel [任务]、/queue、/quota、/models、/settings、/help。",
+    },
+    "telegram.help_images": {
+        "en": "Pictures: a photo or image file with a /draw caption redraws it (img2img); "
+        "replying to a picture with another one changes only the marked part (inpaint).",
+        "zh": "图片：带 /draw 说明的照片或图片文件会被重绘（图生图）；"
+        "用另一张图片回复一张图片，只修改标记的部分（局部重绘）。",
+    },
+    "telegram.received": {"en": "⏳ Got it…", "zh": "⏳ 收到…"},
+    "telegram.photo_needs_prompt": {
+        "en": "What should I draw from this picture? Send it with a caption, e.g. "
+        "/draw a castle at dusk, or reply to it with /draw and a description.",
+        "zh": "要用这张图片画什么？请附上说明再发送，例如 /draw a castle at dusk，"
+        "或用 /draw 加描述回复这张图片。",
+    },
+    "telegram.download_failed": {
+        "en": "I could not download that picture from Telegram. Please send it again.",
+        "zh": "无法从 Telegram 下载这张图片。请重新发送。",
+    },
+    "telegram.chat_not_allowed": {
+        "en": "This bot is not enabled in this chat. Ask its operator to add the chat to "
+        "TELEGRAM_ALLOWED_CHATS.",
+        "zh": "此聊天未启用这个机器人。请让管理员把本聊天加入 TELEGRAM_ALLOWED_CHATS。",
+    },
+    "telegram.btn.reroll": {"en": "🔁 Reroll", "zh": "🔁 重新生成"},
+    "telegram.btn.variations": {"en": "🎨 Variations", "zh": "🎨 变体"},
+    "telegram.btn.upscale": {"en": "⬆️ Upscale", "zh": "⬆️ 放大"},
+    "telegram.btn.original": {"en": "📄 Original", "zh": "📄 原图"},
+    "telegram.btn.cancel": {"en": "✖ Cancel", "zh": "✖ 取消"},
+    "telegram.album_buttons": {
+        "en": "Buttons for the {count} pictures above (#1 is the first):",
+        "zh": "上面 {count} 张图片的按钮（#1 是第一张）：",
+    },
+    "telegram.cancelled_reply": {
+        "en": "Cancelled job {job}. Your {credits} credits were returned.",
+        "zh": "已取消任务 {job}。已退还 {credits} 点额度。",
+    },
+    "telegram.queue_yours": {"en": "Your jobs:", "zh": "你的任务："},
+    "telegram.queue_job_queued": {
+        "en": "{job} — position {position}, starting in about {eta}",
+        "zh": "{job} —— 第 {position} 位，大约 {eta} 后开始",
+    },
+    "telegram.queue_job_running": {"en": "{job} — drawing now", "zh": "{job} —— 正在绘制"},
+    "telegram.models_checkpoints": {"en": "Checkpoints (--model):", "zh": "模型（--model）："},
+    "telegram.models_samplers": {"en": "Samplers (--sampler):", "zh": "采样器（--sampler）："},
+    "telegram.models_loras": {
+        "en": "LoRAs (write <lora:NAME:0.8> in the prompt):",
+        "zh": "LoRA（在提示词中写 <lora:名称:0.8>）：",
+    },
+    "telegram.models_none": {
+        "en": "No drawing server has answered yet; try /models again in a minute.",
+        "zh": "还没有绘图服务器响应；请一分钟后再试 /models。",
+    },
+    "telegram.models_page": {"en": "Page {page} of {pages}", "zh": "第 {page}/{pages} 页"},
+    "telegram.settings_title": {"en": "Your defaults for /draw:", "zh": "你的 /draw 默认设置："},
+    "telegram.settings_preset": {"en": "Preset: {value}", "zh": "预设：{value}"},
+    "telegram.settings_size": {"en": "Size: {value}", "zh": "尺寸：{value}"},
+    "telegram.settings_steps": {"en": "Steps: {value}", "zh": "步数：{value}"},
+    "telegram.settings_negative": {"en": "Negative prompt: {value}", "zh": "反向提示词：{value}"},
+    "telegram.settings_from_preset": {"en": "preset's ({value})", "zh": "预设值（{value}）"},
+    "telegram.settings_empty": {"en": "none", "zh": "无"},
+    "telegram.settings_usage": {
+        "en": "Tap a button, or type e.g. /settings size 640x832, /settings steps 30, "
+        "/settings negative blurry, text; /settings reset clears everything.",
+        "zh": "点按钮，或输入例如 /settings size 640x832、/settings steps 30、"
+        "/settings negative blurry, text；/settings reset 清除全部。",
+    },
+    "telegram.settings_unknown": {
+        "en": "I can set preset, size, steps or negative, e.g. /settings steps 30.",
+        "zh": "可以设置 preset、size、steps 或 negative，例如 /settings steps 30。",
+    },
+    "telegram.settings_saved": {"en": "Saved.", "zh": "已保存。"},
+    "telegram.settings_not_yours": {
+        "en": "These are someone else's settings; send /settings to change yours.",
+        "zh": "这是别人的设置；发送 /settings 修改你自己的。",
+    },
+    "telegram.btn.preset_default": {"en": "default", "zh": "默认"},
+    "telegram.btn.from_preset": {"en": "from preset", "zh": "用预设"},
+    "telegram.btn.no_negative": {"en": "no negative", "zh": "不用反向词"},
+    "telegram.btn.reset": {"en": "Reset all", "zh": "全部重置"},
     # --- CLI -----------------------------------------------------------------------------
     "cli.no_tokens": {
         "en": "No chat platform is configured. Set DISCORD_TOKEN and/or TELEGRAM_TOKEN "

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from enum import StrEnum
 from typing import Any
 
@@ -73,7 +74,7 @@ class Option:
     discord_name: str = ""
     aliases: tuple[str, ...] = ()
     images_only: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = dc_field(default_factory=dict)
 
     @property
     def name(self) -> str:

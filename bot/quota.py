@@ -69,7 +69,7 @@ class Quotas:
 
     async def release(self, job_id: str) -> int:
         """The job failed or was cancelled: give the credits back (once)."""
-        return int(await self.db.quota.release(job_id))
+        return int(await self.db.quota.release(job_id, today=self.today()))
 
     async def show(self, user_key: str) -> Any:
         """Balance view for /quota and `drawbridge quota show`."""

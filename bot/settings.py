@@ -38,6 +38,37 @@ class Settings(BaseSettings):
     telegram_token: SecretStr | None = None
     admin_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # --- telegram (adapters/telegram) ---
+    telegram_api_base_url: str = "https://api.telegram.org"
+    telegram_webhook_url: str | None = None
+    telegram_webhook_listen: str = "0.0.0.0:8443"
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_allowed_chats: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    telegram_edit_interval: float = 2.5
+    telegram_max_retries: int = 5
+
+    @field_validator("telegram_allowed_chats", mode="before")
+    @classmethod
+    def _split_telegram_chats(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("telegram_api_base_url")
+    @classmethod
+    def _telegram_root(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError(
+                f"TELEGRAM_API_BASE_URL {value!r} must start with http:// or https://, "
+                "e.g. https://api.telegram.org or http://127.0.0.1:8081"
+            )
+        return value.rstrip("/")
+
+    @field_validator("telegram_webhook_url", "telegram_webhook_secret", mode="before")
+    @classmethod
+    def _telegram_blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     # --- quotas ---
     daily_credits: int = 200
     admin_daily_credits: int = 2000

@@ -62,6 +62,7 @@ class MemoryReplier:
 
     async def wait(self, predicate: Any, timeout: float = 10.0) -> None:
         """Wait until predicate(self) holds."""
+
         async def _loop() -> None:
             while not predicate(self):
                 self._changed.clear()

@@ -32,9 +32,14 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 async def drawbridge(tmp_path: Path, *args: str, **env: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bot", *args,
-        cwd=tmp_path, env=_env(tmp_path, **env),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "bot",
+        *args,
+        cwd=tmp_path,
+        env=_env(tmp_path, **env),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode or 0, out.decode(), err.decode()
@@ -49,8 +54,18 @@ def _free_port() -> int:
 async def test_draw_writes_a_png_of_the_expected_size(tmp_path):
     async with DevWebUI(delay=0.05) as webui:
         code, out, err = await drawbridge(
-            tmp_path, "draw", "a red fox", "--seed", "42", "--steps", "20", "--size", "512x512",
-            "--out", str(tmp_path / "out"), WEBUI_URLS=webui.url,
+            tmp_path,
+            "draw",
+            "a red fox",
+            "--seed",
+            "42",
+            "--steps",
+            "20",
+            "--size",
+            "512x512",
+            "--out",
+            str(tmp_path / "out"),
+            WEBUI_URLS=webui.url,
         )
     assert code == 0, err
     files = list((tmp_path / "out").glob("*.png"))
@@ -67,8 +82,14 @@ async def test_draw_img2img_with_init_image(tmp_path):
     Image.new("RGB", (320, 240), (200, 30, 30)).save(init)
     async with DevWebUI(delay=0.05) as webui:
         code, out, err = await drawbridge(
-            tmp_path, "draw", "make it blue", "--init-image", str(init),
-            "--out", str(tmp_path / "out"), WEBUI_URLS=webui.url,
+            tmp_path,
+            "draw",
+            "make it blue",
+            "--init-image",
+            str(init),
+            "--out",
+            str(tmp_path / "out"),
+            WEBUI_URLS=webui.url,
         )
     assert code == 0, err
     body = [b for p, b in webui.requests if p.endswith("/img2img")][0]

@@ -12,7 +12,7 @@ import pytest
 from bot.devwebui import DevWebUI
 from bot.engine import Engine
 from bot.errors import NotAllowed, QueueFull, QuotaExceeded
-from bot.presets import PresetBook, Preset
+from bot.presets import Preset, PresetBook
 from bot.types import GenerationRequest, JobState, Requester
 from storage.db import Database
 from tests.support import MemoryReplier, make_settings
@@ -54,7 +54,8 @@ async def test_job_runs_with_exact_values_and_is_charged(tmp_path):
     async with DevWebUI(delay=0.05) as webui, running_engine(tmp_path, [webui]) as engine:
         replier = MemoryReplier()
         handle = await engine.submit(
-            ALICE, engine.parser.parse("a red fox --seed 42 --steps 20 --size 512x512 --no-hires"),
+            ALICE,
+            engine.parser.parse("a red fox --seed 42 --steps 20 --size 512x512 --no-hires"),
             replier,
         )
         await replier.wait(lambda r: r.finished)
@@ -93,9 +94,10 @@ async def test_burst_from_one_user_does_not_starve_another(tmp_path):
 
 
 async def test_per_user_cap_refuses_with_a_clear_message(tmp_path):
-    async with DevWebUI(delay=0.3) as webui, running_engine(
-        tmp_path, [webui], max_queued_per_user=2
-    ) as engine:
+    async with (
+        DevWebUI(delay=0.3) as webui,
+        running_engine(tmp_path, [webui], max_queued_per_user=2) as engine,
+    ):
         replier = MemoryReplier()
         for _ in range(4):  # two go to the backend at once (running + prefetched)
             with contextlib.suppress(QueueFull):
@@ -110,13 +112,17 @@ async def test_per_user_cap_refuses_with_a_clear_message(tmp_path):
 
 
 async def test_quota_exhausted_charges_nothing_and_queues_nothing(tmp_path):
-    async with DevWebUI(delay=0.05) as webui, running_engine(
-        tmp_path, [webui], daily_credits=3
-    ) as engine:
+    async with (
+        DevWebUI(delay=0.05) as webui,
+        running_engine(tmp_path, [webui], daily_credits=3) as engine,
+    ):
         replier = MemoryReplier()
         with pytest.raises(QuotaExceeded) as info:
-            await engine.submit(ALICE, engine.parser.parse("fox --n 4 --size 512x512 --steps 20 --no-hires"),
-                                replier)
+            await engine.submit(
+                ALICE,
+                engine.parser.parse("fox --n 4 --size 512x512 --steps 20 --no-hires"),
+                replier,
+            )
         assert "This needs 4 credits and you have 3 left." in info.value.render("en")
         assert len(engine.queue) == 0 and not replier.updates
         assert (await engine.quotas.show(ALICE.key)).available == 3
@@ -174,12 +180,14 @@ async def test_cancel_running_interrupts_after_progress_confirms(tmp_path):
 
 async def test_failure_refunds_and_says_why(tmp_path):
     presets = PresetBook(default=Preset(hr_upscaler="No Such Upscaler"))
-    async with DevWebUI(delay=0.05) as webui, running_engine(
-        tmp_path, [webui], presets=presets
-    ) as engine:
+    async with (
+        DevWebUI(delay=0.05) as webui,
+        running_engine(tmp_path, [webui], presets=presets) as engine,
+    ):
         replier = MemoryReplier()
-        handle = await engine.submit(ALICE, GenerationRequest("fox", width=256, height=256,
-                                                              steps=4), replier)
+        handle = await engine.submit(
+            ALICE, GenerationRequest("fox", width=256, height=256, steps=4), replier
+        )
         await replier.wait(lambda r: r.failures)
         job_id, error, refunded = replier.failures[0]
         assert refunded == handle.cost
@@ -200,8 +208,9 @@ async def test_three_backends_one_killed_every_job_completes_once(tmp_path):
             for i in range(12):
                 handles.append(await engine.submit(users[i % 4], small(f"job {i}"), replier))
             victim = backends[1]
-            await replier.wait(lambda r: any(
-                u.state is JobState.RUNNING for u in r.updates), timeout=5)
+            await replier.wait(
+                lambda r: any(u.state is JobState.RUNNING for u in r.updates), timeout=5
+            )
             await asyncio.sleep(0.1)
             await victim.kill()
             await replier.wait(lambda r: r.finished >= 12, timeout=30)
@@ -255,3 +264,69 @@ async def test_model_is_validated_against_backends(tmp_path):
         with pytest.raises(OptionError):
             await engine.submit(ALICE, small(sampler="k_euler"), MemoryReplier())
         assert len(engine.queue) == 0
+
+
+async def test_progress_carries_the_webui_preview(tmp_path):
+    async with (
+        DevWebUI(delay=1.0, preview_every=1) as webui,
+        running_engine(tmp_path, [webui]) as engine,
+    ):
+        replier = MemoryReplier()
+        await engine.submit(ALICE, small(steps=10), replier)
+        await replier.wait(lambda r: any(u.preview for u in r.updates), timeout=10)
+        preview = next(u.preview for u in replier.updates if u.preview)
+        assert preview.startswith(b"\x89PNG")
+
+
+async def test_queued_jobs_survive_a_restart(tmp_path):
+    webui = DevWebUI(delay=0.05)
+    await webui.start()
+    port = webui.port
+    await webui.kill()  # nothing can run: the jobs stay queued
+    settings = make_settings(tmp_path, [webui.url])
+    first = MemoryReplier("before restart")
+    async with Database(settings.database_url) as db:
+        async with Engine(settings, db) as engine:
+            handles = [await engine.submit(ALICE, small(f"r{i}"), first) for i in range(2)]
+            cli_handle = await engine.submit(Requester("cli", "x"), small("cli job"), first)
+    revived = DevWebUI(delay=0.05, port=port)
+    async with revived, Database(settings.database_url) as db:
+        engine = Engine(settings, db)
+        resumed: list[tuple[Requester, dict]] = []
+        second = MemoryReplier("after restart")
+
+        def factory(requester, reply_ref):
+            resumed.append((requester, reply_ref))
+            return second
+
+        engine.register_replier("test", factory)
+        async with engine:
+            await second.wait(lambda r: len(r.results) == 2, timeout=10)
+        assert sorted(r.job_id for r in second.results) == sorted(h.job_id for h in handles)
+        assert {r.key for r, _ in resumed} == {ALICE.key}
+        # a job whose platform cannot be resumed is failed and refunded, not left hanging
+        row = await db.jobs.get(cli_handle.job_id)
+        assert row.state == "failed"
+        assert (await engine.quotas.show("cli:x")).reserved == 0
+
+
+async def test_scheduler_has_health_reset_and_retention_jobs(tmp_path):
+    from bot.scheduler import build_scheduler
+
+    async with (
+        DevWebUI(delay=0.05) as webui,
+        running_engine(
+            tmp_path, [webui], quota_reset_time="04:30", quota_timezone="Asia/Shanghai"
+        ) as engine,
+    ):
+        scheduler = build_scheduler(engine)
+        scheduler.start()
+        try:
+            jobs = {job.id: job for job in scheduler.get_jobs()}
+            assert set(jobs) == {"health", "quota-reset", "retention"}
+            nxt = jobs["quota-reset"].next_run_time
+            assert (nxt.hour, nxt.minute, str(nxt.tzinfo)) == (4, 30, "Asia/Shanghai")
+            await engine.quotas.reset_all()  # what the cron runs; harmless when repeated
+            await engine.quotas.reset_all()
+        finally:
+            scheduler.shutdown(wait=False)

@@ -22,12 +22,18 @@ def test_entry_has_every_language_with_the_same_placeholders(key):
 
 @pytest.mark.parametrize(
     ("locale", "expected"),
-    [("zh-CN", "zh"), ("zh_hans", "zh"), ("zh-TW", "zh"), ("en-US", "en"), (None, "en"),
-     ("de", "en")],
+    [
+        ("zh-CN", "zh"),
+        ("zh_hans", "zh"),
+        ("zh-TW", "zh"),
+        ("en-US", "en"),
+        (None, "en"),
+        ("de", "en"),
+    ],
 )
 def test_locales_map_to_a_catalogue_language(locale, expected):
     assert normalize_locale(locale) == expected
 
 
 def test_missing_parameter_never_raises():
-    assert t("en", "queue.full") .startswith("You already have {count}")
+    assert t("en", "queue.full").startswith("You already have {count}")

@@ -21,8 +21,10 @@ def _restore_logging():
     """setup_logging changes process-wide state; put it back for the other tests."""
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
-    levels = {n: logging.getLogger(n).level for n in ("httpx", "httpcore",
-                                                       "apscheduler.executors.default")}
+    levels = {
+        n: logging.getLogger(n).level
+        for n in ("httpx", "httpcore", "apscheduler.executors.default")
+    }
     yield
     root.handlers[:], root.level = saved[0], saved[1]
     for name, level in levels.items():
@@ -30,8 +32,12 @@ def _restore_logging():
 
 
 def test_secrets_are_masked_in_messages_args_and_tracebacks(capsys):
-    settings = Settings(_env_file=None, telegram_token=TOKEN, webui_auth="bot:hunter2secret",
-                        discord_token="discord.secret.token")
+    settings = Settings(
+        _env_file=None,
+        telegram_token=TOKEN,
+        webui_auth="bot:hunter2secret",
+        discord_token="discord.secret.token",
+    )
     setup_logging(settings)
     log = logging.getLogger("drawbridge.test")
     log.warning("POST https://api.telegram.org/bot%s/getUpdates", TOKEN)

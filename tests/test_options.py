@@ -17,14 +17,20 @@ LIMITS = Limits(max_pixels=1024 * 1024, max_steps=50, max_images=4, max_prompt_l
 @pytest.fixture
 def parser(tmp_path):
     path = tmp_path / "presets.toml"
-    path.write_text('[presets.fast]\nsteps = 12\nhires = false\n')
+    path.write_text("[presets.fast]\nsteps = 12\nhires = false\n")
     book = load_presets(path)
     return DrawParser(draw_options(LIMITS, book), LIMITS)
 
 
 def test_issue_example(parser):
     req = parser.parse("a red fox --seed 42 --steps 20 --size 512x512")
-    assert (req.prompt, req.seed, req.steps, req.width, req.height) == ("a red fox", 42, 20, 512, 512)
+    assert (req.prompt, req.seed, req.steps, req.width, req.height) == (
+        "a red fox",
+        42,
+        20,
+        512,
+        512,
+    )
 
 
 def test_every_flag(parser):
@@ -82,8 +88,14 @@ def test_negative_seed_is_a_value_not_a_flag(parser):
         ("fox --ar 2:3 --size 512x512", "Use either --ar or --size, not both."),
         ("fox --hires --no-hires", "Use either --hires or --no-hires, not both."),
         ("fox --preset slow", "There is no preset called 'slow'. Presets: fast."),
-        ("fox --fill paint", "--fill must be one of: fill, original, noise, nothing; you gave 'paint'."),
-        ('fox --neg "ugly', 'A double quote is not closed. Put values with spaces in "double quotes".'),
+        (
+            "fox --fill paint",
+            "--fill must be one of: fill, original, noise, nothing; you gave 'paint'.",
+        ),
+        (
+            'fox --neg "ugly',
+            'A double quote is not closed. Put values with spaces in "double quotes".',
+        ),
         ("--seed 3", "Please describe what to draw, e.g. /draw a red fox in the snow"),
         ("x" * 201, "The prompt is 201 characters long; the limit here is 200. Please shorten it."),
     ],
@@ -115,8 +127,24 @@ def test_no_input_raises_anything_but_option_error(text):
 @given(
     st.lists(
         st.sampled_from(
-            ["--steps", "--seed", "--ar", "--size", "--neg", '"', "x", "1:2", "512x512", "-1",
-             "—n", "=", "--hires", "--no-hires", "3", "fox"]
+            [
+                "--steps",
+                "--seed",
+                "--ar",
+                "--size",
+                "--neg",
+                '"',
+                "x",
+                "1:2",
+                "512x512",
+                "-1",
+                "—n",
+                "=",
+                "--hires",
+                "--no-hires",
+                "3",
+                "fox",
+            ]
         ),
         max_size=12,
     )

@@ -57,10 +57,18 @@ def test_origin_img2img_and_inpaint_payload():
     payload = build_payload(spec, init_b64="SU5JVA==", mask_b64="TUFTSw==")
     assert payload["init_images"] == ["SU5JVA=="]
     assert payload["mask"] == "TUFTSw=="
-    assert {k: payload[k] for k in (
-        "denoising_strength", "mask_blur", "inpainting_fill", "inpaint_full_res",
-        "inpaint_full_res_padding", "inpainting_mask_invert", "resize_mode",
-    )} == {
+    assert {
+        k: payload[k]
+        for k in (
+            "denoising_strength",
+            "mask_blur",
+            "inpainting_fill",
+            "inpaint_full_res",
+            "inpaint_full_res_padding",
+            "inpainting_mask_invert",
+            "resize_mode",
+        )
+    } == {
         "denoising_strength": 0.58,
         "mask_blur": 4,
         "inpainting_fill": 1,
@@ -85,7 +93,10 @@ def test_plain_img2img_still_sends_inpaint_fields_explicitly():
         ({}, "txt2img"),
         ({"hires": False, "model": "sd15", "count": 4}, "txt2img"),
         ({"mode": Mode.IMG2IMG, "init_image": "a" * 64}, "img2img"),
-        ({"mode": Mode.INPAINT, "init_image": "a" * 64, "mask": "b" * 64, "fill": "noise"}, "img2img"),
+        (
+            {"mode": Mode.INPAINT, "init_image": "a" * 64, "mask": "b" * 64, "fill": "noise"},
+            "img2img",
+        ),
     ],
 )
 def test_every_key_sent_exists_in_the_contract(kw, endpoint):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from bot.errors import ImageError
 from bot.i18n import t
 from bot.images.ingest import ingest
-from bot.images.masks import derive_mask, mask_from_alpha
+from bot.images.masks import MaskResult, derive_mask, mask_from_alpha
 from bot.types import GenerationRequest, Mode
 
 if TYPE_CHECKING:
@@ -45,6 +45,7 @@ async def prepare_images(
     request.init_image = await asyncio.to_thread(engine.store.put, image.png)
     request.mode = Mode.IMG2IMG
     prepared = Prepared(init_size=(image.width, image.height))
+    result: MaskResult | None
     if mask is not None:
         candidate = await asyncio.to_thread(ingest, mask, **limits)
         result = await asyncio.to_thread(derive_mask, image.png, candidate.png)

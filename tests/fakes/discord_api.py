@@ -629,7 +629,7 @@ class FakeDiscord:
         self,
         match: str | Callable[[Call], bool] | None = None,
         *,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the brief's API
+        timeout: float = 5.0,
         interaction: Interaction | None = None,
         status: int | None = None,
     ) -> Call:
@@ -1139,7 +1139,7 @@ class FakeDiscord:
         """True when at least one identified gateway session has a live websocket."""
         return any(s.conn is not None for s in self._sessions.values())
 
-    async def wait_connected(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
+    async def wait_connected(self, timeout: float = 5.0) -> None:
         """Wait until a client has identified (or resumed) on the gateway."""
         assert self._calls_changed is not None, "use FakeDiscord as an async context manager"
         async with asyncio.timeout(timeout), self._calls_changed:

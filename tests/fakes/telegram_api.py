@@ -1051,7 +1051,7 @@ class FakeTelegram:
         self,
         method: str,
         predicate: Callable[[Call], bool] | None = None,
-        timeout: float = 5.0,  # noqa: ASYNC109 - the documented API of the fake
+        timeout: float = 5.0,
         count: int = 1,
         *,
         ok: bool | None = True,
