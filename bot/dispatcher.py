@@ -248,17 +248,26 @@ class Dispatcher:
             self._runs.add(run.task)
             run.task.add_done_callback(self._runs.discard)
 
+    @staticmethod
+    def _next_model(backend: Backend) -> str:
+        """The model a job sent now would find loaded: that of the backend's last in-flight job
+        naming one (the WebUI runs them in order), else the one the backend reported."""
+        for run in reversed(backend.inflight):
+            if run.entry.model:
+                return model_key(run.entry.model)
+        return model_key(backend.model)
+
     def _choose(self, backend: Backend) -> Entry | None:
         """The next job for this backend: the fair head, unless another backend has its model."""
         head = self.queue.peek()
         if head is None:
             return None
-        mine = model_key(backend.model)
+        mine = self._next_model(backend)
         wanted = model_key(head.model)
         if not wanted or wanted == mine or head.skips >= SKIP_LIMIT:
             return self.queue.take(head.job_id)
         elsewhere = any(
-            b is not backend and b.up and model_key(b.model) == wanted for b in self.backends
+            b is not backend and b.up and self._next_model(b) == wanted for b in self.backends
         )
         if elsewhere:
             match = self.queue.first_matching(
@@ -279,8 +288,10 @@ class Dispatcher:
             run.sent_at = time.monotonic()
             if len(backend.inflight) == 1 or backend.inflight[0] is run:
                 run.started_at = run.sent_at
-            await self.events.started(run)
+            # bookkeeping (a DB write, replies) must not delay the request to the GPU
+            started = asyncio.create_task(self.events.started(run))
             result = await call(backend.client)
+            await started
         except asyncio.CancelledError:
             if run.down_error is None or self._closing:
                 raise

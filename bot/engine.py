@@ -68,6 +68,7 @@ class Job:
     state: JobState = JobState.QUEUED
     created: float = 0.0
     started: float | None = None
+    shown_position: int = 0
 
 
 @dataclass
@@ -252,6 +253,7 @@ class Engine(Events):
         self._enqueue(job)
         await self.dispatcher.notify()
         position, eta = self.position(job_id)
+        job.shown_position = position
         with contextlib.suppress(Exception):
             await replier.update(
                 JobUpdate(job_id, JobState.QUEUED, position=position, eta_seconds=eta)
@@ -355,6 +357,7 @@ class Engine(Events):
             await self.dispatcher.cancel_running(run)
         refunded = await self.quotas.release(job.id)
         await self._finish(job, JobState.CANCELLED)
+        await self._refresh_positions()
         with contextlib.suppress(Exception):
             await job.replier.fail(
                 job.id, DrawbridgeError("queue.cancelled", credits=refunded), refunded
@@ -463,13 +466,31 @@ class Engine(Events):
         mask = base64.b64encode(self.store.get(spec.mask)).decode() if spec.mask else None
         return init, mask
 
+    async def _refresh_positions(self, limit: int = 10) -> None:
+        """Tell the first queued jobs their new place when the queue moved."""
+        backends = max(1, len(self.dispatcher.up_backends()))
+        rate = self.dispatcher.sec_per_credit()
+        ahead = self.dispatcher.remaining_work()
+        for i, entry in enumerate(self.queue.in_order(limit), start=1):
+            job: Job = entry.item
+            eta = ahead / backends
+            ahead += entry.cost * rate
+            if job.shown_position != i:
+                job.shown_position = i
+                with contextlib.suppress(Exception):
+                    await job.replier.update(
+                        JobUpdate(job.id, JobState.QUEUED, position=i, eta_seconds=eta)
+                    )
+
     async def started(self, run: Running) -> None:
         job: Job = run.entry.item
         job.state = JobState.RUNNING
         job.started = time.monotonic()
+        await self._refresh_positions()
         await self.db.jobs.set_state(
             job.id,
             "running",
+            only_from=["queued"],
             backend=run.backend.url,
             started_at=_now(),
             attempts=self.dispatcher.attempts.get(job.id, 1),

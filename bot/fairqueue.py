@@ -28,7 +28,13 @@ class Entry:
     model: str | None = None
     item: Any = None
     tag: float = field(default=0.0)
+    seq: int = 0
     skips: int = 0
+
+    @property
+    def order(self) -> tuple[float, int]:
+        """Sort key: virtual finish tag, then arrival (ties go to the earlier job)."""
+        return (self.tag, self.seq)
 
 
 class FairQueue:
@@ -38,7 +44,6 @@ class FairQueue:
         self._users: dict[str, deque[Entry]] = {}
         self._last: dict[str, float] = {}
         self._heap: list[tuple[float, int, str]] = []
-        self._head_seq: dict[str, int] = {}
         self._by_id: dict[str, Entry] = {}
         self._seq = itertools.count()
         self.vtime = 0.0
@@ -66,16 +71,14 @@ class FairQueue:
         q = self._users.get(user)
         if not q:
             self._users.pop(user, None)
-            self._head_seq.pop(user, None)
             return
-        seq = next(self._seq)
-        self._head_seq[user] = seq
-        heapq.heappush(self._heap, (q[0].tag, seq, user))
+        heapq.heappush(self._heap, (q[0].tag, q[0].seq, user))
 
     def push(self, entry: Entry) -> None:
         """Queue a job behind the user's other jobs, tagged fairly."""
         start = max(self.vtime, self._last.get(entry.user, 0.0))
         entry.tag = start + entry.cost
+        entry.seq = next(self._seq)
         self._last[entry.user] = entry.tag
         q = self._users.get(entry.user)
         self._by_id[entry.job_id] = entry
@@ -89,6 +92,7 @@ class FairQueue:
         """Put a job back at the very head (a retry after its backend failed)."""
         heads = [q[0].tag for q in self._users.values()]
         entry.tag = min([self.vtime, *heads]) - 1e-9
+        entry.seq = next(self._seq)
         self._by_id[entry.job_id] = entry
         q = self._users.setdefault(entry.user, deque())
         q.appendleft(entry)
@@ -96,8 +100,9 @@ class FairQueue:
 
     def _valid_top(self) -> tuple[float, int, str] | None:
         while self._heap:
-            _tag, seq, user = self._heap[0]
-            if self._head_seq.get(user) == seq:
+            tag, seq, user = self._heap[0]
+            q = self._users.get(user)
+            if q and q[0].seq == seq and q[0].tag == tag:
                 return self._heap[0]
             heapq.heappop(self._heap)  # stale: that head left or changed
         return None
@@ -135,16 +140,17 @@ class FairQueue:
 
     def in_order(self, limit: int | None = None) -> Iterator[Entry]:
         """Queued jobs in the order they would be taken (up to `limit`)."""
-        heads = [(q[0].tag, i, user, 0) for i, (user, q) in enumerate(self._users.items())]
+        heads = [(q[0].tag, q[0].seq, user, 0) for user, q in self._users.items()]
         heapq.heapify(heads)
         produced = 0
         while heads and (limit is None or produced < limit):
-            _tag, i, user, pos = heapq.heappop(heads)
+            _tag, _seq, user, pos = heapq.heappop(heads)
             q = self._users[user]
             yield q[pos]
             produced += 1
             if pos + 1 < len(q):
-                heapq.heappush(heads, (q[pos + 1].tag, i, user, pos + 1))
+                nxt = q[pos + 1]
+                heapq.heappush(heads, (nxt.tag, nxt.seq, user, pos + 1))
 
     def first_matching(self, predicate: Callable[[Entry], bool], depth: int) -> Entry | None:
         """The first of the next `depth` jobs (fair order) that satisfies `predicate`."""
@@ -159,9 +165,10 @@ class FairQueue:
         if entry is None:
             return 0, 0.0
         jobs, total = 0, 0.0
+        key = entry.order
         for q in self._users.values():
             for other in q:
-                if other.tag >= entry.tag:
+                if other.order >= key:
                     break  # tags rise along each user's queue
                 jobs += 1
                 total += other.cost

@@ -330,3 +330,16 @@ async def test_scheduler_has_health_reset_and_retention_jobs(tmp_path):
             await engine.quotas.reset_all()
         finally:
             scheduler.shutdown(wait=False)
+
+
+async def test_queued_jobs_hear_their_new_position(tmp_path):
+    async with DevWebUI(delay=0.2) as webui, running_engine(tmp_path, [webui]) as engine:
+        repliers = [MemoryReplier(f"r{i}") for i in range(5)]
+        for i, r in enumerate(repliers):
+            await engine.submit(Requester("test", f"user{i}"), small(f"q{i}"), r)
+        last = repliers[-1]
+        await last.wait(lambda r: r.results, timeout=15)
+        positions = [u.position for u in last.updates if u.state is JobState.QUEUED]
+        # it started at the back and moved up, one place at a time, never backwards
+        assert positions[0] >= 3 and positions == sorted(positions, reverse=True), positions
+        assert 1 in positions
