@@ -1,0 +1,133 @@
+"""/draw, plain text in a private chat, and pictures: parse, acknowledge, enqueue, return.
+
+Where the picture comes from decides the mode (the core decides the mask):
+
+* a photo/image file with a /draw caption (or any caption in a private chat) → img2img from it;
+* /draw (or private text) replying to a picture → img2img from the replied picture;
+* a picture replying to a picture → inpaint: the replied one is the init image, the new one
+  says what to change (painted-over copy, black-and-white mask or transparent PNG).
+"""
+
+from __future__ import annotations
+
+import logging
+
+from telegram import Chat, Message, Update
+from telegram.ext import ContextTypes
+
+from adapters.telegram.media import ImageRef, fetch, image_of, is_image_file, not_an_image
+from adapters.telegram.replier import TelegramReplier
+from adapters.telegram.runtime import Runtime, send_kwargs
+from adapters.telegram.texts import TEXT_MAX, cut, prompt_from_caption, split_command
+from bot.errors import DrawbridgeError, OptionError
+from bot.i18n import t
+from bot.images.inputs import prepare_images
+
+log = logging.getLogger(__name__)
+
+
+async def draw(
+    rt: Runtime,
+    message: Message,
+    text: str,
+    *,
+    init: ImageRef | None = None,
+    mask: ImageRef | None = None,
+) -> None:
+    """One draw request from `message`: errors are answered, nothing waits for the picture."""
+    user = message.from_user
+    requester = rt.requester(user, message.chat)
+    locale = requester.locale
+    bot = message.get_bot()
+    if not text and init is not None:
+        # "change this part" with no words: keep the prompt of the picture replied to
+        replied = message.reply_to_message
+        if replied is not None and replied.from_user is not None and replied.from_user.id == bot.id:
+            text = prompt_from_caption(replied.caption)
+    try:
+        request = rt.engine.parser.parse(text, require_prompt=init is None)
+    except OptionError as exc:
+        await message.reply_text(cut(exc.render(locale), TEXT_MAX), do_quote=True)
+        return
+    thread_id = message.message_thread_id if message.is_topic_message else None
+    status = await bot.send_message(
+        message.chat_id,
+        t(locale, "telegram.received"),
+        **send_kwargs(message.message_id, thread_id),
+    )
+    try:
+        init_bytes = mask_bytes = None
+        max_bytes = rt.settings.max_upload_bytes
+        if init is not None:
+            init_bytes = await fetch(bot, rt.engine, requester, init, max_bytes)
+        if mask is not None:
+            mask_bytes = await fetch(bot, rt.engine, requester, mask, max_bytes)
+        prepared = await prepare_images(rt.engine, request, init_bytes, mask_bytes, locale=locale)
+        replier = TelegramReplier(
+            rt,
+            requester,
+            chat_id=message.chat_id,
+            status_id=status.message_id,
+            reply_to=message.message_id,
+            thread_id=thread_id,
+            locale=locale,
+            notes=prepared.notes,
+        )
+        await rt.engine.submit(
+            requester, request, replier, reply_ref=replier.ref(), init_size=prepared.init_size
+        )
+    except DrawbridgeError as exc:
+        await status.edit_text(cut(exc.render(locale), TEXT_MAX))
+
+
+async def on_draw_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """/draw PROMPT [flags], possibly replying to a picture."""
+    rt: Runtime = context.bot_data["runtime"]
+    message = update.effective_message
+    if message is None or message.text is None:
+        return
+    _, rest = split_command(message.text, rt.username)
+    bot_id = message.get_bot().id
+    await draw(rt, message, rest, init=image_of(message.reply_to_message, bot_id))
+
+
+async def on_private_text(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Plain text in a private chat is /draw."""
+    rt: Runtime = context.bot_data["runtime"]
+    message = update.effective_message
+    if message is None or message.text is None:
+        return
+    bot_id = message.get_bot().id
+    await draw(rt, message, message.text.strip(), init=image_of(message.reply_to_message, bot_id))
+
+
+async def on_picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A photo or file: img2img with a /draw caption, inpaint when it replies to a picture."""
+    rt: Runtime = context.bot_data["runtime"]
+    message = update.effective_message
+    if message is None:
+        return
+    bot_id = message.get_bot().id
+    command, rest = split_command(message.caption, rt.username)
+    private = message.chat.type == Chat.PRIVATE
+    replied = message.reply_to_message
+    to_us = replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
+    if command is not None and command != "draw":
+        return  # another command, or one for another bot
+    if command is None and not (private or to_us):
+        return  # groups: only what is addressed to us
+    locale = message.from_user.language_code if message.from_user else None
+    own = image_of(message)
+    if own is None:
+        document = message.document
+        if document is not None and not is_image_file(document.mime_type, document.file_name):
+            await message.reply_text(not_an_image().render(locale), do_quote=True)
+        return
+    base = image_of(replied, bot_id)
+    if base is not None:
+        await draw(rt, message, rest, init=base, mask=own)
+        return
+    if command is None and not rest:
+        await message.reply_text(t(locale, "telegram.photo_needs_prompt"), do_quote=True)
+        return
+    await draw(rt, message, rest, init=own)

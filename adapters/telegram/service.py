@@ -1,0 +1,251 @@
+"""Build and run the Telegram bot: long polling by default, a webhook when TELEGRAM_WEBHOOK_URL
+is set; TELEGRAM_API_BASE_URL points it at a self-hosted Bot API server (the tests' fake too)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from telegram import Update
+from telegram.error import InvalidToken, TelegramError
+from telegram.ext import (
+    AIORateLimiter,
+    Application,
+    ApplicationBuilder,
+    ApplicationHandlerStop,
+    CallbackQueryHandler,
+    CommandHandler,
+    ContextTypes,
+    MessageHandler,
+    TypeHandler,
+    filters,
+)
+
+from adapters.telegram.buttons import on_action
+from adapters.telegram.commands import (
+    bot_commands,
+    command_languages,
+    on_cancel,
+    on_help,
+    on_models,
+    on_models_page,
+    on_queue,
+    on_quota,
+    on_start,
+)
+from adapters.telegram.draw import on_draw_command, on_picture, on_private_text
+from adapters.telegram.replier import TelegramReplier
+from adapters.telegram.runtime import PLATFORM, Runtime
+from adapters.telegram.settings_menu import on_settings, on_settings_button
+from adapters.telegram.texts import split_command
+from bot.engine import Engine
+from bot.i18n import t
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+
+
+class TelegramStartError(RuntimeError):
+    """The bot could not start; the message is safe to log (it never holds the token)."""
+
+
+def redact(text: str, token: str) -> str:
+    """`text` with the bot token (and its secret half) masked."""
+    if token:
+        text = text.replace(token, "***")
+        secret = token.partition(":")[2]
+        if len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text
+
+
+async def serve(engine: Engine, settings: Settings, stop: asyncio.Event) -> None:
+    """Run the bot until `stop` is set. Registers the reply factory before anything awaits."""
+    rt = Runtime(engine, settings)
+    engine.register_replier(
+        PLATFORM, lambda requester, ref: TelegramReplier.from_ref(rt, requester, ref)
+    )
+    if settings.telegram_token is None:
+        raise TelegramStartError("TELEGRAM_TOKEN is not set")
+    token = settings.telegram_token.get_secret_value()
+    app = build_application(rt, token)
+    failure = None
+    try:
+        await app.initialize()
+    except InvalidToken:
+        failure = (
+            "Telegram refused TELEGRAM_TOKEN (getMe answered 401). Copy the token again from "
+            "@BotFather."
+        )
+    except TelegramError as exc:
+        failure = (
+            f"Could not reach the Telegram Bot API at {settings.telegram_api_base_url}: "
+            f"{redact(str(exc), token)} — check TELEGRAM_API_BASE_URL and the network."
+        )
+    if failure is not None:
+        with contextlib.suppress(Exception):
+            await app.bot.shutdown()
+        # raised outside the except block: the library's exception (which quotes the token)
+        # is not kept as __context__
+        raise TelegramStartError(failure)
+    runner: web.AppRunner | None = None
+    try:
+        rt.username = app.bot.username
+        rt.ready.set()
+        await register_commands(app)
+        await app.start()
+        if settings.telegram_webhook_url:
+            runner = await start_webhook(app, rt)
+            log.info("telegram: @%s receiving updates by webhook", rt.username)
+        else:
+            assert app.updater is not None
+            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+            log.info("telegram: @%s polling for updates", rt.username)
+        await stop.wait()
+    finally:
+        if runner is not None:
+            await runner.cleanup()
+        await rt.cancel_tasks()
+        if app.updater is not None and app.updater.running:
+            await app.updater.stop()
+        if app.running:
+            await app.stop()
+        await app.shutdown()
+        log.info("telegram: stopped")
+
+
+def build_application(rt: Runtime, token: str) -> Application:
+    """The python-telegram-bot Application with every handler of drawbridge."""
+    settings = rt.settings
+    root = settings.telegram_api_base_url
+    app = (
+        ApplicationBuilder()
+        .token(token)
+        .base_url(f"{root}/bot")
+        .base_file_url(f"{root}/file/bot")
+        .rate_limiter(AIORateLimiter(max_retries=settings.telegram_max_retries))
+        .concurrent_updates(True)  # handlers download pictures; never hold up other chats
+        .media_write_timeout(60.0)
+        .build()
+    )
+    rt.bot = app.bot
+    app.bot_data["runtime"] = rt
+    messages = filters.UpdateType.MESSAGE
+    app.add_handler(TypeHandler(Update, gate), group=-1)
+    commands = {
+        "start": on_start,
+        "help": on_help,
+        "draw": on_draw_command,
+        "cancel": on_cancel,
+        "queue": on_queue,
+        "quota": on_quota,
+        "models": on_models,
+        "settings": on_settings,
+    }
+    for name, callback in commands.items():
+        app.add_handler(CommandHandler(name, callback, filters=messages))
+    app.add_handler(MessageHandler(messages & (filters.PHOTO | filters.Document.ALL), on_picture))
+    app.add_handler(
+        MessageHandler(
+            messages & filters.ChatType.PRIVATE & filters.TEXT & ~filters.COMMAND,
+            on_private_text,
+        )
+    )
+    app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuox]:"))
+    app.add_handler(CallbackQueryHandler(on_models_page, pattern=r"^m:"))
+    app.add_handler(CallbackQueryHandler(on_settings_button, pattern=r"^s:"))
+    app.add_handler(CallbackQueryHandler(on_stale_button))
+    app.add_error_handler(on_error)
+    return app
+
+
+async def register_commands(app: Application) -> None:
+    """setMyCommands in English (default) and every other catalogue language."""
+    try:
+        await app.bot.set_my_commands(bot_commands("en"))
+        for lang in command_languages():
+            await app.bot.set_my_commands(bot_commands(lang), language_code=lang)
+    except TelegramError as exc:  # the menu is a convenience; the bot works without it
+        log.warning("setMyCommands failed: %s", type(exc).__name__)
+
+
+async def gate(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """TELEGRAM_ALLOWED_CHATS: updates from other chats stop here."""
+    rt: Runtime = context.bot_data["runtime"]
+    if not isinstance(update, Update):
+        return
+    chat, user = update.effective_chat, update.effective_user
+    if rt.chat_allowed(chat, user):
+        return
+    locale = user.language_code if user else None
+    text = t(locale, "telegram.chat_not_allowed")
+    if update.callback_query is not None:
+        await update.callback_query.answer(text, show_alert=True)
+    elif update.message is not None:
+        command, _ = split_command(update.message.text or update.message.caption, rt.username)
+        if command:  # answer commands for us; stay quiet about everything else
+            await update.message.reply_text(text, do_quote=True)
+    raise ApplicationHandlerStop
+
+
+async def on_stale_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """A button this version does not know: stop the spinner."""
+    if update.callback_query is not None:
+        await update.callback_query.answer()
+
+
+async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+    """Log a handler failure (no token, no traceback text to users) and say sorry."""
+    rt: Runtime = context.bot_data["runtime"]
+    token = rt.settings.telegram_token.get_secret_value() if rt.settings.telegram_token else ""
+    error = context.error
+    log.error("telegram handler failed: %s", redact(f"{type(error).__name__}: {error}", token))
+    if not isinstance(update, Update) or update.effective_chat is None:
+        return
+    user = update.effective_user
+    locale = user.language_code if user else None
+    with contextlib.suppress(Exception):
+        await context.bot.send_message(update.effective_chat.id, t(locale, "error.internal"))
+
+
+async def start_webhook(app: Application, rt: Runtime) -> web.AppRunner:
+    """Listen on TELEGRAM_WEBHOOK_LISTEN and tell Telegram to POST updates to the public URL."""
+    settings = rt.settings
+    url = settings.telegram_webhook_url or ""
+    path = urlsplit(url).path or "/"
+    host, _, port = settings.telegram_webhook_listen.rpartition(":")
+    secret = (
+        settings.telegram_webhook_secret.get_secret_value()
+        if settings.telegram_webhook_secret is not None
+        else secrets.token_urlsafe(32)
+    )
+
+    async def receive(request: web.Request) -> web.Response:
+        if not secrets.compare_digest(request.headers.get(SECRET_HEADER, ""), secret):
+            return web.Response(status=403)
+        try:
+            data = await request.json()
+            update = Update.de_json(data, app.bot)
+        except Exception:
+            return web.Response(status=400)
+        await app.update_queue.put(update)
+        return web.Response()
+
+    server = web.Application()
+    server.router.add_post(path, receive)
+    runner = web.AppRunner(server, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host or "0.0.0.0", int(port)).start()
+    try:
+        await app.bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+    except BaseException:
+        await runner.cleanup()
+        raise
+    return runner

@@ -1,0 +1,125 @@
+"""What the Telegram adapter writes: status lines, result captions, limits of the platform."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from bot.i18n import t
+from bot.types import ImageResult, JobState, JobUpdate
+
+CAPTION_MAX = 1024
+TEXT_MAX = 4096
+PHOTO_MAX_BYTES = 10 * 1024 * 1024
+PHOTO_MAX_SIDES = 10000
+PHOTO_MAX_RATIO = 20
+ALBUM_MAX = 10
+ELLIPSIS = "…"
+
+
+def fits_photo(png_size: int, width: int, height: int) -> bool:
+    """Whether Telegram accepts the picture as a photo (else it goes as a document)."""
+    if width <= 0 or height <= 0 or png_size > PHOTO_MAX_BYTES:
+        return False
+    return width + height <= PHOTO_MAX_SIDES and max(width, height) <= PHOTO_MAX_RATIO * min(
+        width, height
+    )
+
+
+def cut(text: str, limit: int) -> str:
+    """Text shortened to `limit` characters, marked with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)].rstrip() + ELLIPSIS
+
+
+def eta_text(locale: str | None, seconds: float | None) -> str:
+    """'12 s' / '3 min' in the reader's language."""
+    seconds = max(0.0, seconds or 0.0)
+    if seconds < 90:
+        return t(locale, "eta.seconds", n=max(1, round(seconds)))
+    return t(locale, "eta.minutes", n=round(seconds / 60))
+
+
+def status_text(
+    locale: str | None, update: JobUpdate, notes: Sequence[str], max_attempts: int
+) -> str:
+    """The status message for a queued or running job."""
+    lines = list(notes)
+    if update.note == "queue.retrying":
+        lines.append(t(locale, "queue.retrying", attempt=update.attempt or 2, max=max_attempts))
+    elif update.note:
+        lines.append(t(locale, update.note))
+    elif update.state is JobState.RUNNING:
+        lines.append(t(locale, "queue.running", percent=round((update.progress or 0.0) * 100)))
+    elif update.position is not None and update.position > 1:
+        eta = eta_text(locale, update.eta_seconds)
+        lines.append(t(locale, "queue.queued", position=update.position, eta=eta))
+    else:
+        lines.append(t(locale, "queue.queued_next"))
+    return cut("\n".join(lines), CAPTION_MAX)
+
+
+_HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{8,10}\]$")
+_EXTENSION = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf)$", re.I)
+
+
+def model_label(model: str) -> str:
+    """A checkpoint title as people say it: no folder, extension or hash."""
+    name = _HASH_SUFFIX.sub("", model.strip()).replace("\\", "/").rsplit("/", 1)[-1]
+    return _EXTENSION.sub("", name)
+
+
+def meta_line(locale: str | None, image: ImageResult, model: str, elapsed: float | None) -> str:
+    """'🌱 42 · 512×512 · model · 3 s'."""
+    parts = [f"🌱 {image.seed}", f"{image.width}×{image.height}"]
+    if model:
+        parts.append(model_label(model))
+    if elapsed is not None:
+        parts.append(t(locale, "eta.seconds", n=f"{elapsed:.1f}"))
+    return " · ".join(parts)
+
+
+def result_caption(
+    locale: str | None,
+    prompt: str,
+    meta: str,
+    notes: Sequence[str] = (),
+    *,
+    index: int | None = None,
+) -> str:
+    """Prompt (cut so the whole caption fits 1024 characters), then seed, size and model."""
+    head = f"#{index + 1} · {meta}" if index is not None else meta
+    tail = "\n".join([head, *notes])
+    room = CAPTION_MAX - len(tail) - 1
+    if room < 20:
+        return cut(tail, CAPTION_MAX)
+    return f"{cut(prompt, room)}\n{tail}" if prompt else tail
+
+
+def prompt_from_caption(caption: str | None) -> str:
+    """The prompt back out of one of our result captions (its first line, uncut)."""
+    if not caption:
+        return ""
+    first = caption.split("\n", 1)[0]
+    if first.startswith(("🌱", "#")):
+        return ""
+    return first.removesuffix(ELLIPSIS).strip()
+
+
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]{1,32})(?:@([A-Za-z0-9_]+))?(?=\s|$)(.*)$", re.S)
+
+
+def split_command(text: str | None, bot_username: str) -> tuple[str | None, str]:
+    """('draw', 'a fox') for '/draw@bot a fox'; (None, text) when not a command.
+
+    A command addressed to another bot gives ('', '') so callers ignore it.
+    """
+    text = text or ""
+    match = _COMMAND.match(text)
+    if match is None:
+        return None, text.strip()
+    command, target, rest = match.groups()
+    if target and target.lower() != bot_username.lower():
+        return "", ""
+    return command.lower(), rest.strip()
