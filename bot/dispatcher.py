@@ -105,6 +105,13 @@ class Backend:
         return total
 
 
+async def _finished(task: asyncio.Task[None] | None) -> None:
+    """Let a bookkeeping task end before anything that must come after it."""
+    if task is not None:
+        with contextlib.suppress(Exception):
+            await task
+
+
 class Events:
     """What the dispatcher tells the engine; the engine turns it into storage and replies."""
 
@@ -237,7 +244,11 @@ class Dispatcher:
                     async with asyncio.timeout(wait):
                         await wake.wait()
             entry = self._choose(backend)
-            if entry is None:
+            if entry is None:  # nothing suits this backend now: wait for the queue to move
+                wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.progress_interval):
+                        await wake.wait()
                 continue
             if self._closing:
                 self.queue.push_front(entry)
@@ -266,16 +277,25 @@ class Dispatcher:
         wanted = model_key(head.model)
         if not wanted or wanted == mine or head.skips >= SKIP_LIMIT:
             return self.queue.take(head.job_id)
-        elsewhere = any(
-            b is not backend and b.up and self._next_model(b) == wanted for b in self.backends
-        )
-        if elsewhere:
+        others = [b for b in self.backends if b is not backend and b.up]
+        holders = [b for b in others if self._next_model(b) == wanted]
+        if holders:
             match = self.queue.first_matching(
                 lambda e: not e.model or model_key(e.model) == mine, depth=64
             )
             if match is not None:
-                head.skips += 1
+                # Leaving the head to a backend that has its model costs it at most about one
+                # job when that backend is as far along as this one; only a longer delay
+                # counts toward the skip limit.
+                now = time.monotonic()
+                soonest = min(b.remaining(now) for b in holders)
+                if soonest > backend.remaining(now) + head.cost * backend.sec_per_credit:
+                    head.skips += 1
                 return self.queue.take(match.job_id)
+            if backend.inflight:
+                return None  # only a prefetch: leave the head to the backend that has its model
+        elif backend.inflight and any(not b.inflight for b in others):
+            return None  # someone must switch: an idle backend, rather than a busy one
         return self.queue.take(head.job_id)
 
     # --- running --------------------------------------------------------------------
@@ -283,6 +303,7 @@ class Dispatcher:
         backend = run.backend
         entry = run.entry
         self.attempts[entry.job_id] = self.attempts.get(entry.job_id, 0) + 1
+        started: asyncio.Task[None] | None = None
         try:
             call = await run.prepare()
             run.sent_at = time.monotonic()
@@ -295,9 +316,11 @@ class Dispatcher:
         except asyncio.CancelledError:
             if run.down_error is None or self._closing:
                 raise
+            await _finished(started)  # its "running" update must not land after the retry's
             await self._retry_or_fail(run, run.down_error)
             return
         except WebUIError as exc:
+            await _finished(started)
             if exc.retryable or isinstance(exc, WebUINoAPI | WebUIAuthError):
                 self._mark_down(backend, exc, exclude=run)
                 await self._retry_or_fail(run, exc)
@@ -307,9 +330,11 @@ class Dispatcher:
                 await self.events.failed(run, exc)
             return
         except DrawbridgeError as exc:  # e.g. the stored init image expired
+            await _finished(started)
             await self.events.failed(run, exc)
             return
         except Exception:
+            await _finished(started)
             log.exception("job %s crashed on %s", entry.job_id, backend.name)
             await self.events.failed(run, DrawbridgeError())
             return

@@ -426,6 +426,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "telegram.btn.from_preset": {"en": "from preset", "zh": "用预设"},
     "telegram.btn.no_negative": {"en": "no negative", "zh": "不用反向词"},
     "telegram.btn.reset": {"en": "Reset all", "zh": "全部重置"},
+    "mask.needs_init": {
+        "en": "A mask needs a picture to go with it: send the picture with /draw, then reply to it with the mask.",
+        "zh": "蒙版需要配合一张图片：先用 /draw 发送图片，再用蒙版回复它。",
+    },
     # --- CLI -----------------------------------------------------------------------------
     "cli.no_tokens": {
         "en": "No chat platform is configured. Set DISCORD_TOKEN and/or TELEGRAM_TOKEN "
