@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
@@ -37,7 +38,7 @@ def build_scheduler(engine: Engine) -> AsyncIOScheduler:
         misfire_grace_time=3600,
     )
     scheduler.add_job(
-        _retention,
+        retention,
         IntervalTrigger(hours=1),
         args=[engine],
         id="retention",
@@ -47,12 +48,17 @@ def build_scheduler(engine: Engine) -> AsyncIOScheduler:
     return scheduler
 
 
-async def _retention(engine: Engine) -> None:
+async def retention(engine: Engine) -> tuple[int, int]:
+    """Delete stored images and finished jobs (with their buttons) older than RETENTION_DAYS."""
     seconds = engine.settings.retention_days * 86400
-    deleted = await asyncio.to_thread(engine.store.delete_older_than, seconds)
-    if deleted:
+    images = await asyncio.to_thread(engine.store.delete_older_than, seconds)
+    before = datetime.now(UTC) - timedelta(seconds=seconds)
+    jobs = await engine.db.jobs.delete_finished_before(before)
+    if images or jobs:
         log.info(
-            "retention: deleted %d stored images older than %s days",
-            deleted,
+            "retention: deleted %d images and %d finished jobs older than %g days",
+            images,
+            jobs,
             engine.settings.retention_days,
         )
+    return images, jobs

@@ -343,3 +343,41 @@ async def test_queued_jobs_hear_their_new_position(tmp_path):
         # it started at the back and moved up, one place at a time, never backwards
         assert positions[0] >= 3 and positions == sorted(positions, reverse=True), positions
         assert 1 in positions
+
+
+async def test_retention_deletes_old_images_and_jobs(tmp_path):
+    import os
+    import time as _time
+
+    from bot.scheduler import retention
+
+    async with (
+        DevWebUI(delay=0.05) as webui,
+        running_engine(tmp_path, [webui], retention_days=1) as engine,
+    ):
+        replier = MemoryReplier()
+        handle = await engine.submit(ALICE, small(), replier)
+        await replier.wait(lambda r: r.results)
+        key = await engine.action_key(handle.job_id, 0, "original")
+        assert (await engine.act(ALICE, key, replier)).png.startswith(b"\x89PNG")
+        assert await retention(engine) == (0, 0)  # nothing is old yet
+        old = _time.time() - 2 * 86400
+        for path in (tmp_path / "data" / "images").rglob("*.png"):
+            os.utime(path, (old, old))
+        from datetime import UTC, datetime, timedelta
+
+        from sqlalchemy import update
+
+        from storage.jobs import JOBS
+
+        async with engine.db.write() as conn:
+            await conn.execute(
+                update(JOBS).values(finished_at=datetime.now(UTC) - timedelta(days=2))
+            )
+        images, jobs = await retention(engine)
+        assert images >= 1 and jobs == 1
+        from bot.errors import NotFound
+
+        with pytest.raises(NotFound) as info:
+            await engine.act(ALICE, key, replier)
+        assert "This button no longer works" in info.value.render("en")
