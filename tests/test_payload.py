@@ -136,3 +136,25 @@ def test_random_seed_is_fixed_at_enqueue():
 def test_resolved_round_trips_through_json():
     spec = _spec(mode=Mode.IMG2IMG, init_image="a" * 64)
     assert Resolved.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+
+
+def test_example_presets_file_loads(tmp_path):
+    from bot.presets import load_presets
+
+    book = load_presets(Path(__file__).parent.parent / "presets.example.toml")
+    assert book.names == ["fast", "portrait"]
+    assert book.get("fast").steps == 16 and book.get("fast").hires is False
+
+
+def test_presets_file_errors_say_what_is_wrong(tmp_path):
+    from bot.presets import PresetFileError, load_presets
+
+    bad = tmp_path / "p.toml"
+    bad.write_text("stepz = 3\n")
+    with pytest.raises(PresetFileError, match="unknown keys \\['stepz'\\]"):
+        load_presets(bad)
+    bad.write_text("steps = [\n")
+    with pytest.raises(PresetFileError, match="is not valid TOML"):
+        load_presets(bad)
+    with pytest.raises(PresetFileError, match="does not exist"):
+        load_presets(tmp_path / "missing.toml")
