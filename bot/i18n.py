@@ -430,6 +430,195 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "A mask needs a picture to go with it: send the picture with /draw, then reply to it with the mask.",
         "zh": "蒙版需要配合一张图片：先用 /draw 发送图片，再用蒙版回复它。",
     },
+    # --- Discord adapter ------------------------------------------------------------------
+    # command and option names: "en" is the name Discord registers, "zh" its localisation
+    "discord.cmd.draw.name": {"en": "draw", "zh": "画图"},
+    "discord.cmd.draw": {"en": "Draw a picture from a description", "zh": "根据描述画一张图"},
+    "discord.cmd.inpaint.name": {"en": "inpaint", "zh": "局部重绘"},
+    "discord.cmd.inpaint": {
+        "en": "Repaint part of a picture: the picture, a mask (white = change), what to draw",
+        "zh": "重绘图片的一部分：图片、蒙版（白色 = 修改）、要画的内容",
+    },
+    "discord.cmd.cancel.name": {"en": "cancel", "zh": "取消"},
+    "discord.cmd.cancel": {
+        "en": "Cancel your newest job (or the one named)",
+        "zh": "取消你最新的任务（或指定的任务）",
+    },
+    "discord.cmd.queue.name": {"en": "queue", "zh": "队列"},
+    "discord.cmd.queue": {"en": "The queue and your jobs", "zh": "队列和你的任务"},
+    "discord.cmd.quota.name": {"en": "quota", "zh": "额度"},
+    "discord.cmd.quota": {"en": "Your credits", "zh": "你的额度"},
+    "discord.cmd.models.name": {"en": "models", "zh": "模型"},
+    "discord.cmd.models": {"en": "Checkpoints, samplers and LoRAs", "zh": "模型、采样器和 LoRA"},
+    "discord.cmd.settings.name": {"en": "settings", "zh": "设置"},
+    "discord.cmd.settings": {
+        "en": "Your defaults for /draw (without options: show them)",
+        "zh": "你的 /draw 默认设置（不带选项：查看）",
+    },
+    "discord.cmd.help.name": {"en": "help", "zh": "帮助"},
+    "discord.cmd.help": {
+        "en": "Every /draw option and what the bot does",
+        "zh": "所有 /draw 选项和机器人的用法",
+    },
+    "discord.cmd.use_as_init.name": {"en": "Use as init image", "zh": "用作初始图片"},
+    "discord.opt.prompt": {"en": "prompt", "zh": "提示词"},
+    "discord.opt.negative": {"en": "negative", "zh": "反向提示词"},
+    "discord.opt.ar": {"en": "ar", "zh": "宽高比"},
+    "discord.opt.size": {"en": "size", "zh": "尺寸"},
+    "discord.opt.steps": {"en": "steps", "zh": "步数"},
+    "discord.opt.cfg": {"en": "cfg", "zh": "cfg"},
+    "discord.opt.seed": {"en": "seed", "zh": "种子"},
+    "discord.opt.sampler": {"en": "sampler", "zh": "采样器"},
+    "discord.opt.model": {"en": "model", "zh": "模型"},
+    "discord.opt.count": {"en": "count", "zh": "数量"},
+    "discord.opt.init_image": {"en": "init_image", "zh": "初始图片"},
+    "discord.opt.mask": {"en": "mask", "zh": "蒙版"},
+    "discord.opt.strength": {"en": "strength", "zh": "重绘幅度"},
+    "discord.opt.hires": {"en": "hires", "zh": "高清修复"},
+    "discord.opt.preset": {"en": "preset", "zh": "预设"},
+    "discord.opt.invert": {"en": "invert", "zh": "反转蒙版"},
+    "discord.opt.fill": {"en": "fill", "zh": "填充方式"},
+    "discord.opt.only_masked": {"en": "only_masked", "zh": "仅重绘蒙版"},
+    "discord.opt.image": {"en": "image", "zh": "图片"},
+    "discord.opt.job": {"en": "job", "zh": "任务"},
+    "discord.opt.reset": {"en": "reset", "zh": "重置"},
+    "discord.opt.prompt.desc": {"en": "What to draw", "zh": "要画的内容"},
+    "discord.opt.size.desc": {"en": "Picture size (width×height)", "zh": "图片尺寸（宽×高）"},
+    "discord.opt.init_image.desc": {
+        "en": "A picture to start from (img2img)",
+        "zh": "作为起点的图片（图生图）",
+    },
+    "discord.opt.mask.desc": {
+        "en": "What to change: a mask (white = change), a painted-over copy or a transparent PNG",
+        "zh": "要修改的部分：蒙版（白色 = 修改）、涂抹过的副本或带透明区域的 PNG",
+    },
+    "discord.opt.image.desc": {"en": "The picture to change", "zh": "要修改的图片"},
+    "discord.opt.job.desc": {
+        "en": "Job id (default: your newest job)",
+        "zh": "任务编号（默认：你最新的任务）",
+    },
+    "discord.opt.reset.desc": {
+        "en": "Forget all your defaults",
+        "zh": "清除你的所有默认设置",
+    },
+    # messages
+    "discord.received": {"en": "⏳ Got it…", "zh": "⏳ 收到…"},
+    "discord.dms_off": {
+        "en": "I don't take requests in direct messages here. Please use me in a server channel.",
+        "zh": "这里不接受私信请求。请在服务器频道中使用我。",
+    },
+    "discord.channel_not_allowed": {
+        "en": "I'm not enabled in this channel. Please use one of the channels set up for me "
+        "(the operator lists them in DISCORD_ALLOWED_CHANNELS).",
+        "zh": "此频道未启用本机器人。请使用为我设置的频道（由管理员在 DISCORD_ALLOWED_CHANNELS 中列出）。",
+    },
+    "discord.nsfw_only": {
+        "en": "I only draw in age-restricted (NSFW) channels here. Please use one of those.",
+        "zh": "在这里我只在年龄限制（NSFW）频道中画图。请到那些频道使用。",
+    },
+    "discord.download_failed": {
+        "en": "I could not download that picture from Discord. Please send it again.",
+        "zh": "无法从 Discord 下载这张图片。请重新发送。",
+    },
+    "discord.file_too_large": {
+        "en": "That file is {size}; the limit is {limit}. Please send a smaller picture.",
+        "zh": "这个文件有 {size}，上限是 {limit}。请发送小一些的图片。",
+    },
+    "discord.no_picture": {
+        "en": "That message has no picture. Use “Use as init image” on a message with an image "
+        "attached.",
+        "zh": "这条消息没有图片。请在带图片的消息上使用“用作初始图片”。",
+    },
+    "discord.modal_title": {"en": "Draw from this picture", "zh": "用这张图片画图"},
+    "discord.modal_prompt": {"en": "Prompt and options", "zh": "提示词和选项"},
+    "discord.modal_placeholder": {
+        "en": "a castle at dusk --strength 0.6",
+        "zh": "黄昏的城堡 --strength 0.6",
+    },
+    "discord.cancelled_reply": {
+        "en": "Cancelled job {job}. Your {credits} credits were returned.",
+        "zh": "已取消任务 {job}。已退还 {credits} 点额度。",
+    },
+    "discord.queue_yours": {"en": "Your jobs:", "zh": "你的任务："},
+    "discord.queue_job_queued": {
+        "en": "{job} — position {position}, starting in about {eta}",
+        "zh": "{job} —— 第 {position} 位，大约 {eta} 后开始",
+    },
+    "discord.queue_job_running": {"en": "{job} — drawing now", "zh": "{job} —— 正在绘制"},
+    "discord.models_checkpoints": {"en": "Checkpoints (model):", "zh": "模型（model）："},
+    "discord.models_samplers": {"en": "Samplers (sampler):", "zh": "采样器（sampler）："},
+    "discord.models_loras": {
+        "en": "LoRAs (write <lora:NAME:0.8> in the prompt):",
+        "zh": "LoRA（在提示词中写 <lora:名称:0.8>）：",
+    },
+    "discord.models_none": {
+        "en": "No drawing server has answered yet; try /models again in a minute.",
+        "zh": "还没有绘图服务器响应；请一分钟后再试 /models。",
+    },
+    "discord.settings_title": {"en": "Your defaults for /draw:", "zh": "你的 /draw 默认设置："},
+    "discord.settings_preset": {"en": "Preset: {value}", "zh": "预设：{value}"},
+    "discord.settings_size": {"en": "Size: {value}", "zh": "尺寸：{value}"},
+    "discord.settings_steps": {"en": "Steps: {value}", "zh": "步数：{value}"},
+    "discord.settings_negative": {"en": "Negative prompt: {value}", "zh": "反向提示词：{value}"},
+    "discord.settings_from_preset": {"en": "preset's ({value})", "zh": "预设值（{value}）"},
+    "discord.settings_empty": {"en": "none", "zh": "无"},
+    "discord.settings_usage": {
+        "en": "Change them with /settings size, steps, negative or preset (negative “-” = none); "
+        "/settings reset forgets them all.",
+        "zh": "用 /settings 的 size、steps、negative 或 preset 修改（negative 填 “-” 表示不用）；"
+        "/settings reset 清除全部。",
+    },
+    "discord.settings_saved": {"en": "Saved.", "zh": "已保存。"},
+    "discord.help_commands": {
+        "en": "Commands: /draw, /inpaint, /cancel, /queue, /quota, /models, /settings, /help.",
+        "zh": "命令：/draw、/inpaint、/cancel、/queue、/quota、/models、/settings、/help。",
+    },
+    "discord.help_images": {
+        "en": "Pictures: /draw with init_image redraws a picture (img2img); with init_image and "
+        "mask only the marked part (inpaint). Reply to one of my results with a painted-over "
+        "copy or a mask to change part of it, or with words (and options) to redraw it. On any "
+        "message with a picture: Apps → “Use as init image”.",
+        "zh": "图片：/draw 带 init_image 会重绘图片（图生图）；同时带 init_image 和 mask 只修改标记"
+        "的部分（局部重绘）。回复我的结果并附上涂抹过的副本或蒙版，可以只修改一部分；只回复文字"
+        "（和选项）则重绘整张图。在任何带图片的消息上：应用 → “用作初始图片”。",
+    },
+    "discord.help_text_options": {
+        "en": "In replies and the “Use as init image” box, options are written as text:",
+        "zh": "在回复和“用作初始图片”的输入框中，选项以文字形式书写：",
+    },
+    "discord.btn.reroll": {"en": "Reroll", "zh": "重新生成"},
+    "discord.btn.variations": {"en": "Variations", "zh": "变体"},
+    "discord.btn.upscale": {"en": "Upscale", "zh": "放大"},
+    "discord.btn.delete": {"en": "Delete", "zh": "删除"},
+    "discord.btn.cancel": {"en": "Cancel", "zh": "取消"},
+    "discord.embed.seed": {"en": "Seed", "zh": "种子"},
+    "discord.embed.size": {"en": "Size", "zh": "尺寸"},
+    "discord.embed.model": {"en": "Model", "zh": "模型"},
+    "discord.embed.time": {"en": "Time", "zh": "用时"},
+    "discord.embed.job": {"en": "job {job}", "zh": "任务 {job}"},
+    "discord.reencoded_lossless": {
+        "en": "Re-encoded as lossless WebP (the same pixels) to fit Discord's {limit} upload limit.",
+        "zh": "为符合 Discord 的 {limit} 上传限制，已重新编码为无损 WebP（像素完全相同）。",
+    },
+    "discord.reencoded_lossy": {
+        "en": "Re-encoded as WebP at quality {quality} to fit Discord's {limit} upload limit; "
+        "fine detail may differ from the original.",
+        "zh": "为符合 Discord 的 {limit} 上传限制，已重新编码为质量 {quality} 的 WebP；"
+        "细节可能与原图略有不同。",
+    },
+    "discord.reencoded_smaller": {
+        "en": "Scaled down to {width}×{height} and re-encoded as WebP to fit Discord's {limit} "
+        "upload limit.",
+        "zh": "为符合 Discord 的 {limit} 上传限制，已缩小到 {width}×{height} 并重新编码为 WebP。",
+    },
+    "discord.result_ready": {
+        "en": "{mention}, your picture is ready.",
+        "zh": "{mention}，你的图片好了。",
+    },
+    "discord.done_below": {
+        "en": "Done — the result is in the reply below.",
+        "zh": "完成——结果在下方的回复中。",
+    },
     # --- CLI -----------------------------------------------------------------------------
     "cli.no_tokens": {
         "en": "No chat platform is configured. Set DISCORD_TOKEN and/or TELEGRAM_TOKEN "
