@@ -283,17 +283,19 @@ class Dispatcher:
             match = self.queue.first_matching(
                 lambda e: not e.model or model_key(e.model) == mine, depth=64
             )
+            # Leaving the head to a backend that has its model costs it at most about one job
+            # when that backend is as far along as this one; only a longer delay counts.
+            now = time.monotonic()
+            soonest = min(b.remaining(now) for b in holders)
+            job_time = head.cost * backend.sec_per_credit
             if match is not None:
-                # Leaving the head to a backend that has its model costs it at most about one
-                # job when that backend is as far along as this one; only a longer delay
-                # counts toward the skip limit.
-                now = time.monotonic()
-                soonest = min(b.remaining(now) for b in holders)
-                if soonest > backend.remaining(now) + head.cost * backend.sec_per_credit:
+                if soonest > backend.remaining(now) + job_time:
                     head.skips += 1
                 return self.queue.take(match.job_id)
             if backend.inflight:
                 return None  # only a prefetch: leave the head to the backend that has its model
+            if len(self.queue) <= len(holders) and soonest <= 3 * job_time:
+                return None  # idle, but they take what is queued soon: keep this model loaded
         elif backend.inflight and any(not b.inflight for b in others):
             return None  # someone must switch: an idle backend, rather than a busy one
         return self.queue.take(head.job_id)
