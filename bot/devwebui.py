@@ -784,6 +784,8 @@ class DevWebUI:
             self.options_data["sd_model_checkpoint"] = self.loaded.title
             self.options_data["sd_checkpoint_hash"] = self.loaded.sha256
         self.requests: list[tuple[str, Any]] = []
+        # (steps done, steps asked) of each sampling pass stopped by /skip or /interrupt
+        self.cut_short: list[tuple[int, int]] = []
         self.state = State()
         self._lock = asyncio.Lock()  # FIFO: waiters are woken in arrival order
         self._inflight: set[asyncio.Task[Any]] = set()
@@ -1027,6 +1029,7 @@ class DevWebUI:
         start = loop.time()
         for step in range(1, steps + 1):
             if st.interrupted or st.skipped:
+                self.cut_short.append((step - 1, steps))
                 return
             # Sleep to a deadline, not a fixed slice, so 150 steps still take `delay` in total.
             await asyncio.sleep(max(0.0, start + self.delay * step / steps - loop.time()))

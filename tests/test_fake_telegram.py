@@ -378,7 +378,7 @@ async def test_long_poll_semantics_over_raw_http(fake: FakeTelegram) -> None:
         started = time.monotonic()
         sent = fake.send_text(alice, alice, "hello")
         body = (await poll).json()
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3.0  # not the 5 s poll timeout
         assert body["ok"] and body["result"][0]["message"]["message_id"] == sent["message_id"]
         update_id = body["result"][0]["update_id"]
         # not confirmed yet: delivered again; offset confirms (JSON body, any method case)
@@ -389,7 +389,7 @@ async def test_long_poll_semantics_over_raw_http(fake: FakeTelegram) -> None:
         # a second long poll terminates the first with 409, as the real server does
         first = asyncio.create_task(client.post(f"{url}/getUpdates", data={"timeout": "5"}))
         await asyncio.sleep(0.1)
-        second = asyncio.create_task(client.post(f"{url}/getUpdates", data={"timeout": "1"}))
+        second = asyncio.create_task(client.post(f"{url}/getUpdates", data={"timeout": "10"}))
         conflict = await first
         assert (
             conflict.status_code == 409 and "terminated by other" in conflict.json()["description"]
@@ -399,7 +399,7 @@ async def test_long_poll_semantics_over_raw_http(fake: FakeTelegram) -> None:
         started = time.monotonic()
         await fake.close()
         released = await second
-        assert time.monotonic() - started < 0.5
+        assert time.monotonic() - started < 5.0  # not the 10 s poll timeout
         assert released.json() == {"ok": True, "result": []}
 
 
@@ -423,6 +423,6 @@ async def test_shutdown_is_clean_and_quick(fake: FakeTelegram) -> None:
     async with running_app(fake, poll_timeout=30):
         await asyncio.sleep(0.3)  # the updater now holds a 30 s long poll
         started = time.monotonic()
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 10.0  # not the 30 s poll timeout
     cleanup = fake.calls_of("getUpdates")[-1]
     assert cleanup.params["timeout"] == 0 and cleanup.ok

@@ -137,26 +137,25 @@ async def test_progress_while_a_job_runs(make_devwebui: Callable[..., Any]) -> N
 async def test_interrupt_returns_partial_result(make_devwebui: Callable[..., Any]) -> None:
     server = await make_devwebui(delay=0.3)
     async with WebUIClient(server.url) as client:
-        started = time.monotonic()
         job = asyncio.create_task(client.txt2img({"prompt": "x", "steps": 10, "n_iter": 3}))
         await poll(client, lambda p: p.state["sampling_step"] > 0)
         await client.interrupt()
         result = await job
     assert len(result.images) == 1
     assert result.seeds == result.info["all_seeds"][:1]
-    assert time.monotonic() - started < 0.75  # three full passes would take 0.9 s
+    assert len(server.cut_short) == 1 and server.cut_short[0][0] < 10
 
 
 async def test_skip_ends_the_current_batch_only(make_devwebui: Callable[..., Any]) -> None:
     server = await make_devwebui(delay=0.4)
     async with WebUIClient(server.url) as client:
-        started = time.monotonic()
         job = asyncio.create_task(client.txt2img({"prompt": "x", "steps": 10, "n_iter": 2}))
         await poll(client, lambda p: p.state["sampling_step"] > 0)
         await client.skip()
         result = await job
     assert len(result.images) == 2
-    assert time.monotonic() - started < 0.7  # two full passes would take 0.8 s
+    # only the first batch stopped early; the second ran all its steps
+    assert len(server.cut_short) == 1 and server.cut_short[0][0] < 10
 
 
 # --- listings and tools -------------------------------------------------------------------------
