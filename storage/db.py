@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -17,9 +18,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from bot.types import JobState, Mode
+from storage._sqlite import SQLiteWriter
 from storage.actions import ActionRepo
-from storage.jobs import JobRepo
-from storage.quota import QuotaRepo
+from storage.jobs import JobRepo, build_job
+from storage.quota import QuotaRepo, Reservation
 from storage.results import ResultRepo
 from storage.users import UserRepo
 
@@ -35,6 +38,8 @@ _MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.L
 
 # Execution option marking the engine view whose SQLite transactions only read.
 _READONLY = "drawbridge_readonly"
+
+T = TypeVar("T")
 
 
 def _sqlite_file(url: str) -> Path | None:
@@ -162,6 +167,7 @@ class Database:
         self._engine: AsyncEngine | None = None
         self._reader: AsyncEngine | None = None
         self._write_lock: asyncio.Lock | None = None
+        self._sqlite: SQLiteWriter | None = None
         self.quota = QuotaRepo(self)
         self.jobs = JobRepo(self)
         self.users = UserRepo(self)
@@ -190,6 +196,17 @@ class Database:
         except BaseException:
             await engine.dispose()
             raise
+        # A file database also gets its own sqlite3 connection for whole-transaction writes
+        # (storage/_sqlite.py); in-memory ones would be a different database there.
+        path = _sqlite_file(self.url) if engine.dialect.name == "sqlite" else None
+        if path is not None:
+            writer = SQLiteWriter(path, BUSY_TIMEOUT_MS)
+            try:
+                await writer.start()
+            except BaseException:
+                await engine.dispose()
+                raise
+            self._sqlite = writer
         self._engine = engine
         # Same pool, but its SQLite transactions start deferred so readers never queue.
         self._reader = engine.execution_options(**{_READONLY: True})
@@ -199,7 +216,76 @@ class Database:
         """Close every pooled connection."""
         if self._engine is not None:
             engine, self._engine, self._reader = self._engine, None, None
-            await engine.dispose()
+            writer, self._sqlite = self._sqlite, None
+            try:
+                if writer is not None:
+                    async with self._writer_turn():
+                        await writer.close()
+            finally:
+                await engine.dispose()
+
+    @property
+    def sqlite_writer(self) -> SQLiteWriter | None:
+        """The one-hop transaction runner of a started SQLite file database, else None."""
+        return self._sqlite
+
+    async def run_sqlite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn(conn)` as one write transaction in one thread hop (SQLite files only)."""
+        writer = self._sqlite
+        if writer is None:
+            raise RuntimeError("no SQLite writer: not started, or not an SQLite file")
+        async with self._writer_turn():
+            return await writer.run(fn)
+
+    async def submit_job(
+        self,
+        *,
+        id: str,
+        user_key: str,
+        platform: str,
+        display_name: str = "",
+        locale: str = "en",
+        prompt: str,
+        params: str | dict[str, Any],
+        cost: int,
+        allowance: int,
+        today: str,
+        reset: str = "",
+        mode: Mode | str = Mode.TXT2IMG,
+        chat_id: str = "",
+        reply_ref: str | dict[str, Any] | None = None,
+    ) -> Reservation:
+        """A submit in ONE transaction: upsert the user, reserve `cost` credits, store the
+        queued job. Raises QuotaExceeded (or IntegrityError, …) with nothing written."""
+        job = build_job(
+            id=id,
+            user_key=user_key,
+            platform=platform,
+            prompt=prompt,
+            params=params,
+            cost=cost,
+            mode=mode,
+            chat_id=chat_id,
+            reply_ref=reply_ref,
+            state=JobState.QUEUED,
+        )
+        user = {
+            "key": user_key,
+            "platform": platform,
+            "display_name": display_name,
+            "locale": locale,
+            "created_at": job.created_at,
+        }
+        return await self.quota.reserve_with(
+            user_key,
+            id,
+            cost,
+            allowance=allowance,
+            today=today,
+            reset=reset,
+            user=user,
+            job=job.model_dump(),
+        )
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -48,6 +48,36 @@ def new_job_id(length: int = 8) -> str:
     return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
 
 
+def build_job(
+    *,
+    user_key: str,
+    platform: str,
+    prompt: str,
+    params: str | dict[str, Any],
+    cost: int,
+    mode: Mode | str = Mode.TXT2IMG,
+    chat_id: str = "",
+    reply_ref: str | dict[str, Any] | None = None,
+    id: str | None = None,
+    state: JobState | str = JobState.QUEUED,
+    created_at: datetime | None = None,
+) -> Job:
+    """A new job row, not yet stored (see `JobRepo.create`)."""
+    return Job(
+        id=id or new_job_id(),
+        user_key=user_key,
+        platform=platform,
+        chat_id=chat_id,
+        state=JobState(state).value,
+        mode=Mode(mode).value,
+        prompt=prompt,
+        params=_json_text(params),
+        cost=cost,
+        reply_ref=_json_text(reply_ref),
+        created_at=created_at or utcnow(),
+    )
+
+
 class JobRepo:
     """Create, look up and move jobs between states."""
 
@@ -73,18 +103,18 @@ class JobRepo:
 
         `params` and `reply_ref` are JSON text; a dict is serialised first.
         """
-        job = Job(
-            id=id or new_job_id(),
+        job = build_job(
             user_key=user_key,
             platform=platform,
-            chat_id=chat_id,
-            state=JobState(state).value,
-            mode=Mode(mode).value,
             prompt=prompt,
-            params=_json_text(params),
+            params=params,
             cost=cost,
-            reply_ref=_json_text(reply_ref),
-            created_at=created_at or utcnow(),
+            mode=mode,
+            chat_id=chat_id,
+            reply_ref=reply_ref,
+            id=id,
+            state=state,
+            created_at=created_at,
         )
         async with self._db.session() as session:
             session.add(job)

@@ -15,17 +15,20 @@ the credits that day left unused and its `period` is that old day, so today's su
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Row, case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.errors import QuotaExceeded
-from storage._sql import insert_ignore
+from storage import _sqlite as lite
+from storage._sql import insert_ignore, upsert
 from storage.models import QuotaLedger, metadata, utcnow
 
 if TYPE_CHECKING:
@@ -33,6 +36,8 @@ if TYPE_CHECKING:
 
 ACCOUNTS = metadata.tables["quota_accounts"]
 LEDGER = metadata.tables["quota_ledger"]
+USERS = metadata.tables["users"]
+JOBS = metadata.tables["jobs"]
 
 # Rows that end a reservation; a reservation has at most one of them.
 _CLOSING = ("settle", "release")
@@ -65,6 +70,87 @@ class QuotaView:
 def _effective_daily(today: str, allowance: int) -> ColumnElement[int]:
     # The lazy daily reset: a row still on an older day has a full bucket today.
     return case((ACCOUNTS.c.period == today, ACCOUNTS.c.daily_left), else_=allowance)
+
+
+def _sqlite_values(values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: lite.ts(v) if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+# --- SQLite: each function is one whole transaction, run in the writer thread -------------
+# They mirror the SQLAlchemy path of the QuotaRepo methods below statement for statement;
+# every quota test runs against both (SQLite files here, PostgreSQL through SQLAlchemy).
+
+
+def _reserve_sqlite(
+    conn: sqlite3.Connection,
+    user_key: str,
+    job_id: str,
+    cost: int,
+    allowance: int,
+    today: str,
+    reset: str,
+    user: Mapping[str, Any] | None = None,
+    job: Mapping[str, Any] | None = None,
+) -> Reservation:
+    now = lite.ts(utcnow())
+    if user is not None:
+        conn.execute(lite.UPSERT_USER, _sqlite_values(user))
+    account = {"user_key": user_key, "allowance": allowance, "today": today, "now": now}
+    conn.execute(lite.ENSURE_ACCOUNT, account)
+    if lite.one(conn, lite.HAS_RESERVE, (job_id,)) is not None:
+        raise ValueError(f"job {job_id!r} already has a reservation")
+    row = lite.one(conn, lite.RESERVE, {**account, "cost": cost})
+    if row is None:
+        value = lite.one(conn, lite.AVAILABLE, account)
+        balance = allowance if value is None else int(value[0])
+        raise QuotaExceeded(cost=cost, balance=balance, reset=reset)
+    daily_left, bonus_left, daily = int(row[0]), int(row[1]), int(row[2])
+    conn.execute(lite.LEDGER, (user_key, job_id, "reserve", today, -daily, -(cost - daily), now))
+    if job is not None:
+        conn.execute(lite.INSERT_JOB, _sqlite_values(job))
+    return Reservation(job_id, cost, daily, cost - daily, daily_left + bonus_left)
+
+
+def _settle_sqlite(conn: sqlite3.Connection, job_id: str) -> bool:
+    reservation = lite.one(conn, lite.RESERVATION, (job_id,))
+    if reservation is None or lite.one(conn, lite.HAS_CLOSING, (job_id,)) is not None:
+        return False
+    user_key, period = reservation[0], reservation[1]
+    conn.execute(lite.LEDGER, (user_key, job_id, "settle", period, 0, 0, lite.ts(utcnow())))
+    return True
+
+
+def _release_sqlite(conn: sqlite3.Connection, job_id: str, today: str | None) -> int:
+    reservation = lite.one(conn, lite.RESERVATION, (job_id,))
+    if reservation is None or lite.one(conn, lite.HAS_CLOSING, (job_id,)) is not None:
+        return 0
+    user_key, period = reservation[0], reservation[1]
+    daily, bonus = -int(reservation[2]), -int(reservation[3])
+    if today is not None and today != period:
+        daily = 0  # the account may not have been touched since; its day is over
+    now = lite.ts(utcnow())
+    values = {"period": period, "daily": daily, "bonus": bonus, "now": now, "user_key": user_key}
+    row = lite.one(conn, lite.RELEASE, values)
+    if row is None:  # the account vanished; record the release, refund nothing
+        daily = bonus = 0
+    elif row[0] != period:
+        daily = 0
+    conn.execute(lite.LEDGER, (user_key, job_id, "release", period, daily, bonus, now))
+    return daily + bonus
+
+
+def _grant_sqlite(
+    conn: sqlite3.Connection, user_key: str, amount: int, allowance: int, today: str, ref: str
+) -> int:
+    now = lite.ts(utcnow())
+    account = {"user_key": user_key, "allowance": allowance, "today": today, "now": now}
+    conn.execute(lite.ENSURE_ACCOUNT, account)
+    if lite.one(conn, lite.HAS_GRANT, (ref,)) is not None:
+        value = lite.one(conn, lite.AVAILABLE, account)
+        return allowance if value is None else int(value[0])
+    row = lite.one(conn, lite.GRANT, {**account, "amount": amount})
+    conn.execute(lite.LEDGER, (user_key, ref, "grant", today, 0, amount, now))
+    return int(row[0])
 
 
 class QuotaRepo:
@@ -146,9 +232,43 @@ class QuotaRepo:
         reset: str = "",
     ) -> Reservation:
         """Take `cost` credits (daily bucket first, then bonus) or raise QuotaExceeded."""
+        return await self.reserve_with(
+            user_key, job_id, cost, allowance=allowance, today=today, reset=reset
+        )
+
+    async def reserve_with(
+        self,
+        user_key: str,
+        job_id: str,
+        cost: int,
+        *,
+        allowance: int,
+        today: str,
+        reset: str = "",
+        user: Mapping[str, Any] | None = None,
+        job: Mapping[str, Any] | None = None,
+    ) -> Reservation:
+        """`reserve`, plus in the same transaction: upsert the `user` row first and insert
+        the `job` row after (column values; datetimes as such). Nothing is written on error.
+        """
         if cost < 0:
             raise ValueError(f"cost must not be negative, got {cost}")
+        if self._db.sqlite_writer is not None:
+            return await self._db.run_sqlite(
+                lambda conn: _reserve_sqlite(
+                    conn, user_key, job_id, cost, allowance, today, reset, user, job
+                )
+            )
         async with self._db.write() as conn:
+            if user is not None:
+                stmt = upsert(
+                    self._db.dialect,
+                    USERS,
+                    user,
+                    ["key"],
+                    ["platform", "display_name", "locale"],
+                )
+                await conn.execute(stmt)
             await self._ensure_account(conn, user_key, allowance=allowance, today=today)
             if await self._has(conn, job_id, ("reserve",)):
                 raise ValueError(f"job {job_id!r} already has a reservation")
@@ -183,10 +303,14 @@ class QuotaRepo:
                 daily=-daily,
                 bonus=-(cost - daily),
             )
+            if job is not None:
+                await conn.execute(JOBS.insert().values(**job))
         return Reservation(job_id, cost, daily, cost - daily, daily_left + bonus_left)
 
     async def settle(self, job_id: str) -> bool:
         """Keep the job's reserved credits for good; False if unknown, settled or released."""
+        if self._db.sqlite_writer is not None:
+            return await self._db.run_sqlite(lambda conn: _settle_sqlite(conn, job_id))
         async with self._db.write() as conn:
             reservation = await self._reservation_row(conn, job_id)
             if reservation is None or await self._has(conn, job_id, _CLOSING):
@@ -208,6 +332,8 @@ class QuotaRepo:
         The daily part is refunded only while its quota day is still the account's (and
         `today`, when given); after a reset the daily bucket is full again anyway.
         """
+        if self._db.sqlite_writer is not None:
+            return await self._db.run_sqlite(lambda conn: _release_sqlite(conn, job_id, today))
         async with self._db.write() as conn:
             reservation = await self._reservation_row(conn, job_id)
             if reservation is None or await self._has(conn, job_id, _CLOSING):
@@ -262,6 +388,10 @@ class QuotaRepo:
         if amount <= 0:
             raise ValueError(f"grant amount must be positive, got {amount}")
         ref = reference if reference is not None else f"grant:{uuid.uuid4().hex}"
+        if self._db.sqlite_writer is not None:
+            return await self._db.run_sqlite(
+                lambda conn: _grant_sqlite(conn, user_key, amount, allowance, today, ref)
+            )
         async with self._db.write() as conn:
             await self._ensure_account(conn, user_key, allowance=allowance, today=today)
             if await self._has(conn, ref, ("grant",)):
