@@ -226,27 +226,23 @@ class Engine(Events):
         self._pending[user] = self._pending.get(user, 0) + 1
         job_id = new_job_id()
         try:
-            await self.db.users.upsert(
-                user, requester.platform, requester.display_name, requester.locale
+            # One transaction: user upsert, reservation and job row; nothing on QuotaExceeded.
+            await self.db.submit_job(
+                id=job_id,
+                user_key=user,
+                platform=requester.platform,
+                display_name=requester.display_name,
+                locale=requester.locale,
+                chat_id=requester.chat_id,
+                mode=spec.mode.value,
+                prompt=spec.prompt,
+                params=_dumps({"requester": _requester_dict(requester), "spec": spec.to_dict()}),
+                cost=job_cost,
+                reply_ref=_dumps(reply_ref or {}),
+                allowance=self.settings.allowance_for(user),
+                today=self.quotas.today(),
+                reset=self.quotas.reset_label(),
             )
-            await self.quotas.reserve(user, job_id, job_cost)
-            try:
-                await self.db.jobs.create(
-                    id=job_id,
-                    user_key=user,
-                    platform=requester.platform,
-                    chat_id=requester.chat_id,
-                    mode=spec.mode.value,
-                    prompt=spec.prompt,
-                    params=_dumps(
-                        {"requester": _requester_dict(requester), "spec": spec.to_dict()}
-                    ),
-                    cost=job_cost,
-                    reply_ref=_dumps(reply_ref or {}),
-                )
-            except BaseException:
-                await self.quotas.release(job_id)
-                raise
         finally:
             self._pending[user] -= 1
         job = Job(job_id, requester, spec, job_cost, replier, created=time.monotonic())

@@ -261,14 +261,8 @@ class QuotaRepo:
             )
         async with self._db.write() as conn:
             if user is not None:
-                stmt = upsert(
-                    self._db.dialect,
-                    USERS,
-                    user,
-                    ["key"],
-                    ["platform", "display_name", "locale"],
-                )
-                await conn.execute(stmt)
+                refresh = ["platform", "display_name", "locale"]
+                await conn.execute(upsert(self._db.dialect, USERS, user, ["key"], refresh))
             await self._ensure_account(conn, user_key, allowance=allowance, today=today)
             if await self._has(conn, job_id, ("reserve",)):
                 raise ValueError(f"job {job_id!r} already has a reservation")

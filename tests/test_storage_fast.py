@@ -1,0 +1,305 @@
+"""The submit transaction (user + reservation + job in one), the SQLite one-hop writer, and
+the user-settings cache."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.errors import QuotaExceeded
+from storage.db import Database
+from storage.models import metadata
+from storage.users import UserRepo
+from tests.test_storage_support import (  # noqa: F401  (fixtures)
+    fixture_db,
+    fixture_db_url,
+    fixture_pg_server,
+    fixture_sqlite_url,
+)
+
+DAY = "2025-03-01"
+USER = "telegram:42"
+
+
+async def submit(db: Database, job_id: str, cost: int, **overrides: Any) -> Any:
+    values: dict[str, Any] = {
+        "id": job_id,
+        "user_key": USER,
+        "platform": "telegram",
+        "display_name": "Ann",
+        "locale": "en",
+        "chat_id": "chat-1",
+        "prompt": "a fox",
+        "params": {"steps": 20},
+        "cost": cost,
+        "reply_ref": {"message": 7},
+        "allowance": 10,
+        "today": DAY,
+        "reset": "00:00 UTC",
+    }
+    return await db.submit_job(**{**values, **overrides})
+
+
+async def count(db: Database, table: str) -> int:
+    async with db.read() as conn:
+        stmt = select(func.count()).select_from(metadata.tables[table])
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+# --- the submit transaction ----------------------------------------------------------------
+
+
+async def test_submit_stores_user_reservation_and_job_together(db: Database) -> None:
+    reservation = await submit(db, "j1", 4)
+    assert (reservation.job_id, reservation.cost, reservation.daily, reservation.bonus) == (
+        "j1",
+        4,
+        4,
+        0,
+    )
+    assert reservation.balance_after == 6
+    job = await db.jobs.get("j1")
+    assert job is not None
+    assert (job.user_key, job.platform, job.chat_id, job.state, job.mode) == (
+        USER,
+        "telegram",
+        "chat-1",
+        "queued",
+        "txt2img",
+    )
+    assert (job.prompt, job.params, job.cost, job.reply_ref) == (
+        "a fox",
+        '{"steps": 20}',
+        4,
+        '{"message": 7}',
+    )
+    assert (job.attempts, job.result_refs, job.started_at, job.finished_at) == (0, "[]", None, None)
+    assert job.created_at.tzinfo is not None
+    ledger = [(e.kind, e.daily, e.bonus, e.period) for e in await db.quota.entries(job_id="j1")]
+    assert ledger == [("reserve", -4, 0, DAY)]
+    user = await db.users.get(USER)
+    assert user is not None and (user.platform, user.display_name) == ("telegram", "Ann")
+    shown = await db.quota.show(USER, allowance=10, today=DAY)
+    assert (shown.available, shown.reserved) == (6, 4)
+    # The job settles like any other reservation.
+    assert await db.quota.settle("j1") is True
+    assert await db.quota.ledger_balance(USER, allowance=10, today=DAY) == 6
+
+
+async def test_submit_refreshes_the_user_and_keeps_created_at(db: Database) -> None:
+    first = await db.users.upsert(USER, "telegram", "Ann", "en")
+    await submit(db, "j1", 1, display_name="Ann B.", locale="zh")
+    user = await db.users.get(USER)
+    assert user is not None
+    assert (user.display_name, user.locale, user.created_at) == ("Ann B.", "zh", first.created_at)
+
+
+async def test_submit_short_of_credits_writes_nothing(db: Database) -> None:
+    before = await db.users.upsert(USER, "telegram", "Ann", "en")
+    await submit(db, "j1", 8)
+    with pytest.raises(QuotaExceeded) as caught:
+        await submit(db, "j2", 3, display_name="Renamed", locale="zh")
+    assert caught.value.params == {"cost": 3, "balance": 2, "reset": "00:00 UTC"}
+    assert await db.jobs.get("j2") is None
+    assert await db.quota.entries(job_id="j2") == []
+    assert await db.users.get(USER) == before  # the upsert was rolled back too
+    assert (await count(db, "jobs"), await count(db, "quota_ledger")) == (1, 1)
+    assert (await db.quota.show(USER, allowance=10, today=DAY)).available == 2
+
+
+async def test_submit_refused_for_a_new_user_creates_no_user_or_account(db: Database) -> None:
+    with pytest.raises(QuotaExceeded) as caught:
+        await submit(db, "big", 11)
+    assert caught.value.params["balance"] == 10
+    assert await db.users.get(USER) is None
+    assert await db.jobs.get("big") is None
+    assert (await count(db, "quota_accounts"), await count(db, "quota_ledger")) == (0, 0)
+
+
+async def test_submit_with_a_taken_job_id_rolls_the_reservation_back(db: Database) -> None:
+    await db.jobs.create(
+        id="dup", user_key="other:1", platform="cli", prompt="x", params={}, cost=0
+    )
+    with pytest.raises(IntegrityError):
+        await submit(db, "dup", 2)
+    assert await db.quota.entries(job_id="dup") == []
+    assert (await db.quota.show(USER, allowance=10, today=DAY)).available == 10
+    assert await db.users.get(USER) is None
+    # The same id twice through submit: the second is refused before anything is written.
+    await submit(db, "j1", 2)
+    with pytest.raises(ValueError, match="already has a reservation"):
+        await submit(db, "j1", 2)
+    assert (await db.quota.show(USER, allowance=10, today=DAY)).available == 8
+
+
+async def test_concurrent_submits_from_several_instances(db_url: str) -> None:
+    databases = [Database(db_url) for _ in range(4)]
+    await asyncio.gather(*(d.start() for d in databases))
+    try:
+        results = await asyncio.gather(
+            *(
+                submit(d, f"job-{n}-{i}", 1, allowance=50)
+                for n, d in enumerate(databases)
+                for i in range(50)
+            ),
+            return_exceptions=True,
+        )
+        ok = [r for r in results if not isinstance(r, BaseException)]
+        refused = [r for r in results if isinstance(r, QuotaExceeded)]
+        assert (len(ok), len(refused)) == (50, 150)
+        assert sorted(r.balance_after for r in ok) == list(range(50))
+        first = databases[0]
+        assert await count(first, "jobs") == 50
+        assert await count(first, "quota_ledger") == 50
+        shown = await first.quota.show(USER, allowance=50, today=DAY)
+        assert (shown.available, shown.reserved) == (0, 50)
+        assert await first.quota.ledger_balance(USER, allowance=50, today=DAY) == 0
+    finally:
+        await asyncio.gather(*(d.close() for d in databases))
+
+
+# --- the SQLite writer ---------------------------------------------------------------------
+
+
+async def test_sqlite_files_write_through_one_hop_writer(db: Database) -> None:
+    if db.dialect == "sqlite":
+        assert db.sqlite_writer is not None
+    else:
+        assert db.sqlite_writer is None
+        with pytest.raises(RuntimeError):
+            await db.run_sqlite(lambda conn: None)
+
+
+async def test_writer_uses_the_same_sqlite_settings(sqlite_url: str) -> None:
+    async with Database(sqlite_url) as db:
+
+        def pragmas(conn: Any) -> dict[str, Any]:
+            names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
+            return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+
+        assert await db.run_sqlite(pragmas) == {
+            "journal_mode": "wal",
+            "synchronous": 1,
+            "foreign_keys": 1,
+            "busy_timeout": 30000,
+        }
+
+
+async def test_writer_rolls_back_on_error(sqlite_url: str) -> None:
+    async with Database(sqlite_url) as db:
+        await db.quota.grant(USER, 5, allowance=10, today=DAY)
+
+        def half_then_fail(conn: Any) -> None:
+            conn.execute("UPDATE quota_accounts SET bonus = bonus + 100")
+            raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await db.run_sqlite(half_then_fail)
+        assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
+        # A check constraint failing inside the writer surfaces as SQLAlchemy's error.
+        with pytest.raises(IntegrityError):
+            await db.run_sqlite(lambda conn: conn.execute("UPDATE quota_accounts SET bonus = -1"))
+        assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
+
+
+async def test_cancelled_writes_leave_the_writer_usable(sqlite_url: str) -> None:
+    async with Database(sqlite_url) as db:
+        tasks = [
+            asyncio.create_task(db.quota.reserve(USER, f"j{i}", 1, allowance=100, today=DAY))
+            for i in range(40)
+        ]
+        await asyncio.sleep(0.005)
+        for task in tasks[::2]:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Whatever committed is consistent, and later writes work.
+        await db.quota.reserve(USER, "after", 1, allowance=100, today=DAY)
+        shown = await db.quota.show(USER, allowance=100, today=DAY)
+        reserves = [e for e in await db.quota.entries(user_key=USER) if e.kind == "reserve"]
+        assert shown.available == 100 - len(reserves)
+        assert await db.quota.ledger_balance(USER, allowance=100, today=DAY) == shown.available
+
+
+async def test_engine_and_writer_writes_interleave(db: Database) -> None:
+    # Writes through SQLAlchemy (set_state, jobs.create) and the writer share one lock.
+    await asyncio.gather(
+        *(submit(db, f"s{i}", 0) for i in range(20)),
+        *(
+            db.jobs.create(
+                id=f"c{i}", user_key="cli:1", platform="cli", prompt="", params={}, cost=0
+            )
+            for i in range(20)
+        ),
+        *(db.quota.grant(USER, 1, allowance=10, today=DAY) for _ in range(20)),
+    )
+    assert await count(db, "jobs") == 40
+    assert (await db.quota.show(USER, allowance=10, today=DAY)).available == 30
+
+
+# --- the settings cache --------------------------------------------------------------------
+
+
+async def _set_width_behind_the_cache(db: Database, width: int) -> None:
+    settings = metadata.tables["user_settings"]
+    async with db.write() as conn:
+        await conn.execute(update(settings).where(settings.c.user_key == USER).values(width=width))
+
+
+async def test_settings_are_cached_and_save_updates_the_cache(db: Database) -> None:
+    assert await db.users.get_settings(USER) is None
+    saved = await db.users.save_settings(USER, width=768, preset="anime")
+    assert await db.users.get_settings(USER) == saved
+    await _set_width_behind_the_cache(db, 1)
+    cached = await db.users.get_settings(USER)
+    assert cached is not None and cached.width == 768  # served from the cache
+    cached.width = 5  # the caller's copy, not the cache's
+    again = await db.users.get_settings(USER)
+    assert again is not None and again.width == 768
+    # save_settings replaces the cached row with what is stored now (width 1, steps 30).
+    saved = await db.users.save_settings(USER, steps=30)
+    assert (saved.width, saved.steps, saved.preset) == (1, 30, "anime")
+    assert await db.users.get_settings(USER) == saved
+
+
+async def test_a_cached_miss_is_replaced_by_the_first_save(db: Database) -> None:
+    assert await db.users.get_settings(USER) is None
+    assert await db.users.get_settings(USER) is None  # cached miss
+    saved = await db.users.save_settings(USER, negative="blurry")
+    got = await db.users.get_settings(USER)
+    assert got == saved and got is not None and got.negative == "blurry"
+
+
+async def test_a_read_overlapping_a_save_is_not_cached(db: Database) -> None:
+    await db.users.save_settings(USER, width=512)
+    db.users._settings.clear()  # as after eviction
+    results = await asyncio.gather(
+        db.users.get_settings(USER), db.users.save_settings(USER, width=640)
+    )
+    assert results[1].width == 640
+    got = await db.users.get_settings(USER)
+    assert got is not None and got.width == 640
+
+
+async def test_refused_save_keeps_the_cached_row(db: Database) -> None:
+    await db.users.save_settings(USER, width=512)
+    await _set_width_behind_the_cache(db, 1)
+    with pytest.raises(TypeError):
+        await db.users.save_settings(USER, cfg=7)  # refused before anything is written
+    got = await db.users.get_settings(USER)
+    assert got is not None and got.width == 512
+
+
+async def test_settings_cache_is_bounded(db: Database) -> None:
+    users = UserRepo(db, cache_size=3)
+    for i in range(10):
+        await users.save_settings(f"t:{i}", steps=i)
+        await users.get_settings(f"t:{i}")
+    assert list(users._settings) == ["t:7", "t:8", "t:9"]
+    # An evicted user is read from the database again.
+    got = await users.get_settings("t:0")
+    assert got is not None and got.steps == 0
+    assert len(users._settings) == 3
