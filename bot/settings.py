@@ -38,6 +38,36 @@ class Settings(BaseSettings):
     telegram_token: SecretStr | None = None
     admin_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
+    # --- discord (adapters/discord) ---
+    discord_api_base_url: str | None = None
+    discord_allow_dms: bool = True
+    discord_allowed_channels: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    discord_nsfw_only: bool = False
+    discord_spoiler_outside_nsfw: bool = False
+    discord_edit_interval: float = 2.5
+    discord_guild_ready_timeout: float = 2.0
+
+    @field_validator("discord_allowed_channels", mode="before")
+    @classmethod
+    def _split_discord_channels(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("discord_api_base_url", mode="before")
+    @classmethod
+    def _discord_root(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = value.strip().rstrip("/")
+            if not value:
+                return None
+            if not value.startswith(("http://", "https://")):
+                raise ValueError(
+                    f"DISCORD_API_BASE_URL {value!r} must start with http:// or https://, "
+                    "e.g. https://discord.com or http://127.0.0.1:8080"
+                )
+        return value
+
     # --- telegram (adapters/telegram) ---
     telegram_api_base_url: str = "https://api.telegram.org"
     telegram_webhook_url: str | None = None

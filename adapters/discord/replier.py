@@ -1,0 +1,308 @@
+"""The Replier for one job: a status message edited in place, then the result.
+
+A job started by a slash command or a button lives in that interaction's response: the
+interaction token edits it (queue position, progress with the WebUI's preview, result) for its
+15 minutes. Once the token has expired, the result is posted as a new channel message replying
+to that response and pinging the user, and the stale status is tidied through the channel API.
+A job started by replying to a result lives in our own channel message, edited directly.
+
+`update` only records what the status should say; a background task edits at most once per
+DISCORD_EDIT_INTERVAL and only when something changed. `deliver` and `fail` wait for Discord (the
+engine refunds when delivering fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import io
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import discord
+
+from adapters.discord.encode import UPLOAD_LIMIT, Encoded, fit_all
+from adapters.discord.runtime import Runtime
+from adapters.discord.texts import result_embed, status_text
+from adapters.discord.views import cancel_view, result_view
+from bot.errors import DrawbridgeError
+from bot.i18n import t
+from bot.types import JobResult, JobUpdate, Mode, Requester
+
+log = logging.getLogger(__name__)
+
+TOKEN_TTL = 15 * 60.0  # an interaction token's lifetime
+TOKEN_MARGIN = 60.0  # stop using it this long before, so an edit never races the expiry
+_TOKEN_DEAD = {50027, 10015}  # Invalid Webhook Token, Unknown Webhook
+_UNKNOWN_MESSAGE = 10008
+
+
+@dataclass
+class Target:
+    """Where one job's messages go; stored as the job's reply_ref so a restart finds it again."""
+
+    channel_id: int
+    user_id: int
+    locale: str = "en"
+    message_id: int | None = None  # the status message
+    token: str | None = None  # the interaction's token (None: a plain channel message)
+    token_at: float = 0.0  # when the interaction was created (epoch seconds)
+    reply_to: int | None = None  # the user's message, when a reply started the job
+    upload_limit: int = UPLOAD_LIMIT
+    spoiler: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_ref(self) -> dict[str, Any]:
+        """JSON for the job row."""
+        return asdict(self)
+
+    @classmethod
+    def from_ref(cls, ref: dict[str, Any], requester: Requester) -> Target:
+        """Rebuilt from the job row (missing fields fall back to the requester's)."""
+        known = {k: v for k, v in ref.items() if k in cls.__dataclass_fields__}
+        known.setdefault("channel_id", int(requester.chat_id or 0))
+        known.setdefault("user_id", int(requester.user_id))
+        known.setdefault("locale", requester.locale)
+        return cls(**known)
+
+    @property
+    def interaction(self) -> bool:
+        """Whether the status message is an interaction response."""
+        return self.token_at > 0
+
+
+def _digest(data: bytes | None) -> str | None:
+    return hashlib.blake2b(data, digest_size=16).hexdigest() if data is not None else None
+
+
+def _extension(data: bytes) -> str:
+    if data.startswith(b"\xff\xd8"):
+        return "jpg"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return "png"
+
+
+def _token_dead(exc: discord.HTTPException) -> bool:
+    return exc.status == 401 or exc.code in _TOKEN_DEAD
+
+
+class DiscordReplier:
+    """Status message + result for one job; rebuilt from `reply_ref` after a restart."""
+
+    def __init__(self, rt: Runtime, requester: Requester, target: Target) -> None:
+        self.rt = rt
+        self.requester = requester
+        self.target = target
+        self.locale = target.locale
+        self.job_id: str | None = None
+        self._want: tuple[str, bytes | None, bool] | None = None
+        self._preview: bytes | None = None
+        self._shown: tuple[str, str | None, bool] | None = None
+        self._cancel: discord.ui.View | None = None
+        self._last_edit = 0.0
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    @classmethod
+    def from_ref(cls, rt: Runtime, requester: Requester, ref: dict[str, Any]) -> DiscordReplier:
+        """The factory the engine uses for jobs resumed after a restart."""
+        return cls(rt, requester, Target.from_ref(ref, requester))
+
+    def ref(self) -> dict[str, Any]:
+        """What to store with the job so `from_ref` can rebuild this replier."""
+        return self.target.to_ref()
+
+    # --- engine callbacks ------------------------------------------------------------------
+    async def update(self, update: JobUpdate) -> None:
+        """Record the new status; a background task shows it (never blocks the caller)."""
+        if self._closed:
+            return
+        self.job_id = update.job_id
+        if update.preview and len(update.preview) <= self.target.upload_limit:
+            self._preview = update.preview
+        text = status_text(self.locale, update, self.target.notes, self.rt.settings.max_attempts)
+        self._want = (text, self._preview, not update.state.final)
+        if self._task is None or self._task.done():
+            self._task = self.rt.spawn(self._flush())
+
+    async def deliver(self, result: JobResult) -> None:
+        """The pictures with an embed and buttons, in place of the status when possible."""
+        client = await self.rt.wait_client()
+        self._closed = True
+        async with self._lock:
+            target = self.target
+            images = [image.png for image in result.images]
+            encoded = await asyncio.to_thread(fit_all, images, target.upload_limit)
+            notes = list(target.notes)
+            for item in encoded:
+                note = item.note(self.locale, target.upload_limit)
+                if note is not None and note not in notes:
+                    notes.append(note)
+            embed = result_embed(self.locale, result, notes)
+            view = await result_view(
+                self.rt.engine,
+                self.locale,
+                result.job_id,
+                len(images),
+                upscaled=result.mode is Mode.UPSCALE,
+            )
+
+            def files() -> list[discord.File]:
+                return self._files(result.job_id, encoded)
+
+            fields: dict[str, Any] = {
+                "content": "",
+                "embeds": [embed],
+                "attachments": files(),
+                "view": view,
+            }
+            if target.interaction and await self._webhook_edit(client, fields):
+                return
+            if not target.interaction and await self._channel_edit(client, fields):
+                return
+            # the token has expired (or the status is gone): a new message replying to the user
+            await self._post(client, embeds=[embed], files=files(), view=view)
+            if target.interaction:
+                done = {"content": t(self.locale, "discord.done_below"), "view": None}
+                await self._channel_edit(client, {**done, "attachments": [], "embeds": []})
+
+    async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
+        """Cancelled or failed: the status message says so and what was refunded."""
+        client = await self.rt.wait_client()
+        self._closed = True
+        async with self._lock:
+            if error.key == "queue.cancelled":
+                text = error.render(self.locale)
+            else:
+                reason = error.render(self.locale)
+                text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
+            fields: dict[str, Any] = {"content": text, "view": None, "attachments": []}
+            if not await self._edit(client, fields):
+                await self._post(client, content=text)
+
+    # --- showing the status ----------------------------------------------------------------
+    async def _flush(self) -> None:
+        interval = self.rt.settings.discord_edit_interval
+        while True:
+            wait = self._last_edit + interval - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            client = await self.rt.wait_client()
+            async with self._lock:
+                want = self._want
+                if self._closed or want is None:
+                    return
+                text, preview, cancel = want
+                shown = (text, _digest(preview), cancel)
+                if shown == self._shown:
+                    return
+                fields: dict[str, Any] = {"content": text, "view": None}
+                if cancel and self.job_id is not None:
+                    fields["view"] = await self._cancel_view(self.job_id)
+                if preview is not None and (self._shown is None or shown[1] != self._shown[1]):
+                    name = f"preview.{_extension(preview)}"
+                    fields["attachments"] = [
+                        discord.File(io.BytesIO(preview), name, spoiler=self.target.spoiler)
+                    ]
+                try:
+                    if not await self._edit(client, fields):
+                        self._closed = True  # the status message is gone; the result still comes
+                except Exception as exc:  # a status edit must never break the job
+                    log.warning("status update for job %s failed: %s", self.job_id, _why(exc))
+                self._shown = shown
+                self._last_edit = time.monotonic()
+
+    async def _cancel_view(self, job_id: str) -> discord.ui.View:
+        if self._cancel is None:
+            self._cancel = await cancel_view(self.rt.engine, self.locale, job_id)
+        return self._cancel
+
+    # --- talking to Discord ------------------------------------------------------------------
+    def _token_alive(self) -> bool:
+        target = self.target
+        if target.token is None:
+            return False
+        return time.time() - target.token_at < TOKEN_TTL - TOKEN_MARGIN
+
+    async def _edit(self, client: discord.Client, fields: dict[str, Any]) -> bool:
+        """Edit the status: by the interaction token while it lives, else by the channel API."""
+        if self.target.interaction and await self._webhook_edit(client, fields):
+            return True
+        return await self._channel_edit(client, fields)
+
+    async def _webhook_edit(self, client: discord.Client, fields: dict[str, Any]) -> bool:
+        target = self.target
+        if target.message_id is None or not self._token_alive():
+            return False
+        assert target.token is not None and client.application_id is not None
+        webhook = discord.Webhook.partial(client.application_id, target.token, client=client)
+        try:
+            await webhook.edit_message(target.message_id, **fields)
+        except discord.HTTPException as exc:
+            if _token_dead(exc):
+                log.info("interaction token of job %s expired; using the channel", self.job_id)
+                target.token = None
+                return False
+            if exc.code == _UNKNOWN_MESSAGE:
+                target.message_id = None
+                return False
+            raise
+        return True
+
+    async def _channel_edit(self, client: discord.Client, fields: dict[str, Any]) -> bool:
+        target = self.target
+        if target.message_id is None:
+            return False
+        channel = client.get_partial_messageable(target.channel_id)
+        try:
+            await channel.get_partial_message(target.message_id).edit(**fields)
+        except (discord.NotFound, discord.Forbidden) as exc:
+            log.info("cannot edit the status of job %s: %s", self.job_id, _why(exc))
+            if isinstance(exc, discord.NotFound):
+                target.message_id = None
+            return False
+        return True
+
+    async def _post(self, client: discord.Client, **fields: Any) -> None:
+        """A new channel message replying to the user's message (or our status) and pinging
+        the user."""
+        target = self.target
+        channel = client.get_partial_messageable(target.channel_id)
+        anchor = target.reply_to or target.message_id
+        reference = None
+        if anchor is not None:
+            reference = discord.MessageReference(
+                message_id=anchor, channel_id=target.channel_id, fail_if_not_exists=False
+            )
+        mention = f"<@{target.user_id}>"
+        if "content" in fields:
+            fields["content"] = f"{mention} {fields['content']}"
+        else:
+            fields["content"] = t(self.locale, "discord.result_ready", mention=mention)
+        await channel.send(
+            reference=reference,  # type: ignore[arg-type]
+            allowed_mentions=discord.AllowedMentions(
+                users=[discord.Object(target.user_id)], replied_user=False
+            ),
+            **fields,
+        )
+
+    def _files(self, job_id: str, encoded: list[Encoded]) -> list[discord.File]:
+        spoiler = self.target.spoiler
+        return [
+            discord.File(
+                io.BytesIO(item.data),
+                f"drawbridge-{job_id}-{index + 1}.{item.extension}",
+                spoiler=spoiler,
+            )
+            for index, item in enumerate(encoded)
+        ]
+
+
+def _why(exc: BaseException) -> str:
+    """An exception as one line for the log (discord.py's texts never hold the token)."""
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,219 @@
+"""Build and run the Discord bot: log in, sync slash commands only when their declaration
+changed, answer interactions and replies until `stop` is set, close cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import discord
+import discord.http
+from discord import app_commands
+
+from adapters.discord.actions import on_press
+from adapters.discord.commands import build_tree
+from adapters.discord.draw import ephemeral, refuse_after_defer
+from adapters.discord.replier import DiscordReplier
+from adapters.discord.replies import on_message
+from adapters.discord.runtime import PLATFORM, Runtime
+from adapters.discord.slash import CatalogueTranslator
+from adapters.discord.views import ActionButton
+from bot.engine import Engine
+from bot.i18n import t
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+API_VERSION_PATH = re.compile(r"/api/v\d+$")
+HASH_FILE = "discord-commands.json"
+CLOSE_GRACE = 5.0  # how long shutdown waits for a login in progress to finish first
+
+
+class DiscordStartError(RuntimeError):
+    """The bot could not start; the message is safe to log (it never holds the token)."""
+
+
+class DrawbridgeClient(discord.Client):
+    """discord.Client with drawbridge's commands, buttons and reply handling."""
+
+    def __init__(self, rt: Runtime) -> None:
+        # Default intents: guilds, guild messages and DMs. No message-content intent: replies to
+        # our results ping the bot, and Discord delivers their content for that.
+        super().__init__(
+            intents=discord.Intents.default(),
+            guild_ready_timeout=rt.settings.discord_guild_ready_timeout,
+            allowed_mentions=discord.AllowedMentions.none(),
+        )
+        self.rt = rt
+        self.tree = build_tree(self, rt)
+
+    async def setup_hook(self) -> None:
+        self.add_dynamic_items(ActionButton)
+        await self.tree.set_translator(CatalogueTranslator())
+        await sync_commands(self.tree, self.rt.settings.data_dir)
+        self.rt.logged_in.set()
+
+    async def on_ready(self) -> None:
+        self.rt.ready.set()
+        log.info("discord: logged in as %s (%d servers)", self.user, len(self.guilds))
+
+    async def on_message(self, message: discord.Message) -> None:
+        await on_message(self.rt, message)
+
+    async def on_action_press(self, interaction: discord.Interaction, kind: str, key: str) -> None:
+        try:
+            await on_press(self.rt, interaction, kind, key)
+        except Exception as exc:
+            log.error("discord button %s failed: %s: %s", kind, type(exc).__name__, exc)
+            text = t(str(interaction.locale), "error.internal")
+            with contextlib.suppress(discord.HTTPException):
+                if interaction.response.is_done():
+                    await refuse_after_defer(interaction, text)
+                else:
+                    await ephemeral(interaction, text)
+
+
+# --- commands ---------------------------------------------------------------------------------
+
+
+async def command_payload(tree: app_commands.CommandTree[Any]) -> list[dict[str, Any]]:
+    """Exactly what `tree.sync()` sends (translations included)."""
+    translator = tree.translator
+    commands = tree.get_commands()
+    if translator is None:
+        return [c.to_dict(tree) for c in commands]
+    return [await c.get_translated_payload(tree, translator) for c in commands]
+
+
+async def sync_commands(tree: app_commands.CommandTree[Any], data_dir: Path) -> bool:
+    """Sync the global commands when their payload differs from the last synced one (Discord
+    limits how many commands a day may be created); returns whether it synced."""
+    app_id = tree.client.application_id
+    payload = await command_payload(tree)
+    text = json.dumps({"application": app_id, "commands": payload}, sort_keys=True)
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    path = data_dir / HASH_FILE
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8")).get("sha256")
+    except (OSError, ValueError, AttributeError):
+        stored = None
+    if stored == digest:
+        log.info("discord: slash commands unchanged; not syncing")
+        return False
+    synced = await tree.sync()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"application": app_id, "sha256": digest}), encoding="utf-8")
+    log.info("discord: synced %d commands", len(synced))
+    return True
+
+
+# --- logs and the REST root -----------------------------------------------------------------------
+
+_TOKEN_URL = re.compile(r"(/(?:webhooks|interactions)/\d+/)[A-Za-z0-9._\-]{20,}")
+
+
+class InteractionTokenFilter(logging.Filter):
+    """Masks interaction tokens in the URLs discord.py logs (rate-limit warnings, debug)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = _TOKEN_URL.sub(r"\1***", message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+_LOGGERS = ("discord.http", "discord.webhook.async_")
+
+
+def _mask_tokens() -> Callable[[], None]:
+    token_filter = InteractionTokenFilter()
+    for name in _LOGGERS:
+        logging.getLogger(name).addFilter(token_filter)
+
+    def undo() -> None:
+        for name in _LOGGERS:
+            logging.getLogger(name).removeFilter(token_filter)
+
+    return undo
+
+
+def api_base(root: str) -> str:
+    """discord.py's REST base for DISCORD_API_BASE_URL (a root, or a root ending in /api/vN)."""
+    root = root.rstrip("/")
+    return root if API_VERSION_PATH.search(root) else f"{root}/api/v10"
+
+
+# --- running ----------------------------------------------------------------------------------
+
+
+async def serve(engine: Engine, settings: Settings, stop: asyncio.Event) -> None:
+    """Run the bot until `stop` is set. Registers the reply factory before anything awaits."""
+    rt = Runtime(engine, settings)
+    engine.register_replier(
+        PLATFORM, lambda requester, ref: DiscordReplier.from_ref(rt, requester, ref)
+    )
+    if settings.discord_token is None:
+        raise DiscordStartError("DISCORD_TOKEN is not set")
+    token = settings.discord_token.get_secret_value()
+    old_base = discord.http.Route.BASE
+    if settings.discord_api_base_url:
+        discord.http.Route.BASE = api_base(settings.discord_api_base_url)
+    unmask = _mask_tokens()
+    client = DrawbridgeClient(rt)
+    rt.client = client
+    runner = asyncio.create_task(client.start(token))
+    stopper = asyncio.create_task(stop.wait())
+    failure: str | None = None
+    try:
+        await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if runner.done():
+            failure = _start_failure(runner, settings, token)
+    finally:
+        stopper.cancel()
+        if not runner.done() and not rt.ready.is_set():
+            # closing in the middle of the login/handshake can leave it hanging
+            ready = asyncio.ensure_future(rt.ready.wait())
+            await asyncio.wait(
+                [runner, ready], timeout=CLOSE_GRACE, return_when=asyncio.FIRST_COMPLETED
+            )
+            ready.cancel()
+        await rt.cancel_tasks()
+        await client.close()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await asyncio.wait_for(runner, CLOSE_GRACE)
+        discord.http.Route.BASE = old_base
+        unmask()
+        log.info("discord: stopped")
+    if failure is not None:
+        # raised outside the except block: the library's exception is not kept as context
+        raise DiscordStartError(failure)
+
+
+def _start_failure(runner: asyncio.Task[None], settings: Settings, token: str) -> str:
+    exc = runner.exception() if not runner.cancelled() else None
+    if exc is None:
+        return "the connection to Discord closed"
+    if isinstance(exc, discord.LoginFailure):
+        return (
+            "Discord refused DISCORD_TOKEN (401 Unauthorized). Copy the token again from the "
+            "Developer Portal (your application → Bot → Reset Token)."
+        )
+    if isinstance(exc, discord.PrivilegedIntentsRequired):
+        return "Discord refused the gateway intents; drawbridge needs no privileged intent."
+    base = settings.discord_api_base_url or "https://discord.com"
+    detail = f"{type(exc).__name__}: {exc}".replace(token, "***")
+    if isinstance(exc, aiohttp.ClientError | OSError):
+        return (
+            f"Could not reach Discord at {base}: {detail} — check the network, or "
+            "DISCORD_API_BASE_URL if you use a REST proxy."
+        )
+    return f"Discord stopped: {detail}"

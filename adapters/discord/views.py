@@ -1,0 +1,107 @@
+"""Buttons under results and status messages, persistent across restarts.
+
+A button's custom_id is ``db:<code>:<key>``: the code says what kind of press it is (so the
+right acknowledgement goes out before any database work), the key is `engine.action_key`, which
+the database resolves to the job and picture. `ActionButton` is a DynamicItem: any such
+custom_id on any message, old or new, reaches it; it hands the press to the client's
+``on_action_press`` event.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import discord
+
+from bot.engine import Engine
+from bot.i18n import t
+
+KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "delete": "d", "cancel": "x"}
+CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
+EMOJI = {"reroll": "🔁", "variations": "🎨", "upscale": "⬆️", "delete": "🗑️", "cancel": "✖️"}
+ROW_MAX = 5
+
+
+def custom_id(kind: str, key: str) -> str:
+    """The custom_id of an action button."""
+    return f"db:{KIND_CODES[kind]}:{key}"
+
+
+class ActionButton(
+    discord.ui.DynamicItem[discord.ui.Button[Any]],
+    template=r"db:(?P<code>[rvudx]):(?P<key>[A-Za-z0-9_-]{1,40})",
+):
+    """Reroll, Variations, Upscale, Delete or Cancel, found again from its custom_id."""
+
+    def __init__(
+        self,
+        kind: str,
+        key: str,
+        *,
+        label: str | None = None,
+        row: int | None = None,
+        style: discord.ButtonStyle = discord.ButtonStyle.secondary,
+    ) -> None:
+        super().__init__(
+            discord.ui.Button(
+                label=label,
+                emoji=EMOJI.get(kind),
+                style=style,
+                custom_id=custom_id(kind, key),
+                row=row,
+            )
+        )
+        self.kind = kind
+        self.key = key
+
+    @classmethod
+    async def from_custom_id(
+        cls,
+        interaction: discord.Interaction,
+        item: discord.ui.Item[Any],
+        match: Any,
+        /,
+    ) -> ActionButton:
+        return cls(CODE_KINDS[match["code"]], match["key"])
+
+    async def callback(self, interaction: discord.Interaction) -> None:
+        interaction.client.dispatch("action_press", interaction, self.kind, self.key)
+
+
+async def cancel_view(engine: Engine, locale: str | None, job_id: str) -> discord.ui.View:
+    """✖ Cancel under a queued or running job's status."""
+    view = discord.ui.View(timeout=None)
+    key = await engine.action_key(job_id, 0, "cancel")
+    view.add_item(ActionButton("cancel", key, label=t(locale, "discord.btn.cancel")))
+    return view
+
+
+async def result_view(
+    engine: Engine, locale: str | None, job_id: str, count: int, *, upscaled: bool = False
+) -> discord.ui.View:
+    """Buttons under a result: one picture gets Reroll, Variations, Upscale, Delete; a batch
+    gets Reroll and Delete, then Variations and Upscale numbered per picture."""
+    view = discord.ui.View(timeout=None)
+
+    async def button(kind: str, index: int, row: int, label: str) -> None:
+        key = await engine.action_key(job_id, index, kind)
+        style = discord.ButtonStyle.danger if kind == "delete" else discord.ButtonStyle.secondary
+        view.add_item(ActionButton(kind, key, label=label, row=row, style=style))
+
+    if not upscaled:
+        await button("reroll", 0, 0, t(locale, "discord.btn.reroll"))
+        if count == 1:
+            await button("variations", 0, 0, t(locale, "discord.btn.variations"))
+            await button("upscale", 0, 0, t(locale, "discord.btn.upscale"))
+    await button("delete", 0, 0, t(locale, "discord.btn.delete"))
+    if upscaled or count == 1:
+        return view
+    row = 1
+    for kind in ("variations", "upscale"):
+        for start in range(0, count, ROW_MAX):
+            if row >= ROW_MAX:
+                return view  # Discord allows five rows; more pictures than fit keep Reroll only
+            for index in range(start, min(start + ROW_MAX, count)):
+                await button(kind, index, row, f"#{index + 1}")
+            row += 1
+    return view
