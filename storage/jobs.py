@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, update
 from sqlmodel import select
 
 from bot.types import JobState, Mode
+from storage import _sqlite as lite
 from storage.models import Job, metadata, utcnow
 
 if TYPE_CHECKING:
@@ -151,6 +152,8 @@ class JobRepo:
             values.setdefault("started_at", utcnow())
         if new_state.final:
             values.setdefault("finished_at", utcnow())
+        if self._db.sqlite_writer is not None:
+            return await self._set_state_sqlite(id, values, only_from)
         stmt = update(JOBS).where(JOBS.c.id == id).values(**values)
         if only_from is not None:
             # Compare-and-set, e.g. cancel only while still queued, even against a worker.
@@ -158,6 +161,27 @@ class JobRepo:
         async with self._db.write() as conn:
             result = await conn.execute(stmt)
         return result.rowcount == 1
+
+    async def _set_state_sqlite(
+        self,
+        id: str,
+        values: dict[str, Any],
+        only_from: Iterable[JobState | str] | None,
+    ) -> bool:
+        # The same UPDATE as the SQLAlchemy path; column names come from _SETTABLE only.
+        names = sorted(values)
+        sql = f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in names)} WHERE id = ?"
+        params: list[Any] = [
+            lite.ts(values[n]) if isinstance(values[n], datetime) else values[n] for n in names
+        ]
+        params.append(id)
+        if only_from is not None:
+            states = [JobState(s).value for s in only_from]
+            if not states:
+                return False
+            sql += f" AND state IN ({', '.join('?' * len(states))})"
+            params.extend(states)
+        return await self._db.run_sqlite(lambda conn: conn.execute(sql, params).rowcount == 1)
 
     async def list_by_state(self, states: Iterable[JobState | str]) -> list[Job]:
         """Jobs in any of `states`, oldest first."""
