@@ -15,6 +15,7 @@ from bot.devwebui import DevWebUI
 from bot.engine import Engine
 from storage.db import Database
 from tests.fakes.discord_api import FakeDiscord, patch_discord_urls
+from tests.fakes.telegram_api import FakeTelegram
 from tests.support import make_settings
 
 pytestmark = pytest.mark.timeout(30)
@@ -46,6 +47,41 @@ async def test_drawbridge_run_serves_discord_and_stops_cleanly_on_sigterm(tmp_pa
             os.kill(os.getpid(), signal.SIGTERM)
             assert await asyncio.wait_for(task, 10) == 0
             assert not fake.connected  # the gateway connection was closed cleanly
+
+
+async def test_discord_and_telegram_run_side_by_side_in_one_loop(tmp_path) -> None:
+    async with (
+        FakeDiscord() as discord_fake,
+        FakeTelegram() as telegram_fake,
+        DevWebUI(delay=0.05) as webui,
+    ):
+        with patch_discord_urls(discord_fake):
+            settings = make_settings(
+                tmp_path,
+                [webui.url],
+                discord_token=discord_fake.token,
+                discord_api_base_url=discord_fake.root,
+                discord_guild_ready_timeout=0.05,
+                telegram_token=telegram_fake.token,
+                telegram_api_base_url=telegram_fake.root,
+            )
+            task = asyncio.create_task(run(settings))
+            await discord_fake.wait_connected(timeout=10)
+            await telegram_fake.wait_for("deleteWebhook", timeout=10)
+            ix = await discord_fake.slash("draw", {"prompt": "a fox in Discord"})
+            alice = telegram_fake.user(1001, "Alice")
+            telegram_fake.send_text(alice, alice, "/draw a fox in Telegram")
+            await telegram_fake.wait_for(
+                "sendPhoto", lambda c: "🌱" in (c.params.get("caption") or ""), timeout=15
+            )
+            deadline = asyncio.get_running_loop().time() + 15
+            while not (discord_fake.original_message(ix) or {}).get("attachments"):
+                assert asyncio.get_running_loop().time() < deadline, "no Discord result"
+                await asyncio.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert await asyncio.wait_for(task, 10) == 0
+        prompts = sorted(body["prompt"] for path, body in webui.requests if "txt2img" in path)
+        assert prompts == ["a fox in Discord", "a fox in Telegram"]
 
 
 @pytest.mark.parametrize(
