@@ -57,6 +57,6 @@ def setup_logging(settings: Settings) -> RedactingFilter:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     # httpx logs every request URL at INFO, and Telegram URLs carry the token
-    for noisy in ("httpx", "httpcore", "apscheduler.executors.default"):
+    for noisy in ("httpx", "httpcore", "apscheduler.executors.default", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return redactor

@@ -23,7 +23,7 @@ def _restore_logging():
     saved = (root.handlers[:], root.level)
     levels = {
         n: logging.getLogger(n).level
-        for n in ("httpx", "httpcore", "apscheduler.executors.default")
+        for n in ("httpx", "httpcore", "apscheduler.executors.default", "alembic")
     }
     yield
     root.handlers[:], root.level = saved[0], saved[1]
