@@ -50,6 +50,8 @@ class Figure:
 FIGURES: list[Figure] = [
     Figure("overhead_ms_p50", "ms", "<=", 2),
     Figure("overhead_ms_p99", "ms", "<=", 10),
+    Figure("overhead_received_ms_p50", "ms", "", None),
+    Figure("overhead_received_ms_p99", "ms", "", None),
     Figure("idle_gap_ms_median", "ms", "<=", 20),
     Figure("idle_gap_ms_p95", "ms", "", None),
     Figure("makespan_ratio_1", "", "<=", 1.02),
