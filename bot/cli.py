@@ -188,32 +188,48 @@ async def _draw(settings: Settings, words: list[str]) -> int:
 
 
 async def _backends(settings: Settings) -> int:
-    from bot.webui.client import WebUIClient
+    from storage.db import Database
 
-    auth = settings.webui_credentials()
+    async with Database(settings.database_url) as db:
+        jobs = await db.jobs.list_by_state(["queued", "running"])
+    running: dict[str, int] = {}
+    for job in jobs:
+        if job.state == "running" and job.backend:
+            running[job.backend] = running.get(job.backend, 0) + 1
     failed = 0
     for url in settings.webui_urls:
-        async with WebUIClient(
-            url,
-            auth=auth,
-            timeout=settings.webui_connect_timeout * 2,
-            connect_timeout=settings.webui_connect_timeout,
-        ) as client:
-            try:
-                await client.ping()
-                options = await client.options()
-                progress = await client.progress(skip_current_image=True)
-            except DrawbridgeError as exc:
-                failed += 1
-                print(f"{client.display}  DOWN  {exc.render('en')}")
-                continue
-            busy = (
-                f"busy {progress.progress:.0%} ({progress.state.get('job') or 'job'})"
-                if progress.active
-                else "idle"
-            )
-            print(f"{client.display}  UP  model {options.get('sd_model_checkpoint')}  {busy}")
+        line, ok = await _backend_line(settings, url)
+        failed += not ok
+        print(f"{line}  drawbridge jobs on it: {running.get(url, 0)}")
+    queued = [job for job in jobs if job.state == "queued"]
+    users = len({job.user_key for job in queued})
+    print(f"queue: {len(queued)} job(s) waiting from {users} user(s)")
     return EXIT_FAILED if failed == len(settings.webui_urls) else 0
+
+
+async def _backend_line(settings: Settings, url: str) -> tuple[str, bool]:
+    """One backend's health, loaded model and what it is doing."""
+    from bot.webui.client import WebUIClient
+
+    async with WebUIClient(
+        url,
+        auth=settings.webui_credentials(),
+        timeout=settings.webui_connect_timeout * 2,
+        connect_timeout=settings.webui_connect_timeout,
+    ) as client:
+        try:
+            await client.ping()
+            options = await client.options()
+            progress = await client.progress(skip_current_image=True)
+        except DrawbridgeError as exc:
+            return f"{client.display}  DOWN  {exc.render('en')}", False
+        busy = (
+            f"busy {progress.progress:.0%} ({progress.state.get('job') or 'job'})"
+            if progress.active
+            else "idle"
+        )
+        model = options.get("sd_model_checkpoint")
+        return f"{client.display}  UP  model {model}  {busy}", True
 
 
 async def _quota(settings: Settings, args: argparse.Namespace) -> int:

@@ -147,6 +147,8 @@ async def test_backends_lists_up_and_down(tmp_path):
     lines = out.strip().splitlines()
     assert " UP " in lines[0] and "model" in lines[0] and "idle" in lines[0]
     assert " DOWN " in lines[1] and f"127.0.0.1:{port}" in lines[1]
+    assert "drawbridge jobs on it: 0" in lines[0]
+    assert lines[2] == "queue: 0 job(s) waiting from 0 user(s)"
 
 
 async def test_db_upgrade(tmp_path):
