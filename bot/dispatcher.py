@@ -231,9 +231,13 @@ class Dispatcher:
         if len(backend.inflight) >= 2:
             return self.progress_interval
         left = backend.remaining(now)
-        if left <= self.prefetch_seconds:
+        # Commit the next job as late as still keeps the GPU fed: at most half the running job
+        # ahead, so on short jobs a user who arrives meanwhile can still take the next slot.
+        running = backend.inflight[0]
+        lead = min(self.prefetch_seconds, 0.5 * running.entry.cost * backend.sec_per_credit)
+        if left <= lead:
             return None
-        return min(self.progress_interval, left - self.prefetch_seconds)
+        return min(self.progress_interval, left - lead)
 
     async def _feed(self, backend: Backend) -> None:
         wake = self._wake[id(backend)]
