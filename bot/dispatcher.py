@@ -67,6 +67,7 @@ class Running:
     interrupted: bool = False
     task: asyncio.Task[Any] | None = None
     down_error: WebUIError | None = None
+    ended: bool = False  # the request came back (or failed); nobody may cancel the task now
 
 
 @dataclass(eq=False)
@@ -318,14 +319,19 @@ class Dispatcher:
             # bookkeeping (a DB write, replies) must not delay the request to the GPU
             started = asyncio.create_task(self.events.started(run))
             result = await call(backend.client)
+            run.ended = True
             await started
         except asyncio.CancelledError:
             if run.down_error is None or self._closing:
                 raise
+            run.ended = True
             await _finished(started)  # its "running" update must not land after the retry's
             await self._retry_or_fail(run, run.down_error)
             return
         except WebUIError as exc:
+            # before any await: the poller may see the same dead backend and must not cancel
+            # this task while it is deciding the job's fate
+            run.ended = True
             await _finished(started)
             if exc.retryable or isinstance(exc, WebUINoAPI | WebUIAuthError):
                 self._mark_down(backend, exc, exclude=run)
@@ -336,10 +342,12 @@ class Dispatcher:
                 await self.events.failed(run, exc)
             return
         except DrawbridgeError as exc:  # e.g. the stored init image expired
+            run.ended = True
             await _finished(started)
             await self.events.failed(run, exc)
             return
         except Exception:
+            run.ended = True
             await _finished(started)
             log.exception("job %s crashed on %s", entry.job_id, backend.name)
             await self.events.failed(run, DrawbridgeError())
@@ -380,7 +388,12 @@ class Dispatcher:
         backend.up = False
         backend.last_error = error.render("en")
         for other in list(backend.inflight):
-            if other is not exclude and other.task is not None and not other.task.done():
+            if (
+                other is not exclude
+                and not other.ended
+                and other.task is not None
+                and not other.task.done()
+            ):
                 other.down_error = error
                 other.task.cancel()
 
