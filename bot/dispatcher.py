@@ -263,6 +263,7 @@ class Dispatcher:
             run.task = asyncio.create_task(self._run(run), name=f"job {entry.job_id}")
             self._runs.add(run.task)
             run.task.add_done_callback(self._runs.discard)
+            run.task.add_done_callback(functools.partial(self._cancelled_before_start, run))
 
     @staticmethod
     def _next_model(backend: Backend) -> str:
@@ -370,6 +371,19 @@ class Dispatcher:
             await self.events.discarded(run)
         else:
             await self.events.finished(run, result, elapsed)
+
+    def _cancelled_before_start(self, run: Running, task: asyncio.Task[Any]) -> None:
+        """A task cancelled before its first step never enters `_run`, so no handler saw it:
+        still listed in flight means exactly that. Put its job back (or fail it) here."""
+        if not task.cancelled() or run not in run.backend.inflight:
+            return
+        self._leave(run)
+        if self._closing:
+            return
+        error = run.down_error or WebUIError(url=run.backend.name, path="/sdapi/v1")
+        retry = asyncio.get_running_loop().create_task(self._retry_or_fail(run, error))
+        self._runs.add(retry)
+        retry.add_done_callback(self._runs.discard)
 
     def _leave(self, run: Running) -> None:
         backend = run.backend

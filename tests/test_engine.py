@@ -381,3 +381,24 @@ async def test_retention_deletes_old_images_and_jobs(tmp_path):
         with pytest.raises(NotFound) as info:
             await engine.act(ALICE, key, replier)
         assert "This button no longer works" in info.value.render("en")
+
+
+async def test_a_job_cancelled_before_its_task_starts_is_not_lost(tmp_path):
+    """The backend is marked down in the same loop turn a job was handed to it."""
+    async with DevWebUI(delay=0.2) as a, DevWebUI(delay=0.2) as b:
+        async with running_engine(tmp_path, [a, b]) as engine:
+            replier = MemoryReplier()
+            dispatcher = engine.dispatcher
+            handle = await engine.submit(ALICE, small("fragile"), replier)
+            # find the job's task before it has run a single step, then kill its backend
+            run = dispatcher.find(handle.job_id)
+            while run is None:
+                await asyncio.sleep(0)
+                run = dispatcher.find(handle.job_id)
+            from bot.errors import WebUIUnreachable
+
+            dispatcher._mark_down(
+                run.backend, WebUIUnreachable(url=run.backend.name, path="/x"), exclude=None
+            )
+            await replier.wait(lambda r: r.finished, timeout=10)
+            assert [r.job_id for r in replier.results] == [handle.job_id]
