@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import functools
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from bot.errors import (
     WebUINoAPI,
 )
 from bot.fairqueue import Entry, FairQueue
+from bot.texts import model_label
 from bot.webui.client import GenerationResult, WebUIClient
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,7 @@ SKIP_LIMIT = 3  # a job waiting for its model may be passed over this many times
 
 def model_key(name: str | None) -> str:
     """Compare checkpoint names across title, file name and model_name forms."""
-    if not name:
-        return ""
-    name = re.sub(r"\s*\[[0-9a-fA-F]{8,10}\]$", "", name.strip())
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = re.sub(r"\.(safetensors|ckpt|pt|pth|bin|gguf)$", "", name, flags=re.I)
-    return name.lower()
+    return model_label(name).lower() if name else ""
 
 
 @dataclass(eq=False)

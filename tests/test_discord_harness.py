@@ -27,13 +27,14 @@ from adapters.discord.encode import fit, fit_all
 from adapters.discord.replies import pick
 from adapters.discord.service import InteractionTokenFilter, api_base
 from adapters.discord.slash import matching, request_from
-from adapters.discord.texts import human_size, model_label, status_text
+from adapters.discord.texts import human_size, status_text
 from bot.devwebui import DevWebUI
 from bot.engine import Engine
 from bot.errors import OptionError
 from bot.options import Limits, draw_options
 from bot.presets import Preset, PresetBook
 from bot.settings import Settings
+from bot.texts import model_label
 from bot.types import JobState, JobUpdate
 from storage.db import Database
 from tests.fakes.discord_api import FakeDiscord, Interaction, patch_discord_urls

@@ -21,9 +21,7 @@ from PIL import Image
 
 from adapters.telegram import serve
 from adapters.telegram.texts import (
-    cut,
     fits_photo,
-    model_label,
     prompt_from_caption,
     result_caption,
     split_command,
@@ -33,6 +31,7 @@ from bot.devwebui import DevWebUI
 from bot.engine import Engine
 from bot.presets import Preset, PresetBook
 from bot.settings import Settings
+from bot.texts import cut, model_label
 from bot.types import JobState, JobUpdate
 from storage.db import Database
 from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser

@@ -32,17 +32,11 @@ from adapters.discord.slash import (
     option_param,
     request_from,
 )
-from adapters.discord.texts import (
-    CONTENT_MAX,
-    EMBED_COLOUR,
-    EMBED_DESCRIPTION_MAX,
-    cut,
-    eta_text,
-    model_label,
-)
+from adapters.discord.texts import CONTENT_MAX, EMBED_COLOUR, EMBED_DESCRIPTION_MAX
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.options import Option, help_lines, resolve_size
+from bot.texts import cut, eta_text, model_label
 from bot.types import GenerationRequest, JobState
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,12 @@ from adapters.discord.encode import UPLOAD_LIMIT
 from adapters.discord.replier import DiscordReplier, Target
 from adapters.discord.runtime import Runtime
 from adapters.discord.slash import discord_names
-from adapters.discord.texts import CONTENT_MAX, cut, human_size
+from adapters.discord.texts import CONTENT_MAX, human_size
 from bot.errors import DrawbridgeError, ImageError, OptionError
 from bot.i18n import t
 from bot.images.inputs import prepare_images
 from bot.options import Option
+from bot.texts import cut
 from bot.types import GenerationRequest
 
 log = logging.getLogger(__name__)

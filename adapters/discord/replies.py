@@ -17,10 +17,11 @@ import discord
 from adapters.discord.draw import download
 from adapters.discord.replier import DiscordReplier, Target
 from adapters.discord.runtime import Runtime
-from adapters.discord.texts import CONTENT_MAX, cut, prompt_of
+from adapters.discord.texts import CONTENT_MAX, prompt_of
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.images.inputs import prepare_images
+from bot.texts import cut
 
 log = logging.getLogger(__name__)
 

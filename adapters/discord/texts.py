@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import discord
 
 from bot.i18n import t
-from bot.types import JobResult, JobState, JobUpdate
+from bot.texts import ELLIPSIS, cut, model_label
+from bot.texts import status_text as core_status_text
+from bot.types import JobResult, JobUpdate
 
 CONTENT_MAX = 2000
 EMBED_DESCRIPTION_MAX = 4096
@@ -16,52 +17,14 @@ EMBED_FIELD_MAX = 1024
 EMBED_FOOTER_MAX = 2048
 CHOICE_MAX = 100  # characters of an autocomplete choice's name and value
 CHOICES_MAX = 25
-ELLIPSIS = "…"
 EMBED_COLOUR = 0x5865F2
-
-
-def cut(text: str, limit: int) -> str:
-    """Text shortened to `limit` characters, marked with an ellipsis when cut."""
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - 1)].rstrip() + ELLIPSIS
-
-
-def eta_text(locale: str | None, seconds: float | None) -> str:
-    """'12 s' / '3 min' in the reader's language."""
-    seconds = max(0.0, seconds or 0.0)
-    if seconds < 90:
-        return t(locale, "eta.seconds", n=max(1, round(seconds)))
-    return t(locale, "eta.minutes", n=round(seconds / 60))
 
 
 def status_text(
     locale: str | None, update: JobUpdate, notes: Sequence[str], max_attempts: int
 ) -> str:
-    """The status message of a queued or running job."""
-    lines = list(notes)
-    if update.note == "queue.retrying":
-        lines.append(t(locale, "queue.retrying", attempt=update.attempt or 2, max=max_attempts))
-    elif update.note:
-        lines.append(t(locale, update.note))
-    elif update.state is JobState.RUNNING:
-        lines.append(t(locale, "queue.running", percent=round((update.progress or 0.0) * 100)))
-    elif update.position is not None and update.position > 1:
-        eta = eta_text(locale, update.eta_seconds)
-        lines.append(t(locale, "queue.queued", position=update.position, eta=eta))
-    else:
-        lines.append(t(locale, "queue.queued_next"))
-    return cut("\n".join(lines), CONTENT_MAX)
-
-
-_HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{8,10}\]$")
-_EXTENSION = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf)$", re.I)
-
-
-def model_label(model: str) -> str:
-    """A checkpoint title as people say it: no folder, extension or hash."""
-    name = _HASH_SUFFIX.sub("", model.strip()).replace("\\", "/").rsplit("/", 1)[-1]
-    return _EXTENSION.sub("", name)
+    """The status message of a queued or running job, cut to this platform's limit."""
+    return core_status_text(locale, update, notes, max_attempts, CONTENT_MAX)
 
 
 def result_embed(locale: str | None, result: JobResult, notes: Sequence[str]) -> discord.Embed:

@@ -15,9 +15,10 @@ from adapters.telegram.delivery import file_name
 from adapters.telegram.keyboards import decode_action
 from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import NullReplier, Runtime, send_kwargs
-from adapters.telegram.texts import TEXT_MAX, cut
+from adapters.telegram.texts import TEXT_MAX
 from bot.errors import DrawbridgeError
 from bot.i18n import t
+from bot.texts import cut
 
 log = logging.getLogger(__name__)
 

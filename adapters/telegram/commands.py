@@ -11,10 +11,11 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from adapters.telegram.runtime import Runtime
-from adapters.telegram.texts import TEXT_MAX, cut, eta_text, model_label, split_command
+from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.errors import DrawbridgeError
 from bot.i18n import LANGUAGES, t
 from bot.options import help_lines
+from bot.texts import cut, eta_text, model_label
 from bot.types import JobState
 
 log = logging.getLogger(__name__)

@@ -18,10 +18,11 @@ from telegram.ext import ContextTypes
 from adapters.telegram.media import ImageRef, fetch, image_of, is_image_file, not_an_image
 from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import Runtime, send_kwargs
-from adapters.telegram.texts import TEXT_MAX, cut, prompt_from_caption, split_command
+from adapters.telegram.texts import TEXT_MAX, prompt_from_caption, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.images.inputs import prepare_images
+from bot.texts import cut
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,11 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from adapters.telegram.runtime import Runtime
-from adapters.telegram.texts import TEXT_MAX, cut, split_command
+from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.options import Option, resolve_size
+from bot.texts import cut
 from bot.types import GenerationRequest, Requester
 
 SIZES = ((512, 512), (512, 768), (768, 512), (768, 768), (1024, 1024))

@@ -6,7 +6,9 @@ import re
 from collections.abc import Sequence
 
 from bot.i18n import t
-from bot.types import ImageResult, JobState, JobUpdate
+from bot.texts import ELLIPSIS, cut, model_label
+from bot.texts import status_text as core_status_text
+from bot.types import ImageResult, JobUpdate
 
 CAPTION_MAX = 1024
 TEXT_MAX = 4096
@@ -14,7 +16,6 @@ PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_MAX_SIDES = 10000
 PHOTO_MAX_RATIO = 20
 ALBUM_MAX = 10
-ELLIPSIS = "…"
 
 
 def fits_photo(png_size: int, width: int, height: int) -> bool:
@@ -26,48 +27,11 @@ def fits_photo(png_size: int, width: int, height: int) -> bool:
     )
 
 
-def cut(text: str, limit: int) -> str:
-    """Text shortened to `limit` characters, marked with an ellipsis when cut."""
-    if len(text) <= limit:
-        return text
-    return text[: max(0, limit - 1)].rstrip() + ELLIPSIS
-
-
-def eta_text(locale: str | None, seconds: float | None) -> str:
-    """'12 s' / '3 min' in the reader's language."""
-    seconds = max(0.0, seconds or 0.0)
-    if seconds < 90:
-        return t(locale, "eta.seconds", n=max(1, round(seconds)))
-    return t(locale, "eta.minutes", n=round(seconds / 60))
-
-
 def status_text(
     locale: str | None, update: JobUpdate, notes: Sequence[str], max_attempts: int
 ) -> str:
-    """The status message for a queued or running job."""
-    lines = list(notes)
-    if update.note == "queue.retrying":
-        lines.append(t(locale, "queue.retrying", attempt=update.attempt or 2, max=max_attempts))
-    elif update.note:
-        lines.append(t(locale, update.note))
-    elif update.state is JobState.RUNNING:
-        lines.append(t(locale, "queue.running", percent=round((update.progress or 0.0) * 100)))
-    elif update.position is not None and update.position > 1:
-        eta = eta_text(locale, update.eta_seconds)
-        lines.append(t(locale, "queue.queued", position=update.position, eta=eta))
-    else:
-        lines.append(t(locale, "queue.queued_next"))
-    return cut("\n".join(lines), CAPTION_MAX)
-
-
-_HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{8,10}\]$")
-_EXTENSION = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf)$", re.I)
-
-
-def model_label(model: str) -> str:
-    """A checkpoint title as people say it: no folder, extension or hash."""
-    name = _HASH_SUFFIX.sub("", model.strip()).replace("\\", "/").rsplit("/", 1)[-1]
-    return _EXTENSION.sub("", name)
+    """The status message of a queued or running job, cut to this platform's limit."""
+    return core_status_text(locale, update, notes, max_attempts, CAPTION_MAX)
 
 
 def meta_line(locale: str | None, image: ImageResult, model: str, elapsed: float | None) -> str:

@@ -1,0 +1,54 @@
+"""Platform-neutral text every adapter shows: cut to a limit, ETAs, job status, model names."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from bot.i18n import t
+from bot.types import JobState, JobUpdate
+
+ELLIPSIS = "…"
+
+_HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{8,10}\]$")
+_EXTENSION = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf)$", re.I)
+
+
+def cut(text: str, limit: int) -> str:
+    """Text shortened to `limit` characters, marked with an ellipsis when cut."""
+    if len(text) <= limit:
+        return text
+    return text[: max(0, limit - 1)].rstrip() + ELLIPSIS
+
+
+def eta_text(locale: str | None, seconds: float | None) -> str:
+    """'12 s' / '3 min' in the reader's language."""
+    seconds = max(0.0, seconds or 0.0)
+    if seconds < 90:
+        return t(locale, "eta.seconds", n=max(1, round(seconds)))
+    return t(locale, "eta.minutes", n=round(seconds / 60))
+
+
+def status_text(
+    locale: str | None, update: JobUpdate, notes: Sequence[str], max_attempts: int, limit: int
+) -> str:
+    """The status message of a queued or running job, at most `limit` characters."""
+    lines = list(notes)
+    if update.note == "queue.retrying":
+        lines.append(t(locale, "queue.retrying", attempt=update.attempt or 2, max=max_attempts))
+    elif update.note:
+        lines.append(t(locale, update.note))
+    elif update.state is JobState.RUNNING:
+        lines.append(t(locale, "queue.running", percent=round((update.progress or 0.0) * 100)))
+    elif update.position is not None and update.position > 1:
+        eta = eta_text(locale, update.eta_seconds)
+        lines.append(t(locale, "queue.queued", position=update.position, eta=eta))
+    else:
+        lines.append(t(locale, "queue.queued_next"))
+    return cut("\n".join(lines), limit)
+
+
+def model_label(model: str) -> str:
+    """A checkpoint title as people say it: no folder, extension or hash."""
+    name = _HASH_SUFFIX.sub("", model.strip()).replace("\\", "/").rsplit("/", 1)[-1]
+    return _EXTENSION.sub("", name)
