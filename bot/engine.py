@@ -38,6 +38,7 @@ from bot.payload import (
 from bot.presets import PresetBook, load_presets
 from bot.quota import Quotas
 from bot.settings import Settings
+from bot.texts import model_label
 from bot.types import (
     GenerationRequest,
     ImageResult,
@@ -79,6 +80,18 @@ class JobHandle:
     cost: int
     position: int
     eta_seconds: float
+
+
+LORA_TIMEOUT = 5.0  # seconds to wait for a backend's LoRA list
+
+
+@dataclass
+class Catalogue:
+    """What the backends can draw with."""
+
+    checkpoints: list[str]
+    samplers: list[str]
+    loras: list[str]
 
 
 @dataclass
@@ -330,6 +343,29 @@ class Engine(Events):
                 for b in self.dispatcher.backends
             ],
         }
+
+    async def catalogue(self) -> Catalogue:
+        """Checkpoints, samplers and LoRAs the backends offer (for /models), without repeats."""
+        backends = self.dispatcher.backends
+        titles: dict[str, None] = {}
+        samplers: dict[str, None] = {}
+        for backend in backends:
+            for model in backend.models:
+                title = model_label(str(model.get("title") or model.get("model_name") or ""))
+                titles[title] = None
+            samplers.update(dict.fromkeys(backend.samplers))
+        loras: dict[str, None] = {}
+        for backend in backends:
+            if not backend.up:
+                continue
+            try:
+                async with asyncio.timeout(LORA_TIMEOUT):
+                    for lora in await backend.client.loras():
+                        loras[str(lora.get("name") or lora.get("alias"))] = None
+                break
+            except Exception as exc:  # a WebUI without the Lora extension, or down
+                log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
+        return Catalogue([n for n in titles if n], list(samplers), list(loras))
 
     # --- cancelling ---------------------------------------------------------------------
     async def cancel(self, requester: Requester, job_id: str | None = None) -> int:

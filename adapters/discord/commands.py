@@ -4,7 +4,6 @@ replies in the user's language (English or Simplified Chinese)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -42,7 +41,6 @@ from bot.types import GenerationRequest, JobState
 log = logging.getLogger(__name__)
 
 SETTING_OPTIONS = ("preset", "size", "steps", "negative")
-LORA_TIMEOUT = 5.0
 NO_NEGATIVE = "-"
 
 
@@ -327,30 +325,13 @@ def queue_text(rt: Runtime, user_key: str, locale: str) -> str:
 
 async def model_lines(rt: Runtime, locale: str) -> list[str]:
     """Checkpoints, samplers and LoRAs the backends offer."""
-    backends = rt.engine.dispatcher.backends
-    titles: dict[str, None] = {}
-    samplers: dict[str, None] = {}
-    for backend in backends:
-        for model in backend.models:
-            titles[model_label(str(model.get("title") or model.get("model_name") or ""))] = None
-        samplers.update(dict.fromkeys(backend.samplers))
-    loras: dict[str, None] = {}
-    for backend in backends:
-        if not backend.up:
-            continue
-        try:
-            async with asyncio.timeout(LORA_TIMEOUT):
-                for lora in await backend.client.loras():
-                    loras[str(lora.get("name") or lora.get("alias"))] = None
-            break
-        except Exception as exc:  # a WebUI without the Lora extension, or down
-            log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
-    if not titles and not samplers:
+    found = await rt.engine.catalogue()
+    if not found.checkpoints and not found.samplers:
         return []
-    lines = [t(locale, "discord.models_checkpoints"), *(f"• {n}" for n in titles if n)]
-    lines += [t(locale, "discord.models_samplers"), *(f"• {n}" for n in samplers)]
-    if loras:
-        lines += [t(locale, "discord.models_loras"), *(f"• {n}" for n in loras)]
+    lines = [t(locale, "discord.models_checkpoints"), *(f"• {n}" for n in found.checkpoints)]
+    lines += [t(locale, "discord.models_samplers"), *(f"• {n}" for n in found.samplers)]
+    if found.loras:
+        lines += [t(locale, "discord.models_loras"), *(f"• {n}" for n in found.loras)]
     return lines
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 
@@ -15,14 +14,13 @@ from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.errors import DrawbridgeError
 from bot.i18n import LANGUAGES, t
 from bot.options import help_lines
-from bot.texts import cut, eta_text, model_label
+from bot.texts import cut, eta_text
 from bot.types import JobState
 
 log = logging.getLogger(__name__)
 
 COMMANDS = ("start", "help", "draw", "cancel", "queue", "quota", "models", "settings")
 MODELS_PAGE_LINES = 20
-LORA_TIMEOUT = 5.0
 
 
 def bot_commands(locale: str) -> list[BotCommand]:
@@ -154,31 +152,13 @@ async def on_quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def model_lines(rt: Runtime, locale: str | None) -> list[str]:
     """Checkpoints, samplers and LoRAs the backends offer."""
-    backends = rt.engine.dispatcher.backends
-    titles: dict[str, None] = {}
-    samplers: dict[str, None] = {}
-    for backend in backends:
-        for model in backend.models:
-            titles[model_label(str(model.get("title") or model.get("model_name") or ""))] = None
-        for name in backend.samplers:
-            samplers[name] = None
-    loras: dict[str, None] = {}
-    for backend in backends:
-        if not backend.up:
-            continue
-        try:
-            async with asyncio.timeout(LORA_TIMEOUT):
-                for lora in await backend.client.loras():
-                    loras[str(lora.get("name") or lora.get("alias"))] = None
-            break
-        except Exception as exc:  # a WebUI without the Lora extension, or down
-            log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
-    if not titles and not samplers:
+    found = await rt.engine.catalogue()
+    if not found.checkpoints and not found.samplers:
         return []
-    lines = [t(locale, "telegram.models_checkpoints"), *(f"• {n}" for n in titles if n)]
-    lines += [t(locale, "telegram.models_samplers"), *(f"• {n}" for n in samplers)]
-    if loras:
-        lines += [t(locale, "telegram.models_loras"), *(f"• {n}" for n in loras)]
+    lines = [t(locale, "telegram.models_checkpoints"), *(f"• {n}" for n in found.checkpoints)]
+    lines += [t(locale, "telegram.models_samplers"), *(f"• {n}" for n in found.samplers)]
+    if found.loras:
+        lines += [t(locale, "telegram.models_loras"), *(f"• {n}" for n in found.loras)]
     return lines
 
 
