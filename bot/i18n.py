@@ -391,22 +391,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "telegram.queue_job_running": {"en": "{job} — drawing now", "zh": "{job} —— 正在绘制"},
     "telegram.models_checkpoints": {"en": "Checkpoints (--model):", "zh": "模型（--model）："},
     "telegram.models_samplers": {"en": "Samplers (--sampler):", "zh": "采样器（--sampler）："},
-    "telegram.models_loras": {
-        "en": "LoRAs (write <lora:NAME:0.8> in the prompt):",
-        "zh": "LoRA（在提示词中写 <lora:名称:0.8>）：",
-    },
-    "telegram.models_none": {
-        "en": "No drawing server has answered yet; try /models again in a minute.",
-        "zh": "还没有绘图服务器响应；请一分钟后再试 /models。",
-    },
     "telegram.models_page": {"en": "Page {page} of {pages}", "zh": "第 {page}/{pages} 页"},
-    "telegram.settings_title": {"en": "Your defaults for /draw:", "zh": "你的 /draw 默认设置："},
-    "telegram.settings_preset": {"en": "Preset: {value}", "zh": "预设：{value}"},
-    "telegram.settings_size": {"en": "Size: {value}", "zh": "尺寸：{value}"},
-    "telegram.settings_steps": {"en": "Steps: {value}", "zh": "步数：{value}"},
-    "telegram.settings_negative": {"en": "Negative prompt: {value}", "zh": "反向提示词：{value}"},
-    "telegram.settings_from_preset": {"en": "preset's ({value})", "zh": "预设值（{value}）"},
-    "telegram.settings_empty": {"en": "none", "zh": "无"},
     "telegram.settings_usage": {
         "en": "Tap a button, or type e.g. /settings size 640x832, /settings steps 30, "
         "/settings negative blurry, text; /settings reset clears everything.",
@@ -417,7 +402,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "I can set preset, size, steps or negative, e.g. /settings steps 30.",
         "zh": "可以设置 preset、size、steps 或 negative，例如 /settings steps 30。",
     },
-    "telegram.settings_saved": {"en": "Saved.", "zh": "已保存。"},
     "telegram.settings_not_yours": {
         "en": "These are someone else's settings; send /settings to change yours.",
         "zh": "这是别人的设置；发送 /settings 修改你自己的。",
@@ -547,28 +531,12 @@ MESSAGES: dict[str, dict[str, str]] = {
     "discord.queue_job_running": {"en": "{job} — drawing now", "zh": "{job} —— 正在绘制"},
     "discord.models_checkpoints": {"en": "Checkpoints (model):", "zh": "模型（model）："},
     "discord.models_samplers": {"en": "Samplers (sampler):", "zh": "采样器（sampler）："},
-    "discord.models_loras": {
-        "en": "LoRAs (write <lora:NAME:0.8> in the prompt):",
-        "zh": "LoRA（在提示词中写 <lora:名称:0.8>）：",
-    },
-    "discord.models_none": {
-        "en": "No drawing server has answered yet; try /models again in a minute.",
-        "zh": "还没有绘图服务器响应；请一分钟后再试 /models。",
-    },
-    "discord.settings_title": {"en": "Your defaults for /draw:", "zh": "你的 /draw 默认设置："},
-    "discord.settings_preset": {"en": "Preset: {value}", "zh": "预设：{value}"},
-    "discord.settings_size": {"en": "Size: {value}", "zh": "尺寸：{value}"},
-    "discord.settings_steps": {"en": "Steps: {value}", "zh": "步数：{value}"},
-    "discord.settings_negative": {"en": "Negative prompt: {value}", "zh": "反向提示词：{value}"},
-    "discord.settings_from_preset": {"en": "preset's ({value})", "zh": "预设值（{value}）"},
-    "discord.settings_empty": {"en": "none", "zh": "无"},
     "discord.settings_usage": {
         "en": "Change them with /settings size, steps, negative or preset (negative “-” = none); "
         "/settings reset forgets them all.",
         "zh": "用 /settings 的 size、steps、negative 或 preset 修改（negative 填 “-” 表示不用）；"
         "/settings reset 清除全部。",
     },
-    "discord.settings_saved": {"en": "Saved.", "zh": "已保存。"},
     "discord.help_commands": {
         "en": "Commands: /draw, /inpaint, /cancel, /queue, /quota, /models, /settings, /help.",
         "zh": "命令：/draw、/inpaint、/cancel、/queue、/quota、/models、/settings、/help。",
@@ -618,6 +586,23 @@ MESSAGES: dict[str, dict[str, str]] = {
     "discord.done_below": {
         "en": "Done — the result is in the reply below.",
         "zh": "完成——结果在下方的回复中。",
+    },
+    # --- /settings and /models, shared by the adapters ---
+    "settings.title": {"en": "Your defaults for /draw:", "zh": "你的 /draw 默认设置："},
+    "settings.preset": {"en": "Preset: {value}", "zh": "预设：{value}"},
+    "settings.size": {"en": "Size: {value}", "zh": "尺寸：{value}"},
+    "settings.steps": {"en": "Steps: {value}", "zh": "步数：{value}"},
+    "settings.negative": {"en": "Negative prompt: {value}", "zh": "反向提示词：{value}"},
+    "settings.empty": {"en": "none", "zh": "无"},
+    "settings.from_preset": {"en": "preset's ({value})", "zh": "预设值（{value}）"},
+    "settings.saved": {"en": "Saved.", "zh": "已保存。"},
+    "models.loras": {
+        "en": "LoRAs (write <lora:NAME:0.8> in the prompt):",
+        "zh": "LoRA（在提示词中写 <lora:名称:0.8>）：",
+    },
+    "models.none": {
+        "en": "No drawing server has answered yet; try /models again in a minute.",
+        "zh": "还没有绘图服务器响应；请一分钟后再试 /models。",
     },
     # --- CLI -----------------------------------------------------------------------------
     "cli.no_tokens": {

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from bot.i18n import t
+from bot.presets import PresetBook
 from bot.types import JobState, JobUpdate
 
 ELLIPSIS = "…"
@@ -52,3 +54,29 @@ def model_label(model: str) -> str:
     """A checkpoint title as people say it: no folder, extension or hash."""
     name = _HASH_SUFFIX.sub("", model.strip()).replace("\\", "/").rsplit("/", 1)[-1]
     return _EXTENSION.sub("", name)
+
+
+def settings_lines(locale: str | None, presets: PresetBook, values: dict[str, Any]) -> list[str]:
+    """A user's /draw defaults (preset, size, steps, negative); unset ones show the preset's."""
+    try:
+        preset = presets.get(values.get("preset"))
+    except KeyError:
+        preset = presets.default
+
+    def shown(value: Any, fallback: str) -> str:
+        if value is None:
+            return t(locale, "settings.from_preset", value=fallback)
+        if value == "":
+            return t(locale, "settings.empty")
+        return str(value)
+
+    width, height = values.get("width"), values.get("height")
+    size = f"{width}×{height}" if width and height else None
+    negative = shown(values.get("negative"), cut(preset.negative, 60))
+    return [
+        t(locale, "settings.title"),
+        t(locale, "settings.preset", value=values.get("preset") or preset.name),
+        t(locale, "settings.size", value=shown(size, f"{preset.width}×{preset.height}")),
+        t(locale, "settings.steps", value=shown(values.get("steps"), str(preset.steps))),
+        t(locale, "settings.negative", value=cut(negative, 300)),
+    ]

@@ -35,7 +35,7 @@ from adapters.discord.texts import CONTENT_MAX, EMBED_COLOUR, EMBED_DESCRIPTION_
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.options import Option, help_lines, resolve_size
-from bot.texts import cut, eta_text, model_label
+from bot.texts import cut, eta_text, model_label, settings_lines
 from bot.types import GenerationRequest, JobState
 
 log = logging.getLogger(__name__)
@@ -163,7 +163,7 @@ def build_tree(client: discord.Client, rt: Runtime) -> app_commands.CommandTree[
         await interaction.response.defer(ephemeral=True, thinking=True)
         lines = await model_lines(rt, locale)
         if not lines:
-            await interaction.followup.send(t(locale, "discord.models_none"))
+            await interaction.followup.send(t(locale, "models.none"))
             return
         embed = discord.Embed(
             description=cut("\n".join(lines), EMBED_DESCRIPTION_MAX), colour=EMBED_COLOUR
@@ -195,7 +195,7 @@ def build_tree(client: discord.Client, rt: Runtime) -> app_commands.CommandTree[
         row = await users.get_settings(requester.key)
         text = settings_text(rt, locale, row)
         if changes:
-            text = f"{t(locale, 'discord.settings_saved')}\n{text}"
+            text = f"{t(locale, 'settings.saved')}\n{text}"
         await interaction.followup.send(cut(text, CONTENT_MAX))
 
     tree.add_command(
@@ -331,7 +331,7 @@ async def model_lines(rt: Runtime, locale: str) -> list[str]:
     lines = [t(locale, "discord.models_checkpoints"), *(f"• {n}" for n in found.checkpoints)]
     lines += [t(locale, "discord.models_samplers"), *(f"• {n}" for n in found.samplers)]
     if found.loras:
-        lines += [t(locale, "discord.models_loras"), *(f"• {n}" for n in found.loras)]
+        lines += [t(locale, "models.loras"), *(f"• {n}" for n in found.loras)]
     return lines
 
 
@@ -362,35 +362,10 @@ def setting_changes(values: dict[str, Any], options: list[Option], limits: Any) 
 
 def settings_text(rt: Runtime, locale: str, row: Any) -> str:
     """A user's /draw defaults; unset ones show the preset's value."""
-    presets = rt.engine.presets
     values = {
         f: getattr(row, f, None) if row is not None else None
         for f in ("preset", "width", "height", "steps", "negative")
     }
-    try:
-        preset = presets.get(values["preset"])
-    except KeyError:
-        preset = presets.default
-
-    def shown(value: Any, fallback: str) -> str:
-        if value is None:
-            return t(locale, "discord.settings_from_preset", value=fallback)
-        if value == "":
-            return t(locale, "discord.settings_empty")
-        return str(value)
-
-    size = f"{values['width']}×{values['height']}" if values["width"] and values["height"] else None
-    lines = [
-        t(locale, "discord.settings_title"),
-        t(locale, "discord.settings_preset", value=values["preset"] or preset.name),
-        t(locale, "discord.settings_size", value=shown(size, f"{preset.width}×{preset.height}")),
-        t(locale, "discord.settings_steps", value=shown(values["steps"], str(preset.steps))),
-        t(
-            locale,
-            "discord.settings_negative",
-            value=cut(shown(values["negative"], cut(preset.negative, 60)), 300),
-        ),
-        "",
-        t(locale, "discord.settings_usage"),
-    ]
+    lines = [*settings_lines(locale, rt.engine.presets, values), ""]
+    lines.append(t(locale, "discord.settings_usage"))
     return "\n".join(lines)

@@ -158,7 +158,7 @@ async def model_lines(rt: Runtime, locale: str | None) -> list[str]:
     lines = [t(locale, "telegram.models_checkpoints"), *(f"• {n}" for n in found.checkpoints)]
     lines += [t(locale, "telegram.models_samplers"), *(f"• {n}" for n in found.samplers)]
     if found.loras:
-        lines += [t(locale, "telegram.models_loras"), *(f"• {n}" for n in found.loras)]
+        lines += [t(locale, "models.loras"), *(f"• {n}" for n in found.loras)]
     return lines
 
 
@@ -189,7 +189,7 @@ async def on_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     locale = rt.requester(update.effective_user, update.effective_chat).locale
     lines = await model_lines(rt, locale)
     if not lines:
-        await message.reply_text(t(locale, "telegram.models_none"), do_quote=True)
+        await message.reply_text(t(locale, "models.none"), do_quote=True)
         return
     text, markup = models_page(lines, 0, locale)
     await message.reply_text(text, reply_markup=markup, do_quote=True)

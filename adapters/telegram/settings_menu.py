@@ -19,7 +19,7 @@ from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.options import Option, resolve_size
-from bot.texts import cut
+from bot.texts import cut, settings_lines
 from bot.types import GenerationRequest, Requester
 
 SIZES = ((512, 512), (512, 768), (768, 512), (768, 768), (1024, 1024))
@@ -42,33 +42,8 @@ async def current(rt: Runtime, key: str) -> dict[str, Any]:
 def render(rt: Runtime, requester: Requester, values: dict[str, Any]) -> str:
     """The settings as text."""
     locale = requester.locale
-    presets = rt.engine.presets
-    try:
-        preset = presets.get(values["preset"])
-    except KeyError:
-        preset = presets.default
-
-    def shown(value: Any, fallback: str) -> str:
-        if value is None:
-            return t(locale, "telegram.settings_from_preset", value=fallback)
-        if value == "":
-            return t(locale, "telegram.settings_empty")
-        return str(value)
-
-    size = f"{values['width']}×{values['height']}" if values["width"] and values["height"] else None
-    lines = [
-        t(locale, "telegram.settings_title"),
-        t(locale, "telegram.settings_preset", value=values["preset"] or preset.name),
-        t(locale, "telegram.settings_size", value=shown(size, f"{preset.width}×{preset.height}")),
-        t(locale, "telegram.settings_steps", value=shown(values["steps"], str(preset.steps))),
-        t(
-            locale,
-            "telegram.settings_negative",
-            value=cut(shown(values["negative"], cut(preset.negative, 60)), 300),
-        ),
-        "",
-        t(locale, "telegram.settings_usage"),
-    ]
+    lines = [*settings_lines(locale, rt.engine.presets, values), ""]
+    lines.append(t(locale, "telegram.settings_usage"))
     return cut("\n".join(lines), TEXT_MAX)
 
 
@@ -188,7 +163,7 @@ async def on_settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
             await message.reply_text(exc.render(locale), do_quote=True)
             return
         await rt.engine.db.users.save_settings(requester.key, **change)
-        prefix = t(locale, "telegram.settings_saved") + "\n"
+        prefix = t(locale, "settings.saved") + "\n"
     values = await current(rt, requester.key)
     await message.reply_text(
         prefix + render(rt, requester, values),
@@ -208,7 +183,7 @@ async def on_settings_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
     if len(parts) != 4 or parts[1] != requester.user_id:
         await query.answer(t(requester.locale, "telegram.settings_not_yours"), show_alert=True)
         return
-    await query.answer(t(requester.locale, "telegram.settings_saved"))
+    await query.answer(t(requester.locale, "settings.saved"))
     try:
         change = button_change(rt, parts[2], parts[3])
     except ValueError:
