@@ -13,6 +13,7 @@ import discord
 
 from bot.engine import Engine
 from bot.settings import Settings
+from bot.tasks import TaskSet
 from bot.types import Requester
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,15 @@ class Runtime:
     client: discord.Client | None = None
     logged_in: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    tasks: TaskSet = field(default_factory=TaskSet)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A background task (status edits) that shutdown cancels."""
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+        return self.tasks.spawn(coro)
 
     async def cancel_tasks(self) -> None:
         """Cancel what `spawn` started and wait for it."""
-        pending = [task for task in self.tasks if not task.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self.tasks.cancel_all()
 
     async def wait_client(self) -> discord.Client:
         """The logged-in client (jobs resumed at startup may finish before the login)."""

@@ -11,6 +11,7 @@ from telegram import Bot, Chat, Message, ReplyParameters, User
 
 from bot.engine import Engine
 from bot.settings import Settings
+from bot.tasks import TaskSet
 from bot.types import Requester
 
 PLATFORM = "telegram"
@@ -30,21 +31,15 @@ class Runtime:
     bot: Bot | None = None
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     username: str = ""
-    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    tasks: TaskSet = field(default_factory=TaskSet)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """A background task (status edits) that shutdown cancels."""
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-        return task
+        return self.tasks.spawn(coro)
 
     async def cancel_tasks(self) -> None:
         """Cancel what `spawn` started and wait for it."""
-        pending = [task for task in self.tasks if not task.done()]
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+        await self.tasks.cancel_all()
 
     async def wait_bot(self) -> Bot:
         """The initialized Bot (jobs resumed at startup may run before polling starts)."""
