@@ -383,12 +383,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Cancelled job {job}. Your {credits} credits were returned.",
         "zh": "已取消任务 {job}。已退还 {credits} 点额度。",
     },
-    "telegram.queue_yours": {"en": "Your jobs:", "zh": "你的任务："},
-    "telegram.queue_job_queued": {
-        "en": "{job} — position {position}, starting in about {eta}",
-        "zh": "{job} —— 第 {position} 位，大约 {eta} 后开始",
-    },
-    "telegram.queue_job_running": {"en": "{job} — drawing now", "zh": "{job} —— 正在绘制"},
     "telegram.models_checkpoints": {"en": "Checkpoints (--model):", "zh": "模型（--model）："},
     "telegram.models_samplers": {"en": "Samplers (--sampler):", "zh": "采样器（--sampler）："},
     "telegram.models_page": {"en": "Page {page} of {pages}", "zh": "第 {page}/{pages} 页"},
@@ -523,12 +517,6 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Cancelled job {job}. Your {credits} credits were returned.",
         "zh": "已取消任务 {job}。已退还 {credits} 点额度。",
     },
-    "discord.queue_yours": {"en": "Your jobs:", "zh": "你的任务："},
-    "discord.queue_job_queued": {
-        "en": "{job} — position {position}, starting in about {eta}",
-        "zh": "{job} —— 第 {position} 位，大约 {eta} 后开始",
-    },
-    "discord.queue_job_running": {"en": "{job} — drawing now", "zh": "{job} —— 正在绘制"},
     "discord.models_checkpoints": {"en": "Checkpoints (model):", "zh": "模型（model）："},
     "discord.models_samplers": {"en": "Samplers (sampler):", "zh": "采样器（sampler）："},
     "discord.settings_usage": {
@@ -587,7 +575,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Done — the result is in the reply below.",
         "zh": "完成——结果在下方的回复中。",
     },
-    # --- /settings and /models, shared by the adapters ---
+    # --- /queue, /settings and /models, shared by the adapters ---
+    "queue.yours": {"en": "Your jobs:", "zh": "你的任务："},
+    "queue.job_running": {"en": "{job} — drawing now", "zh": "{job} —— 正在绘制"},
+    "queue.job_queued": {
+        "en": "{job} — position {position}, starting in about {eta}",
+        "zh": "{job} —— 第 {position} 位，大约 {eta} 后开始",
+    },
     "settings.title": {"en": "Your defaults for /draw:", "zh": "你的 /draw 默认设置："},
     "settings.preset": {"en": "Preset: {value}", "zh": "预设：{value}"},
     "settings.size": {"en": "Size: {value}", "zh": "尺寸：{value}"},

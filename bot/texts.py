@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.i18n import t
 from bot.presets import PresetBook
 from bot.types import JobState, JobUpdate
+
+if TYPE_CHECKING:
+    from bot.engine import Engine
 
 ELLIPSIS = "…"
 
@@ -80,3 +83,36 @@ def settings_lines(locale: str | None, presets: PresetBook, values: dict[str, An
         t(locale, "settings.steps", value=shown(values.get("steps"), str(preset.steps))),
         t(locale, "settings.negative", value=cut(negative, 300)),
     ]
+
+
+def queue_lines(engine: Engine, user_key: str, locale: str | None) -> list[str]:
+    """/queue: the summary, the user's own jobs with position and start estimate, backends down."""
+    status = engine.status()
+    if status["queued"] == 0 and status["running"] == 0:
+        lines = [t(locale, "queue.empty")]
+    else:
+        up = sum(1 for b in status["backends"] if b["up"])
+        lines = [
+            t(
+                locale,
+                "queue.summary",
+                queued=status["queued"],
+                running=status["running"],
+                backends=up,
+            )
+        ]
+    mine = engine.user_jobs(user_key)
+    if mine:
+        lines.append(t(locale, "queue.yours"))
+        for job in mine:
+            position, eta = engine.position(job.id)
+            if job.state is JobState.RUNNING or position == 0:
+                lines.append(t(locale, "queue.job_running", job=job.id))
+            else:
+                eta_words = eta_text(locale, eta)
+                lines.append(
+                    t(locale, "queue.job_queued", job=job.id, position=position, eta=eta_words)
+                )
+    if not any(b["up"] for b in status["backends"]):
+        lines.append(t(locale, "queue.no_backend"))
+    return lines

@@ -35,8 +35,8 @@ from adapters.discord.texts import CONTENT_MAX, EMBED_COLOUR, EMBED_DESCRIPTION_
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.options import Option, help_lines, resolve_size
-from bot.texts import cut, eta_text, model_label, settings_lines
-from bot.types import GenerationRequest, JobState
+from bot.texts import cut, model_label, queue_lines, settings_lines
+from bot.types import GenerationRequest
 
 log = logging.getLogger(__name__)
 
@@ -286,41 +286,7 @@ def model_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:
 
 def queue_text(rt: Runtime, user_key: str, locale: str) -> str:
     """Queue summary and the user's own jobs with position and estimated start."""
-    engine = rt.engine
-    status = engine.status()
-    up = sum(1 for b in status["backends"] if b["up"])
-    if status["queued"] == 0 and status["running"] == 0:
-        lines = [t(locale, "queue.empty")]
-    else:
-        lines = [
-            t(
-                locale,
-                "queue.summary",
-                queued=status["queued"],
-                running=status["running"],
-                backends=up,
-            )
-        ]
-    mine = engine.user_jobs(user_key)
-    if mine:
-        lines.append(t(locale, "discord.queue_yours"))
-        for job in mine:
-            position, eta = engine.position(job.id)
-            if job.state is JobState.RUNNING or position == 0:
-                lines.append(t(locale, "discord.queue_job_running", job=job.id))
-            else:
-                lines.append(
-                    t(
-                        locale,
-                        "discord.queue_job_queued",
-                        job=job.id,
-                        position=position,
-                        eta=eta_text(locale, eta),
-                    )
-                )
-    if not up:
-        lines.append(t(locale, "queue.no_backend"))
-    return cut("\n".join(lines), CONTENT_MAX)
+    return cut("\n".join(queue_lines(rt.engine, user_key, locale)), CONTENT_MAX)
 
 
 async def model_lines(rt: Runtime, locale: str) -> list[str]:

@@ -14,8 +14,7 @@ from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.errors import DrawbridgeError
 from bot.i18n import LANGUAGES, t
 from bot.options import help_lines
-from bot.texts import cut, eta_text
-from bot.types import JobState
+from bot.texts import cut, queue_lines
 
 log = logging.getLogger(__name__)
 
@@ -90,39 +89,7 @@ async def on_queue(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     requester = rt.requester(update.effective_user, update.effective_chat)
     locale = requester.locale
-    status = rt.engine.status()
-    up = sum(1 for b in status["backends"] if b["up"])
-    if status["queued"] == 0 and status["running"] == 0:
-        lines = [t(locale, "queue.empty")]
-    else:
-        lines = [
-            t(
-                locale,
-                "queue.summary",
-                queued=status["queued"],
-                running=status["running"],
-                backends=up,
-            )
-        ]
-    mine = rt.engine.user_jobs(requester.key)
-    if mine:
-        lines.append(t(locale, "telegram.queue_yours"))
-        for job in mine:
-            position, eta = rt.engine.position(job.id)
-            if job.state is JobState.RUNNING or position == 0:
-                lines.append(t(locale, "telegram.queue_job_running", job=job.id))
-            else:
-                lines.append(
-                    t(
-                        locale,
-                        "telegram.queue_job_queued",
-                        job=job.id,
-                        position=position,
-                        eta=eta_text(locale, eta),
-                    )
-                )
-    if not any(b["up"] for b in status["backends"]):
-        lines.append(t(locale, "queue.no_backend"))
+    lines = queue_lines(rt.engine, requester.key, locale)
     await message.reply_text("\n".join(lines), do_quote=True)
 
 
