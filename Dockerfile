@@ -1,15 +1,22 @@
 # drawbridge bot image. The WebUI runs elsewhere (see compose.yaml); this image needs no GPU.
 FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY bot ./bot
-COPY adapters ./adapters
-COPY storage ./storage
-RUN pip install --no-cache-dir . && useradd --create-home drawbridge && mkdir -p /data \
-    && chown drawbridge /data
+# Dependencies first, pinned and hash-checked from the lock (asyncpg included): this layer is
+# rebuilt only when the lock changes, not on every code change. Refresh it with `make lock`.
+COPY requirements.lock ./
+RUN pip install --require-hashes -r requirements.lock
+# Then drawbridge itself, without resolving anything again (.dockerignore keeps .env out).
+COPY . .
+RUN pip install --no-deps --no-build-isolation . \
+    && useradd --create-home --uid 1000 drawbridge && mkdir -p /data && chown drawbridge /data
 USER drawbridge
-ENV DATABASE_URL=sqlite+aiosqlite:////data/drawbridge.db DATA_DIR=/data
+# Everything drawbridge writes goes under the /data volume: the SQLite database
+# (DATA_DIR/drawbridge.db unless DATABASE_URL says otherwise) and the stored images.
+ENV DATA_DIR=/data
 VOLUME ["/data"]
+HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
+    CMD ["drawbridge", "db", "check"]
 ENTRYPOINT ["drawbridge"]
 CMD ["run"]
