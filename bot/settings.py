@@ -6,8 +6,10 @@ from datetime import time
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from storage.urls import normalise
 
 
 class Settings(BaseSettings):
@@ -30,8 +32,22 @@ class Settings(BaseSettings):
     health_check_interval: float = 30.0
 
     # --- storage ---
-    database_url: str = "sqlite+aiosqlite:///data/drawbridge.db"
+    # empty: the SQLite file drawbridge.db in DATA_DIR (so a container sets only DATA_DIR=/data)
+    database_url: str = ""
     data_dir: Path = Path("data")
+    database_connect_timeout: float = 60.0
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        # postgres:// and postgresql:// (what hosting platforms inject) → the asyncpg driver
+        return normalise(value) if value.strip() else ""
+
+    @model_validator(mode="after")
+    def _database_in_data_dir(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{self.data_dir / 'drawbridge.db'}"
+        return self
 
     # --- platforms ---
     discord_token: SecretStr | None = None

@@ -24,6 +24,7 @@ from storage.actions import ActionRepo
 from storage.jobs import JobRepo, build_job
 from storage.quota import QuotaRepo, Reservation
 from storage.results import ResultRepo
+from storage.urls import normalise
 from storage.users import UserRepo
 
 DEFAULT_URL = "sqlite+aiosqlite:///data/drawbridge.db"
@@ -76,6 +77,7 @@ def _on_sqlite_begin(conn: Connection) -> None:
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An async engine for `url`; SQLite gets WAL, busy_timeout and foreign keys."""
+    url = normalise(url)  # postgres:// and postgresql:// → asyncpg, sqlite:// → aiosqlite
     path = _sqlite_file(url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
