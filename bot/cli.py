@@ -1,4 +1,4 @@
-"""`drawbridge` command line: run, draw, backends, quota, db upgrade, dev-webui."""
+"""`drawbridge` command line: run, draw, backends, quota, db upgrade/check/backup, dev-webui."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.errors import DrawbridgeError, ImageError, OptionError
+from bot import __version__
+from bot.errors import DatabaseError, DrawbridgeError, ImageError, OptionError
 from bot.i18n import t
 from bot.settings import Settings
+from storage.connect import DatabaseUnavailable, explain, wait_for_database
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -43,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="drawbridge",
         description="Stable Diffusion WebUI in Discord and Telegram, with fair queues and quotas.",
     )
+    parser.add_argument("--version", action="version", version=f"drawbridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="start every chat adapter that has a token")
     draw = sub.add_parser(
@@ -63,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
     db = sub.add_parser("db", help="database maintenance")
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     dbsub.add_parser("upgrade", help="apply migrations (also done at every start)")
+    dbsub.add_parser("check", help="connect once and exit 0 if the database answers (healthcheck)")
+    backup = dbsub.add_parser(
+        "backup",
+        help="copy the SQLite database to a new FILE, consistently while the bot runs",
+        description="Copies the SQLite database by SQLite's online backup API (safe while "
+        "drawbridge runs). For PostgreSQL it prints the pg_dump command to use instead.",
+    )
+    backup.add_argument("file", type=Path, metavar="FILE")
     dev = sub.add_parser(
         "dev-webui",
         help="a stand-in SD-WebUI that draws PLACEHOLDER images (no GPU, for trying and tests)",
@@ -121,6 +132,40 @@ async def _dispatch(args: argparse.Namespace) -> int:
     from bot.logs import setup_logging
 
     setup_logging(settings)
+    try:
+        return await _with_database(settings, args)
+    except DatabaseUnavailable as exc:
+        raise _database_error(exc) from None
+    except Exception as exc:
+        known = explain(exc, settings.database_url, fallback=True)
+        if known is None:
+            raise
+        raise _database_error(known) from None
+
+
+def _database_error(problem: DatabaseUnavailable) -> DatabaseError:
+    return DatabaseError(
+        f"db.{problem.reason}",
+        where=problem.where,
+        detail=problem.detail,
+        user=problem.user,
+        waited=problem.waited,
+    )
+
+
+async def _with_database(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command == "db" and args.db_command == "backup":
+        from bot.cli_db import backup
+
+        return await backup(settings, args.file)
+    if args.command == "db" and args.db_command == "check":
+        from storage.urls import describe
+
+        await wait_for_database(settings.database_url, 0)
+        print(t("en", "db.ok", where=describe(settings.database_url)))
+        return 0
+    # compose starts the bot beside its database: wait for it rather than die at once
+    await wait_for_database(settings.database_url, settings.database_connect_timeout)
     if args.command == "run":
         from bot.app import run
 

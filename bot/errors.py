@@ -9,6 +9,7 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 │   ├── QueueFull               per-user cap on queued jobs reached
 │   └── NotAllowed              e.g. cancelling another user's job
 ├── NotFound                    unknown job, preset, model …
+├── DatabaseError               the database cannot be used (operator-facing, CLI only)
 └── WebUIError                  a backend failed; carries the backend URL
     ├── WebUIUnreachable        connection refused / DNS / reset
     ├── WebUITimeout            no answer within the timeout
@@ -83,6 +84,12 @@ class NotFound(DrawbridgeError):
     """Something the user named does not exist."""
 
     key = "error.not_found"
+
+
+class DatabaseError(DrawbridgeError):
+    """The database cannot be reached or used; the key names the reason (db.auth, …)."""
+
+    key = "db.unreachable"
 
 
 class WebUIError(DrawbridgeError):

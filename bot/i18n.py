@@ -605,6 +605,82 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "没有配置聊天平台。请设置 DISCORD_TOKEN 和/或 TELEGRAM_TOKEN（环境变量或 .env，"
         "参见 .env.example），然后重新运行。",
     },
+    # --- database at start, `drawbridge db …` (operator-facing; never shown in chat) ---
+    "db.unreachable": {
+        "en": "Could not reach the database at {where} ({detail}; waited {waited:.0f} s) — "
+        "is it running, and are the host and port in DATABASE_URL right? "
+        "DATABASE_CONNECT_TIMEOUT sets how long drawbridge waits at start.",
+        "zh": "无法连接数据库 {where}（{detail}；已等待 {waited:.0f} 秒）——它在运行吗？"
+        "DATABASE_URL 中的主机和端口对吗？DATABASE_CONNECT_TIMEOUT 设置启动时等待多久。",
+    },
+    "db.starting": {
+        "en": "The database at {where} is not accepting connections yet ({detail}; waited "
+        "{waited:.0f} s) — wait for it to finish starting, or raise DATABASE_CONNECT_TIMEOUT.",
+        "zh": "数据库 {where} 还不接受连接（{detail}；已等待 {waited:.0f} 秒）——请等它启动完成，"
+        "或调大 DATABASE_CONNECT_TIMEOUT。",
+    },
+    "db.auth": {
+        "en": "The database at {where} refused user {user!r} ({detail}) — check the user and "
+        "password in DATABASE_URL (or PGPASSWORD).",
+        "zh": "数据库 {where} 拒绝了用户 {user!r}（{detail}）——请检查 DATABASE_URL（或 "
+        "PGPASSWORD）中的用户名和密码。",
+    },
+    "db.no_database": {
+        "en": "The database named in DATABASE_URL does not exist at {where} ({detail}) — "
+        "create it (createdb NAME) or correct the name.",
+        "zh": "DATABASE_URL 中的数据库在 {where} 上不存在（{detail}）——请创建它（createdb 名称）"
+        "或改正名称。",
+    },
+    "db.no_permission": {
+        "en": "The database user {user!r} may not create drawbridge's tables at {where} "
+        "({detail}) — use the database's owner, or GRANT CREATE ON SCHEMA public TO that user.",
+        "zh": "数据库用户 {user!r} 无权在 {where} 创建 drawbridge 的表（{detail}）——请使用数据库"
+        "所有者，或执行 GRANT CREATE ON SCHEMA public TO 该用户。",
+    },
+    "db.no_driver": {
+        "en": "DATABASE_URL asks for the database driver {detail}, which is not installed — "
+        "write postgresql://user:password@host/dbname (asyncpg, installed with drawbridge) "
+        "or sqlite:///path/drawbridge.db.",
+        "zh": "DATABASE_URL 要求的数据库驱动 {detail} 没有安装——请写成 "
+        "postgresql://用户:密码@主机/库名（drawbridge 自带 asyncpg）或 sqlite:///路径/drawbridge.db。",
+    },
+    "db.sqlite_path": {
+        "en": "Cannot use the SQLite database {where} ({detail}) — set DATA_DIR (or "
+        "DATABASE_URL) to a folder drawbridge may write to; in Docker that is the /data volume.",
+        "zh": "无法使用 SQLite 数据库 {where}（{detail}）——请把 DATA_DIR（或 DATABASE_URL）"
+        "设为 drawbridge 可写的文件夹；在 Docker 中是 /data 卷。",
+    },
+    "db.failed": {
+        "en": "The database at {where} failed: {detail}. Check its log; drawbridge changed "
+        "nothing that this error interrupted.",
+        "zh": "数据库 {where} 出错：{detail}。请查看数据库日志；被此错误中断的操作没有生效。",
+    },
+    "db.ok": {"en": "database ok: {where}", "zh": "数据库正常：{where}"},
+    "db.backup_done": {
+        "en": "backed up {where} to {path} ({size}, jobs in it: {jobs})",
+        "zh": "已将 {where} 备份到 {path}（{size}，其中任务数：{jobs}）",
+    },
+    "db.backup_exists": {
+        "en": "{path} already exists; name a new file (backups never overwrite one).",
+        "zh": "{path} 已存在；请换一个新文件名（备份从不覆盖已有文件）。",
+    },
+    "db.backup_missing": {
+        "en": "There is no SQLite database at {path} to back up — check DATABASE_URL / DATA_DIR.",
+        "zh": "{path} 处没有可备份的 SQLite 数据库——请检查 DATABASE_URL / DATA_DIR。",
+    },
+    "db.backup_failed": {
+        "en": "The backup to {path} failed ({detail}); nothing was written.",
+        "zh": "备份到 {path} 失败（{detail}）；没有写入任何文件。",
+    },
+    "db.backup_postgres": {
+        "en": "drawbridge db backup copies SQLite databases. For PostgreSQL use pg_dump, which "
+        "is consistent while the bot runs: pg_dump --format=custom --file {path} '{url}' "
+        "(the password comes from PGPASSWORD or ~/.pgpass); restore with pg_restore --clean "
+        "--dbname '{url}' {path}.",
+        "zh": "drawbridge db backup 只复制 SQLite 数据库。PostgreSQL 请用 pg_dump（机器人运行时也"
+        "一致）：pg_dump --format=custom --file {path} '{url}'（密码取自 PGPASSWORD 或 "
+        "~/.pgpass）；恢复用 pg_restore --clean --dbname '{url}' {path}。",
+    },
 }
 
 
