@@ -1,8 +1,12 @@
 """Fixtures for the storage tests (imported by name: fixture_db provides `db`, and so on): a fresh SQLite file, or a throwaway PostgreSQL server.
 
-The PostgreSQL server is started from the machine's binaries on 127.0.0.1 when they and
-asyncpg are there; otherwise the PostgreSQL variants skip. Set DRAWBRIDGE_TEST_PG_URL to use
-a server of your own instead (each test then creates its own database on it).
+The PostgreSQL server is started on 127.0.0.1 from the machine's binaries when it has them,
+else from the binaries of the `pgserver` package (a test extra: PyPI ships them), so the
+PostgreSQL variants run on any machine. Set DRAWBRIDGE_TEST_PG_URL to use a server of your
+own instead (each test then creates its own database on it).
+
+Members of the role `password_login` must log in with a password (scram-sha-256); everyone
+else is trusted. Tests of wrong passwords create such a role.
 """
 
 from __future__ import annotations
@@ -27,12 +31,42 @@ from storage.db import Database
 BACKENDS = ["sqlite", "postgresql"]
 
 
+PASSWORD_ROLE = "password_login"
+
+
+def _pgserver_bindir() -> Path | None:
+    # found without importing pgserver: importing it sets up its own server machinery
+    spec = importlib.util.find_spec("pgserver")
+    for folder in (spec and spec.submodule_search_locations) or []:
+        bindir = Path(folder) / "pginstall" / "bin"
+        if (bindir / "initdb").exists():
+            return bindir
+    return None
+
+
 def _pg_bindir() -> Path | None:
     initdb = shutil.which("initdb")
     if initdb:
         return Path(initdb).parent
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
+    return Path(found[-1]).parent if found else _pgserver_bindir()
+
+
+def _server_account(bindir: Path) -> pwd.struct_passwd:
+    """The account the server runs as when we are root (initdb refuses root)."""
+    try:
+        return pwd.getpwnam("postgres")
+    except KeyError:
+        pass
+    if bindir != _pgserver_bindir():
+        pytest.skip("running as root and there is no 'postgres' account")
+    # pgserver's own way when run as root: an account of its own, and binaries it can reach
+    with contextlib.suppress(KeyError):
+        return pwd.getpwnam("pgserver")
+    subprocess.run(["useradd", "--system", "pgserver"], check=True, capture_output=True)
+    for folder in bindir.parents:
+        folder.chmod(folder.stat().st_mode | 0o001)  # o+x: traverse only
+    return pwd.getpwnam("pgserver")
 
 
 def _free_port() -> int:
@@ -55,15 +89,17 @@ def _start_pg_server(stop: list[Callable[[], None]]) -> str:
     base = Path(tempfile.mkdtemp(prefix="drawbridge-pg-"))
     stop.append(lambda: shutil.rmtree(base, ignore_errors=True))
     if os.geteuid() == 0:
-        try:
-            account = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no 'postgres' account")
+        account = _server_account(bindir)
         os.chown(base, account.pw_uid, account.pw_gid)
-        prefix = ["runuser", "-u", "postgres", "--"]
+        prefix = ["runuser", "-u", account.pw_name, "--"]
     data, port = base / "data", _free_port()
     initdb = [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"]
     subprocess.run([*prefix, *initdb], check=True, capture_output=True, timeout=120)
+    hba = data / "pg_hba.conf"
+    hba.write_text(
+        f"host all +{PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n"
+        "host all all 127.0.0.1/32 trust\nlocal all all trust\n"
+    )
     options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off"
     # -l: the server must not inherit our pipes, or waiting for pg_ctl never ends.
     pg_ctl = [*prefix, str(bindir / "pg_ctl"), "-D", str(data)]
