@@ -10,7 +10,7 @@ from bot.errors import DatabaseError
 from bot.i18n import t
 from bot.settings import Settings
 from storage.backup import BackupError, backup_sqlite
-from storage.urls import parse, sqlite_file, for_libpq
+from storage.urls import for_libpq, parse, sqlite_file
 
 EXIT_NOT_SQLITE = 2
 

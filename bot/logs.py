@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 
 from bot.settings import Settings
+from storage.urls import parse
 
 # the Telegram token is part of every Bot API URL; mask any that slips through
 _TOKEN_IN_URL = re.compile(r"/bot\d+:[A-Za-z0-9_-]{20,}")
@@ -44,6 +46,11 @@ def secrets_of(settings: Settings) -> list[str]:
             values.append(value)
             if ":" in value and secret is settings.webui_auth:
                 values.append(value.split(":", 1)[1])
+    # a driver's error may quote the connection string; PGPASSWORD is the same secret
+    database_password = parse(settings.database_url).password
+    for extra in (database_password, os.environ.get("PGPASSWORD")):
+        if extra:
+            values.append(str(extra))
     return values
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
+from bot.logs import RedactingFilter, secrets_of
 from bot.settings import Settings
 from storage.urls import DatabaseURLError, describe, for_libpq, normalise
 from tests.test_storage_support import (  # noqa: F401  (fixtures, found by name)
@@ -78,6 +79,14 @@ def test_descriptions_and_pg_dump_urls_never_carry_the_password():
     assert describe(url) == "db.example:6543/drawbridge"
     assert for_libpq(url) == "postgresql://bot@db.example:6543/drawbridge?sslmode=require"
     assert describe("sqlite:////data/drawbridge.db") == "/data/drawbridge.db"
+
+
+def test_the_database_password_is_masked_in_logs():
+    settings = Settings(_env_file=None, database_url="postgres://bot:hunter22@db/drawbridge")
+    redactor = RedactingFilter(secrets_of(settings))
+    assert redactor.redact("connect to postgresql://bot:hunter22@db failed") == (
+        "connect to postgresql://bot:***@db failed"
+    )
 
 
 def test_settings_normalise_the_url_and_default_to_data_dir(tmp_path):
