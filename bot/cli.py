@@ -140,6 +140,7 @@ async def _dispatch(args: argparse.Namespace) -> int:
         known = explain(exc, settings.database_url, fallback=True)
         if known is None:
             raise
+        logging.getLogger(__name__).debug("database failure", exc_info=True)
         raise _database_error(known) from None
 
 

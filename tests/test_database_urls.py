@@ -306,6 +306,16 @@ def test_sqlite_folder_that_cannot_be_created_is_one_line(tmp_path):
     assert "set DATA_DIR (or DATABASE_URL) to a folder drawbridge may write to" in line
 
 
+def test_any_other_database_failure_is_one_line_too(tmp_path):
+    garbage = tmp_path / "notes.db"
+    garbage.write_text("this is not an SQLite database, but DATABASE_URL points at it\n" * 100)
+    code, _, err = _run(tmp_path, "db", "upgrade", DATABASE_URL=f"sqlite:///{garbage}")
+    line = _one_line(err)
+    assert code == 1
+    assert line.startswith(f"drawbridge: The database at {garbage} failed: ")
+    assert "file is not a database" in line
+
+
 def test_unsupported_database_is_a_settings_line(tmp_path):
     code, _, err = _run(tmp_path, "db", "upgrade", DATABASE_URL="mysql://bot:secret@h/db")
     line = _one_line(err)
