@@ -605,6 +605,37 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "没有配置聊天平台。请设置 DISCORD_TOKEN 和/或 TELEGRAM_TOKEN（环境变量或 .env，"
         "参见 .env.example），然后重新运行。",
     },
+    # --- the drawbridge command (operator help; derived from bot.commands) ------------------
+    "cli.cmd.run": {
+        "en": "start every chat adapter that has a token",
+        "zh": "启动所有已设置令牌的聊天适配器",
+    },
+    "cli.cmd.draw": {
+        "en": "draw one job from the terminal (same parser, quota, queue and WebUI client)",
+        "zh": "在终端里画一个任务（同样的解析、额度、队列和 WebUI 客户端）",
+    },
+    "cli.cmd.backends": {
+        "en": "health, loaded model and queue of each WebUI backend",
+        "zh": "每个 WebUI 后端的状态、已加载模型和队列",
+    },
+    "cli.cmd.quota": {"en": "show or grant credits", "zh": "查看或发放额度"},
+    "cli.cmd.quota.show": {
+        "en": "a user's credits (USER is platform:id, or a CLI name)",
+        "zh": "某个用户的额度（USER 为 平台:编号，或命令行用户名）",
+    },
+    "cli.cmd.quota.grant": {
+        "en": "give a user N extra credits that survive resets",
+        "zh": "给用户 N 个不随每日重置清零的额外额度",
+    },
+    "cli.cmd.db": {"en": "database maintenance", "zh": "数据库维护"},
+    "cli.cmd.db.upgrade": {
+        "en": "apply migrations (also done at every start)",
+        "zh": "执行数据库迁移（每次启动时也会执行）",
+    },
+    "cli.cmd.dev-webui": {
+        "en": "a stand-in SD-WebUI that draws PLACEHOLDER images (no GPU, for trying and tests)",
+        "zh": "一个只画占位图的替身 SD-WebUI（无需 GPU，用于试用和测试）",
+    },
 }
 
 
