@@ -6,6 +6,7 @@ COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY adapters ./adapters
 COPY storage ./storage
+COPY devwebui ./devwebui
 RUN pip install --no-cache-dir . && useradd --create-home drawbridge && mkdir -p /data \
     && chown drawbridge /data
 USER drawbridge
