@@ -143,3 +143,19 @@ async def test_jobs_queued_at_shutdown_resume_in_their_conversation(tmp_path) ->
     ):
         await resumed.wait(lambda r: r.results, timeout=15)
     assert resumed.results[0].job_id == alice.handles[0].job_id
+
+
+async def test_a_cancel_button_from_before_job_ids_still_cancels(tmp_path) -> None:
+    """Cancel buttons carry the job id; one drawn by an older version carries an action key."""
+    webui = DevWebUI(delay=0.05)
+    await webui.start()
+    await webui.kill()
+    async with memory_service(tmp_path, webui) as service:
+        alice = MemoryChat(service, "alice")
+        await alice.send("/draw still queued")
+        job_id = alice.handles[0].job_id
+        old_key = await service._engine.db.actions.create(job_id, 0, "cancel")  # white-box
+        answer = await alice.send(f"/cancel {old_key}")
+        assert answer == f"cancelled job {job_id}, {alice.handles[0].cost} credits back"
+        again = await alice.send(f"/cancel {job_id}")
+        assert again == f"There is no job {job_id} to cancel; it may have finished already."

@@ -61,7 +61,7 @@ def build_tree(client: discord.Client, rt: Runtime) -> app_commands.CommandTree[
         handler = functools.partial(HANDLERS[declared.name], rt)
         key = declared.catalogue_key(Where.DISCORD)
         tree.add_command(command(f"{key}.name", key, params_of(rt, declared), handler, **common))
-    tree.on_error = functools.partial(on_error)  # type: ignore[method-assign]
+    tree.on_error = on_error  # type: ignore[method-assign]
     return tree
 
 

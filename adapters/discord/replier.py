@@ -8,7 +8,7 @@ A job started by replying to a result lives in our own channel message, edited d
 
 The kit's StatusMessage coalesces and throttles the status (at most once per
 DISCORD_EDIT_INTERVAL, only when something changed); this module says how Discord shows it.
-`deliver` and `fail` wait for Discord (the engine refunds when delivering fails).
+`deliver` and `fail` wait for Discord (the service refunds when delivering fails).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """One job's status message, coalesced and throttled, with the platform's edit plugged in.
 
-The engine's callbacks come from the dispatcher's progress loop, so `want` only records what
+The service's callbacks come from the dispatcher's progress loop, so `want` only records what
 the status should say and returns; one background task shows it at most once per `interval`
 and only when the text, the preview or the cancel button changed. A failed edit is logged and
 never breaks the job. `deliver`/`fail` take `lock` (so no edit lands after the result) and

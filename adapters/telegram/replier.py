@@ -3,7 +3,7 @@
 The kit's StatusMessage coalesces and throttles the status (at most once per
 TELEGRAM_EDIT_INTERVAL, only when the text or the preview changed); this module says how
 Telegram shows it. `deliver` and `fail` take over the status message and do wait for Telegram
-(the engine refunds if delivering fails).
+(the service refunds if delivering fails).
 """
 
 from __future__ import annotations
