@@ -10,7 +10,7 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from adapters.telegram.runtime import Runtime
+from adapters.telegram.runtime import Runtime, asked
 from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.commands import Audience, Where, commands_on
 from bot.errors import DrawbridgeError
@@ -44,22 +44,19 @@ def _rt(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
 
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """What the bot does, in the user's language."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
+    _, message, requester = found
     text = t(requester.locale, "telegram.welcome", name=requester.display_name)
     await message.reply_text(text, do_quote=True)
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Every /draw option, generated from the one declaration."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    locale = rt.requester(update.effective_user, update.effective_chat).locale
+    rt, message, requester = found
+    locale = requester.locale
     lines = rt.service.help_lines(locale)
     lines += ["", t(locale, "telegram.help_images"), t(locale, "telegram.help_commands")]
     await message.reply_text(cut("\n".join(lines), TEXT_MAX), do_quote=True)
@@ -67,12 +64,10 @@ async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/cancel [job]: the newest job, or the one named."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None or message.text is None:
+    if (found := asked(update, context)) is None or found[1].text is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
-    _, rest = split_command(message.text, rt.username)
+    rt, message, requester = found
+    _, rest = split_command(found[1].text, rt.username)
     job_id = rest.split()[0] if rest.split() else None
     try:
         cancelled = await rt.service.cancel(requester, job_id)
@@ -90,11 +85,9 @@ async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_queue(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Queue summary and the user's own jobs with position and estimated start."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
+    rt, message, requester = found
     locale = requester.locale
     lines = queue_lines(rt.service.queue(requester), locale)
     await message.reply_text("\n".join(lines), do_quote=True)
@@ -102,11 +95,9 @@ async def on_queue(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The user's credits."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
+    rt, message, requester = found
     view = await rt.service.quota(requester.key)
     text = quota_text(requester.locale, view, requester.display_name)
     await message.reply_text(text, do_quote=True)
@@ -141,11 +132,10 @@ def models_page(
 
 async def on_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/models: the first page."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    locale = rt.requester(update.effective_user, update.effective_chat).locale
+    rt, message, requester = found
+    locale = requester.locale
     lines = await model_lines(rt, locale)
     if not lines:
         await message.reply_text(t(locale, "models.none"), do_quote=True)

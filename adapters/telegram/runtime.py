@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from telegram import Bot, Chat, ReplyParameters, User
+from telegram import Bot, Chat, Message, ReplyParameters, Update, User
+from telegram.ext import ContextTypes
 
 from adapters.kit import Runtime as KitRuntime
 from bot.types import Requester
@@ -44,6 +45,18 @@ class Runtime(KitRuntime[Bot]):
                 return True
             return user is not None and self.settings.is_admin(f"{PLATFORM}:{user.id}")
         return False
+
+
+def asked(
+    update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[Runtime, Message, Requester] | None:
+    """What a command handler needs: the runtime, the message and who sent it (None when the
+    update carries no message)."""
+    message = update.effective_message
+    if message is None:
+        return None
+    rt: Runtime = context.bot_data["runtime"]
+    return rt, message, rt.requester(update.effective_user, update.effective_chat)
 
 
 def send_kwargs(reply_message_id: int | None, thread_id: int | None = None) -> dict[str, Any]:

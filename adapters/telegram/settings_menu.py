@@ -14,7 +14,7 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from adapters.telegram.runtime import Runtime
+from adapters.telegram.runtime import Runtime, asked
 from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
@@ -120,13 +120,11 @@ _FIELDS = {
 
 async def on_settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/settings, or /settings FIELD VALUE."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None or message.text is None:
+    if (found := asked(update, context)) is None or found[1].text is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
+    rt, message, requester = found
     locale = requester.locale
-    _, rest = split_command(message.text, rt.username)
+    _, rest = split_command(found[1].text, rt.username)
     prefix = ""
     if rest:
         word, _, raw = rest.partition(" ")
