@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.checkpoints import model_key, model_label
+from bot import catalogue
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
 from bot.errors import (
     DrawbridgeError,
     NotAllowed,
     NotFound,
-    OptionError,
     QueueFull,
     QuotaExceeded,
     WebUIError,
@@ -88,9 +87,6 @@ class Job:
     def update(self, state: JobState, **fields: Any) -> JobUpdate:
         """A JobUpdate of this job, carrying its notes."""
         return JobUpdate(self.id, state, notes=self.notes, **fields)
-
-
-LORA_TIMEOUT = 5.0  # seconds to wait for a backend's LoRA list
 
 
 class Engine(Events):
@@ -217,7 +213,7 @@ class Engine(Events):
     ) -> JobHandle:
         """Charge and queue fully resolved values (reroll, variations, upscale reuse this)."""
         user = requester.key
-        self._check_catalogue(spec)
+        catalogue.check(spec, self.dispatcher.backends)
         job_cost = cost(spec)
         # count first, synchronously, so concurrent submits cannot both pass the cap
         queued = self.queue.count(user) + self._pending.get(user, 0)
@@ -265,40 +261,6 @@ class Engine(Events):
         self.jobs[job.id] = job
         self.queue.push(Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job))
 
-    def _check_catalogue(self, spec: Resolved) -> None:
-        """Reject a sampler or model no backend has: the WebUI would silently swap it."""
-        known_samplers = {s for b in self.dispatcher.backends for s in b.samplers}
-        if known_samplers and spec.sampler not in known_samplers:
-            match = {s.lower(): s for s in known_samplers}.get(spec.sampler.lower())
-            if match is None:
-                raise OptionError(
-                    "option.bad_choice",
-                    flag="--sampler",
-                    value=spec.sampler,
-                    choices=", ".join(sorted(known_samplers)),
-                )
-            spec.sampler = match
-        if spec.model:
-            titles = {m["title"]: m for b in self.dispatcher.backends for m in b.models}
-            if titles:
-                spec.model = self._match_model(spec.model, list(titles))
-
-    @staticmethod
-    def _match_model(name: str, titles: list[str]) -> str:
-        key = model_key(name)
-        for title in titles:
-            if title == name or model_key(title) == key:
-                return title
-        partial = [t for t in titles if key and key in model_key(t)]
-        if len(partial) == 1:
-            return partial[0]
-        raise OptionError(
-            "option.bad_choice",
-            flag="--model",
-            value=name,
-            choices=", ".join(sorted(model_key(t) for t in titles)),
-        )
-
     # --- status ------------------------------------------------------------------------
     def position(self, job_id: str) -> tuple[int, float]:
         """(1-based queue position, estimated seconds until start); (0, 0) once running."""
@@ -339,44 +301,15 @@ class Engine(Events):
 
     def samplers(self) -> list[str]:
         """Sampler names of every backend, without repeats (for autocomplete)."""
-        names: dict[str, None] = {}
-        for backend in self.dispatcher.backends:
-            names.update(dict.fromkeys(backend.samplers))
-        return list(names)
+        return catalogue.samplers(self.dispatcher.backends)
 
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints of every backend, without repeats (for autocomplete)."""
-        found: dict[str, Checkpoint] = {}
-        for backend in self.dispatcher.backends:
-            for model in backend.models:
-                title = str(model.get("title") or model.get("model_name") or "")
-                name = str(model.get("model_name") or "")
-                if title and title not in found:
-                    found[title] = Checkpoint(model_label(title), title, name)
-        return list(found.values())
+        return catalogue.checkpoints(self.dispatcher.backends)
 
     async def catalogue(self) -> Catalogue:
-        """Checkpoints, samplers and LoRAs the backends offer (for /models), without repeats."""
-        backends = self.dispatcher.backends
-        titles: dict[str, None] = {}
-        samplers: dict[str, None] = {}
-        for backend in backends:
-            for model in backend.models:
-                title = model_label(str(model.get("title") or model.get("model_name") or ""))
-                titles[title] = None
-            samplers.update(dict.fromkeys(backend.samplers))
-        loras: dict[str, None] = {}
-        for backend in backends:
-            if not backend.up:
-                continue
-            try:
-                async with asyncio.timeout(LORA_TIMEOUT):
-                    for lora in await backend.client.loras():
-                        loras[str(lora.get("name") or lora.get("alias"))] = None
-                break
-            except Exception as exc:  # a WebUI without the Lora extension, or down
-                log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
-        return Catalogue([n for n in titles if n], list(samplers), list(loras))
+        """Checkpoints, samplers and LoRAs the backends offer (for /models)."""
+        return await catalogue.gather(self.dispatcher.backends)
 
     # --- cancelling ---------------------------------------------------------------------
     async def cancel(self, requester: Requester, job_id: str | None = None) -> Cancelled:
