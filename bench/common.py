@@ -21,15 +21,15 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from bot.devwebui import DevWebUI
 from bot.engine import Engine
 from bot.errors import DrawbridgeError
 from bot.presets import PresetBook
 from bot.settings import Settings
 from bot.types import GenerationRequest, JobResult, JobUpdate
+from devwebui import DevWebUI
 from storage.db import Database
 
-# The models dev-webui serves (bot.devwebui.DEFAULT_MODELS), by the names users type.
+# The models dev-webui serves (devwebui.fields.DEFAULT_MODELS), by the names users type.
 MODEL_A = "v1-5-pruned-emaonly"
 MODEL_B = "sd_xl_base_1.0"
 

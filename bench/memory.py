@@ -96,7 +96,7 @@ def _webui_body() -> bytes:
     """What /sdapi/v1/txt2img answers for one 2048×2048 picture."""
     from PIL import Image, ImageFilter
 
-    from bot.devwebui import encode_png
+    from devwebui import encode_png
 
     size = (2048, 2048)
     noise = Image.effect_noise(size, 48).filter(ImageFilter.GaussianBlur(0.7))

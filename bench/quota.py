@@ -19,8 +19,8 @@ from pathlib import Path
 
 import aiosqlite
 
-from bot.errors import QuotaExceeded
 from storage.db import Database
+from storage.vocab import InsufficientCredits
 
 WRITERS = 8
 PER_WRITER = 125  # throughput: 1000 reservations
@@ -50,7 +50,7 @@ async def _ours(workdir: Path) -> dict[str, float]:
                     await db.quota.reserve(
                         "tight", f"t{w}-{i}", 1, allowance=TIGHT_BALANCE, today=TODAY
                     )
-                except QuotaExceeded:
+                except InsufficientCredits:
                     continue
                 granted += 1
 

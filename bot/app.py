@@ -1,4 +1,12 @@
-"""`drawbridge run`: the engine, the scheduler and every adapter that has a token, in one loop."""
+"""`drawbridge run`: the service, its periodic jobs and every adapter that has a token, in one
+loop, started in a defined order and stopped in the reverse one.
+
+1. build each adapter: it registers its reply factory with the service;
+2. start the service: database, jobs queued at the last shutdown resumed (their repliers wait
+   for their platform), dispatching, the scheduler;
+3. enter each adapter (log in, start taking updates);
+4. run until SIGINT/SIGTERM or until an adapter's connection ends by itself.
+"""
 
 from __future__ import annotations
 
@@ -8,33 +16,35 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from typing import Any
 
-from bot.engine import Engine
+from adapters.kit import Adapter, AdapterStartError
 from bot.i18n import t
-from bot.scheduler import build_scheduler
+from bot.service import Service
 from bot.settings import Settings
-from storage.db import Database
 
 log = logging.getLogger(__name__)
 
-# adapter module → the token that turns it on
-ADAPTERS = {"telegram": "telegram_token", "discord": "discord_token"}
+# adapter module → the token that turns it on, and the Adapter class in it
+ADAPTERS = {
+    "telegram": ("telegram_token", "TelegramAdapter"),
+    "discord": ("discord_token", "DiscordAdapter"),
+}
 
-AdapterServe = Callable[[Engine, Settings, asyncio.Event], Coroutine[Any, Any, Any]]
+AdapterFactory = Callable[[Service, Settings], Adapter]
 
 
 def enabled_adapters(settings: Settings) -> list[str]:
     """Adapters whose token is set."""
-    return [name for name, token in ADAPTERS.items() if getattr(settings, token) is not None]
+    return [name for name, (token, _) in ADAPTERS.items() if getattr(settings, token) is not None]
 
 
-def load_adapter(name: str) -> AdapterServe:
-    """`adapters.<name>.serve`, imported only when its token is set."""
+def load_adapter(name: str) -> AdapterFactory:
+    """`adapters.<name>`'s Adapter class, imported only when its token is set."""
     module = importlib.import_module(f"adapters.{name}")
-    serve: AdapterServe = module.serve
-    return serve
+    factory: AdapterFactory = getattr(module, ADAPTERS[name][1])
+    return factory
 
 
 async def run(settings: Settings) -> int:
@@ -48,32 +58,37 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with Database(settings.database_url) as db:
-        engine = Engine(settings, db)
-        serves = [load_adapter(name) for name in names]
-        # adapters register their reply factories before the engine resumes queued jobs
-        tasks = [asyncio.create_task(serve(engine, settings, stop)) for serve in serves]
-        await asyncio.sleep(0)
-        async with engine:
-            scheduler = build_scheduler(engine)
-            scheduler.start()
+    service = Service(settings, schedule=True)
+    adapters = [load_adapter(name)(service, settings) for name in names]
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            await stack.enter_async_context(service)
+            for adapter in adapters:
+                await stack.enter_async_context(adapter)
             log.info(
                 "drawbridge running: %s; backends %s",
                 ", ".join(names),
-                ", ".join(c.display for c in engine.clients),
+                ", ".join(service.backends()),
             )
-            try:
-                done, _ = await asyncio.wait(
-                    [*tasks, asyncio.create_task(stop.wait())],
-                    return_when=asyncio.FIRST_COMPLETED,
-                )
-                for task in done:
-                    if task in tasks and task.exception() is not None:
-                        log.error("adapter stopped: %s", task.exception())
-                        stop.set()
-            finally:
-                stop.set()
-                scheduler.shutdown(wait=False)
-                await asyncio.gather(*tasks, return_exceptions=True)
+            await _until_stopped(stop, adapters)
+    except AdapterStartError as exc:
+        log.error("adapter stopped: %s", exc)
     log.info("drawbridge stopped")
     return 0
+
+
+async def _until_stopped(stop: asyncio.Event, adapters: list[Adapter]) -> None:
+    """Wait for a signal, or for an adapter whose connection ended (logged, then all stop)."""
+    watchers: dict[asyncio.Task[Any], str] = {
+        asyncio.create_task(adapter.wait_closed()): adapter.name for adapter in adapters
+    }
+    signalled = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait([*watchers, signalled], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task in watchers and task.exception() is not None:
+                log.error("adapter stopped: %s", task.exception())
+    finally:
+        for task in (*watchers, signalled):
+            task.cancel()
+        await asyncio.gather(*watchers, signalled, return_exceptions=True)

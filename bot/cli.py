@@ -9,26 +9,34 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from pydantic import ValidationError
 
 from bot import __version__
-from bot.errors import DatabaseError, DrawbridgeError, ImageError, OptionError
+from bot.commands import Where, command
+from bot.errors import DrawbridgeError, ImageError, OptionError
 from bot.i18n import t
+from bot.options import Limits, draw_options, usage_line
+from bot.presets import PresetBook
 from bot.settings import Settings
-from storage.connect import DatabaseUnavailable, explain, wait_for_database
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
 
-DRAW_EPILOG = """\
-draw flags: PROMPT [--neg TEXT] [--ar W:H | --size WxH] [--steps N] [--cfg X] [--seed N]
-  [--sampler NAME] [--model NAME] [--n N] [--strength X] [--hires | --no-hires] [--preset NAME]
-  [--invert] [--fill original|fill|noise|nothing] [--only-masked]
-CLI only: [--init-image PATH] [--mask PATH] [--out DIR] [--user NAME]
-example: drawbridge draw "a red fox" --seed 42 --steps 20 --size 512x512
-"""
+
+def _help(name: str) -> str:
+    """The `--help` line of a subcommand, from its declaration in bot.commands."""
+    return t("en", command(Where.CLI, name).catalogue_key(Where.CLI))
+
+
+def _draw_epilog() -> str:
+    # the flags come from the option declaration (presets named by PRESETS_FILE aside)
+    flags = usage_line(draw_options(Limits(), PresetBook()))
+    return (
+        f"draw flags: {flags}\n"
+        "CLI only: [--init-image PATH] [--mask PATH] [--out DIR] [--user NAME]\n"
+        'example: drawbridge draw "a red fox" --seed 42 --steps 20 --size 512x512\n'
+    )
 
 
 class CliError(Exception):
@@ -47,36 +55,36 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"drawbridge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("run", help="start every chat adapter that has a token")
+    sub.add_parser("run", help=_help("run"))
     draw = sub.add_parser(
         "draw",
-        help="draw one job from the terminal (same parser, quota, queue and WebUI client)",
-        epilog=DRAW_EPILOG,
+        help=_help("draw"),
+        epilog=_draw_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     draw.add_argument("words", nargs=argparse.REMAINDER, help="PROMPT and draw flags")
-    sub.add_parser("backends", help="health, loaded model and queue of each WebUI backend")
-    quota = sub.add_parser("quota", help="show or grant credits")
+    sub.add_parser("backends", help=_help("backends"))
+    quota = sub.add_parser("quota", help=_help("quota"))
     qsub = quota.add_subparsers(dest="quota_command", required=True, metavar="ACTION")
-    show = qsub.add_parser("show", help="a user's credits (USER is platform:id, or a CLI name)")
+    show = qsub.add_parser("show", help=_help("quota show"))
     show.add_argument("user")
-    grant = qsub.add_parser("grant", help="give a user N extra credits that survive resets")
+    grant = qsub.add_parser("grant", help=_help("quota grant"))
     grant.add_argument("user")
     grant.add_argument("amount", type=int)
-    db = sub.add_parser("db", help="database maintenance")
+    db = sub.add_parser("db", help=_help("db"))
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
-    dbsub.add_parser("upgrade", help="apply migrations (also done at every start)")
-    dbsub.add_parser("check", help="connect once and exit 0 if the database answers (healthcheck)")
+    dbsub.add_parser("upgrade", help=_help("db upgrade"))
+    dbsub.add_parser("check", help=_help("db check"))
     backup = dbsub.add_parser(
         "backup",
-        help="copy the SQLite database to a new FILE, consistently while the bot runs",
+        help=_help("db backup"),
         description="Copies the SQLite database by SQLite's online backup API (safe while "
         "drawbridge runs). For PostgreSQL it prints the pg_dump command to use instead.",
     )
     backup.add_argument("file", type=Path, metavar="FILE")
     dev = sub.add_parser(
         "dev-webui",
-        help="a stand-in SD-WebUI that draws PLACEHOLDER images (no GPU, for trying and tests)",
+        help=_help("dev-webui"),
         description="Serves the SD-WebUI API on 127.0.0.1 and answers with placeholder PNGs of "
         "the right size. It draws no real images.",
     )
@@ -119,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dev-webui":
-        from bot.devwebui import serve
+        from devwebui import serve
 
         print(
             f"dev-webui: a stand-in SD-WebUI drawing PLACEHOLDER images on "
@@ -132,41 +140,31 @@ async def _dispatch(args: argparse.Namespace) -> int:
     from bot.logs import setup_logging
 
     setup_logging(settings)
+    from bot import service
+
     try:
         return await _with_database(settings, args)
-    except DatabaseUnavailable as exc:
-        raise _database_error(exc) from None
+    except DrawbridgeError:
+        raise
     except Exception as exc:
-        known = explain(exc, settings.database_url, fallback=True)
+        known = service.database_problem(exc, settings)
         if known is None:
             raise
-        logging.getLogger(__name__).debug("database failure", exc_info=True)
-        raise _database_error(known) from None
-
-
-def _database_error(problem: DatabaseUnavailable) -> DatabaseError:
-    return DatabaseError(
-        f"db.{problem.reason}",
-        where=problem.where,
-        detail=problem.detail,
-        user=problem.user,
-        waited=problem.waited,
-    )
+        raise known from None
 
 
 async def _with_database(settings: Settings, args: argparse.Namespace) -> int:
+    from bot import service
+
     if args.command == "db" and args.db_command == "backup":
-        from bot.cli_db import backup
-
-        return await backup(settings, args.file)
+        outcome = await service.backup_database(settings, args.file)
+        print(outcome.line, file=sys.stdout if outcome.copied else sys.stderr)
+        return 0 if outcome.copied else EXIT_USAGE
     if args.command == "db" and args.db_command == "check":
-        from storage.urls import describe
-
-        await wait_for_database(settings.database_url, 0)
-        print(t("en", "db.ok", where=describe(settings.database_url)))
+        print(await service.check_database(settings))
         return 0
     # compose starts the bot beside its database: wait for it rather than die at once
-    await wait_for_database(settings.database_url, settings.database_connect_timeout)
+    await service.wait_for_database(settings)
     if args.command == "run":
         from bot.app import run
 
@@ -178,9 +176,7 @@ async def _with_database(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "quota":
         return await _quota(settings, args)
     if args.command == "db":
-        from storage.db import upgrade
-
-        await upgrade(settings.database_url)
+        await service.upgrade_database(settings)
         print("database is up to date")
         return 0
     raise CliError(f"unknown command {args.command}", EXIT_USAGE)
@@ -234,76 +230,28 @@ async def _draw(settings: Settings, words: list[str]) -> int:
 
 
 async def _backends(settings: Settings) -> int:
-    from storage.db import Database
+    from bot.service import Service
 
-    async with Database(settings.database_url) as db:
-        jobs = await db.jobs.list_by_state(["queued", "running"])
-    running: dict[str, int] = {}
-    for job in jobs:
-        if job.state == "running" and job.backend:
-            running[job.backend] = running.get(job.backend, 0) + 1
-    failed = 0
-    for url in settings.webui_urls:
-        line, ok = await _backend_line(settings, url)
-        failed += not ok
-        print(f"{line}  drawbridge jobs on it: {running.get(url, 0)}")
-    queued = [job for job in jobs if job.state == "queued"]
-    users = len({job.user_key for job in queued})
-    print(f"queue: {len(queued)} job(s) waiting from {users} user(s)")
-    return EXIT_FAILED if failed == len(settings.webui_urls) else 0
-
-
-async def _backend_line(settings: Settings, url: str) -> tuple[str, bool]:
-    """One backend's health, loaded model and what it is doing."""
-    from bot.webui.client import WebUIClient
-
-    async with WebUIClient(
-        url,
-        auth=settings.webui_credentials(),
-        timeout=settings.webui_connect_timeout * 2,
-        connect_timeout=settings.webui_connect_timeout,
-    ) as client:
-        try:
-            await client.ping()
-            options = await client.options()
-            progress = await client.progress(skip_current_image=True)
-        except DrawbridgeError as exc:
-            return f"{client.display}  DOWN  {exc.render('en')}", False
-        busy = (
-            f"busy {progress.progress:.0%} ({progress.state.get('job') or 'job'})"
-            if progress.active
-            else "idle"
-        )
-        model = options.get("sd_model_checkpoint")
-        return f"{client.display}  UP  model {model}  {busy}", True
+    async with Service(settings, run_jobs=False) as service:
+        lines, any_up = await service.backend_report()
+    for line in lines:
+        print(line)
+    return 0 if any_up else EXIT_FAILED
 
 
 async def _quota(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.quota import Quotas
-    from storage.db import Database
+    from bot.service import Service
+    from bot.texts import quota_text
 
     key = user_key(args.user)
-    async with Database(settings.database_url) as db:
-        quotas = Quotas(db, settings)
+    async with Service(settings, run_jobs=False) as service:
         if args.quota_command == "grant":
             if args.amount <= 0:
                 raise CliError("N must be a positive number of credits", EXIT_USAGE)
-            balance = await quotas.grant(key, args.amount)
+            balance = await service.grant(key, args.amount)
             print(t("en", "quota.granted", amount=args.amount, user=key, balance=balance))
             return 0
-        view: Any = await quotas.show(key)
-        print(
-            t(
-                "en",
-                "quota.show",
-                user=key,
-                balance=view.available,
-                allowance=view.allowance,
-                bonus=view.bonus,
-                reserved=view.reserved,
-                reset=quotas.reset_label(),
-            )
-        )
+        print(quota_text("en", await service.quota(key), key))
         return 0
 
 

@@ -1,4 +1,5 @@
-"""`drawbridge draw`: one job through the same parser, quota, queue and WebUI client."""
+"""`drawbridge draw`: one job through the same parser, quota, queue and WebUI client — the
+terminal as one more adapter of the service."""
 
 from __future__ import annotations
 
@@ -7,13 +8,11 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.engine import Engine
 from bot.errors import DrawbridgeError
 from bot.i18n import t
-from bot.images.inputs import prepare_images
+from bot.service import Service
 from bot.settings import Settings
-from bot.types import ImageResult, JobResult, JobUpdate, Requester
-from storage.db import Database
+from bot.types import ImageResult, JobResult, JobUpdate, Pictures, Requester
 
 
 class CliDrawError(DrawbridgeError):
@@ -75,32 +74,35 @@ async def draw_once(
     out_dir: Path,
 ) -> DrawOutcome:
     """Parse, charge, queue and run one job; write its images to `out_dir`."""
-    async with Database(settings.database_url) as db:
-        engine = Engine(settings, db)
-        request = engine.parser.parse(text)
-        init_bytes = _read(init_path) if init_path else None
-        mask_bytes = _read(mask_path) if mask_path else None
-        prepared = await prepare_images(engine, request, init_bytes, mask_bytes)
-        async with engine:
-            up = engine.dispatcher.up_backends()
-            if not up:
-                reasons = "; ".join(b.last_error for b in engine.dispatcher.backends)
-                raise CliDrawError("error.input", detail=reasons)
-            replier = TerminalReplier()
-            requester = Requester("cli", user.removeprefix("cli:"), display_name=user)
-            handle = await engine.submit(requester, request, replier, init_size=prepared.init_size)
-            result = await _wait(engine, replier, handle.job_id, requester)
+    service = Service(settings)
+    try:
+        # before anything starts: a wrong flag or an unreadable file costs nothing
+        request = service.parse(text)
+        pictures = Pictures(
+            init=_read(init_path) if init_path else None,
+            mask=_read(mask_path) if mask_path else None,
+        )
+    except BaseException:
+        await service.aclose()
+        raise
+    async with service:
+        replier = TerminalReplier()
+        requester = Requester("cli", user.removeprefix("cli:"), display_name=user)
+        handle = await service.draw(
+            requester, request, replier, pictures=pictures, refuse_when_down=True
+        )
+        result = await _wait(service, replier, handle.job_id, requester)
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     paths = []
     for i, image in enumerate(result.images):
         path = out_dir / f"{result.job_id}-{i}-{image.seed}.png"
         await asyncio.to_thread(path.write_bytes, image.png)
         paths.append(path)
-    return DrawOutcome(paths, result.images, result.model, result.cost, prepared.notes)
+    return DrawOutcome(paths, result.images, result.model, result.cost, list(handle.notes))
 
 
 async def _wait(
-    engine: Engine, replier: TerminalReplier, job_id: str, requester: Requester
+    service: Service, replier: TerminalReplier, job_id: str, requester: Requester
 ) -> JobResult:
     """Wait for the job; give up (refunding it) when every backend is down."""
     down_since: float | None = None
@@ -110,14 +112,14 @@ async def _wait(
             return await asyncio.wait_for(asyncio.shield(replier.done), timeout=0.5)
         except TimeoutError:
             pass
-        if engine.dispatcher.up_backends():
+        problems = service.backend_problems()
+        if problems is None:
             down_since = None
             continue
         down_since = down_since or loop.time()
-        if loop.time() - down_since > engine.settings.webui_connect_timeout:
-            reasons = "; ".join(b.last_error for b in engine.dispatcher.backends)
-            await engine.cancel(requester, job_id)
-            raise CliDrawError("error.input", detail=reasons)
+        if loop.time() - down_since > service.settings.webui_connect_timeout:
+            await service.cancel(requester, job_id)
+            raise CliDrawError("error.input", detail="; ".join(problems))
 
 
 def _read(path: Path) -> bytes:

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.checkpoints import model_key
 from bot.errors import (
     DrawbridgeError,
     WebUIAuthError,
@@ -29,7 +30,6 @@ from bot.errors import (
     WebUINoAPI,
 )
 from bot.fairqueue import Entry, FairQueue
-from bot.texts import model_label
 from bot.webui.client import GenerationResult, WebUIClient
 
 log = logging.getLogger(__name__)
@@ -38,11 +38,6 @@ log = logging.getLogger(__name__)
 WebUICall = Callable[[WebUIClient], Awaitable[GenerationResult]]
 
 SKIP_LIMIT = 3  # a job waiting for its model may be passed over this many times, then it runs
-
-
-def model_key(name: str | None) -> str:
-    """Compare checkpoint names across title, file name and model_name forms."""
-    return model_label(name).lower() if name else ""
 
 
 @dataclass(eq=False)

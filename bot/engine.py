@@ -1,4 +1,5 @@
-"""The core service adapters talk to: submit, cancel, status; it owns queue, dispatcher, quotas."""
+"""The engine behind the one door (`bot.service`): submit, cancel, buttons, status; it owns the
+queue, the dispatcher and the quotas. Nothing outside the core holds it."""
 
 from __future__ import annotations
 
@@ -7,20 +8,20 @@ import base64
 import contextlib
 import json
 import logging
-import secrets
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.dispatcher import Dispatcher, Events, Running, WebUICall, model_key
+from bot import catalogue
+from bot.dispatcher import Dispatcher, Events, Running, WebUICall
 from bot.errors import (
     DrawbridgeError,
     NotAllowed,
     NotFound,
-    OptionError,
     QueueFull,
+    QuotaExceeded,
     WebUIError,
 )
 from bot.fairqueue import Entry, FairQueue
@@ -38,23 +39,34 @@ from bot.payload import (
 from bot.presets import PresetBook, load_presets
 from bot.quota import Quotas
 from bot.settings import Settings
-from bot.texts import model_label
 from bot.types import (
+    IMAGE_ACTIONS,
+    JOB_ACTIONS,
+    Cancelled,
+    Catalogue,
+    Checkpoint,
     GenerationRequest,
     ImageResult,
+    JobHandle,
     JobResult,
     JobState,
     JobUpdate,
     Mode,
+    Original,
+    Pressed,
+    QueueEntry,
+    QueueView,
     Replier,
+    ReplierFactory,
     Requester,
 )
 from bot.webui.client import GenerationResult, WebUIClient
 from storage.db import Database
+from storage.jobs import new_job_id
+from storage.models import Result
+from storage.vocab import InsufficientCredits
 
 log = logging.getLogger(__name__)
-
-ReplierFactory = Callable[[Requester, dict[str, Any]], Replier]
 
 
 @dataclass(eq=False, slots=True)
@@ -70,45 +82,11 @@ class Job:
     created: float = 0.0
     started: float | None = None
     shown_position: int = 0
+    notes: tuple[str, ...] = field(default=())
 
-
-@dataclass
-class JobHandle:
-    """What submit returns: enough for the adapter's first reply."""
-
-    job_id: str
-    cost: int
-    position: int
-    eta_seconds: float
-
-
-LORA_TIMEOUT = 5.0  # seconds to wait for a backend's LoRA list
-
-
-@dataclass
-class Catalogue:
-    """What the backends can draw with."""
-
-    checkpoints: list[str]
-    samplers: list[str]
-    loras: list[str]
-
-
-@dataclass
-class ActionOutcome:
-    """What a button press did."""
-
-    kind: str
-    job_id: str
-    index: int
-    handle: JobHandle | None = None
-    png: bytes | None = None
-    refunded: int | None = None
-
-
-def new_job_id() -> str:
-    """Short, URL- and callback-safe job id."""
-    return secrets.token_hex(5)
+    def update(self, state: JobState, **fields: Any) -> JobUpdate:
+        """A JobUpdate of this job, carrying its notes."""
+        return JobUpdate(self.id, state, notes=self.notes, **fields)
 
 
 class Engine(Events):
@@ -195,7 +173,10 @@ class Engine(Events):
                 continue
             replier = factory(requester, _json(row.reply_ref) or {})
             spec = Resolved.from_dict(params["spec"])
-            job = Job(row.id, requester, spec, row.cost, replier, created=time.monotonic())
+            notes = tuple(params.get("notes") or ())
+            job = Job(
+                row.id, requester, spec, row.cost, replier, created=time.monotonic(), notes=notes
+            )
             self._enqueue(job)
         if self.jobs:
             log.info("resumed %d queued jobs", len(self.jobs))
@@ -209,6 +190,7 @@ class Engine(Events):
         *,
         reply_ref: dict[str, Any] | None = None,
         init_size: tuple[int, int] | None = None,
+        notes: Sequence[str] = (),
     ) -> JobHandle:
         """Validate, charge and queue a request; raises a DrawbridgeError with nothing charged."""
         validate_request(request, self.limits)
@@ -218,7 +200,7 @@ class Engine(Events):
         spec = resolve(
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
-        return await self.submit_spec(requester, spec, replier, reply_ref=reply_ref)
+        return await self.submit_spec(requester, spec, replier, reply_ref=reply_ref, notes=notes)
 
     async def submit_spec(
         self,
@@ -227,10 +209,11 @@ class Engine(Events):
         replier: Replier,
         *,
         reply_ref: dict[str, Any] | None = None,
+        notes: Sequence[str] = (),
     ) -> JobHandle:
         """Charge and queue fully resolved values (reroll, variations, upscale reuse this)."""
         user = requester.key
-        self._check_catalogue(spec)
+        catalogue.check(spec, self.dispatcher.backends)
         job_cost = cost(spec)
         # count first, synchronously, so concurrent submits cannot both pass the cap
         queued = self.queue.count(user) + self._pending.get(user, 0)
@@ -238,8 +221,11 @@ class Engine(Events):
             raise QueueFull(count=queued, limit=self.settings.max_queued_per_user)
         self._pending[user] = self._pending.get(user, 0) + 1
         job_id = new_job_id()
+        params: dict[str, Any] = {"requester": _requester_dict(requester), "spec": spec.to_dict()}
+        if notes:
+            params["notes"] = list(notes)
         try:
-            # One transaction: user upsert, reservation and job row; nothing on QuotaExceeded.
+            # One transaction: user upsert, reservation and job row; nothing when refused.
             await self.db.submit_job(
                 id=job_id,
                 user_key=user,
@@ -249,63 +235,31 @@ class Engine(Events):
                 chat_id=requester.chat_id,
                 mode=spec.mode.value,
                 prompt=spec.prompt,
-                params=_dumps({"requester": _requester_dict(requester), "spec": spec.to_dict()}),
+                params=_dumps(params),
                 cost=job_cost,
                 reply_ref=_dumps(reply_ref or {}),
                 allowance=self.settings.allowance_for(user),
                 today=self.quotas.today(),
                 reset=self.quotas.reset_label(),
             )
+        except InsufficientCredits as exc:
+            raise QuotaExceeded(cost=exc.cost, balance=exc.balance, reset=exc.reset) from None
         finally:
             self._pending[user] -= 1
-        job = Job(job_id, requester, spec, job_cost, replier, created=time.monotonic())
+        job = Job(
+            job_id, requester, spec, job_cost, replier, created=time.monotonic(), notes=tuple(notes)
+        )
         self._enqueue(job)
         await self.dispatcher.notify()
         position, eta = self.position(job_id)
         job.shown_position = position
         with contextlib.suppress(Exception):
-            await replier.update(
-                JobUpdate(job_id, JobState.QUEUED, position=position, eta_seconds=eta)
-            )
-        return JobHandle(job_id, job_cost, position, eta)
+            await replier.update(job.update(JobState.QUEUED, position=position, eta_seconds=eta))
+        return JobHandle(job_id, job_cost, position, eta, job.notes)
 
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
         self.queue.push(Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job))
-
-    def _check_catalogue(self, spec: Resolved) -> None:
-        """Reject a sampler or model no backend has: the WebUI would silently swap it."""
-        known_samplers = {s for b in self.dispatcher.backends for s in b.samplers}
-        if known_samplers and spec.sampler not in known_samplers:
-            match = {s.lower(): s for s in known_samplers}.get(spec.sampler.lower())
-            if match is None:
-                raise OptionError(
-                    "option.bad_choice",
-                    flag="--sampler",
-                    value=spec.sampler,
-                    choices=", ".join(sorted(known_samplers)),
-                )
-            spec.sampler = match
-        if spec.model:
-            titles = {m["title"]: m for b in self.dispatcher.backends for m in b.models}
-            if titles:
-                spec.model = self._match_model(spec.model, list(titles))
-
-    @staticmethod
-    def _match_model(name: str, titles: list[str]) -> str:
-        key = model_key(name)
-        for title in titles:
-            if title == name or model_key(title) == key:
-                return title
-        partial = [t for t in titles if key and key in model_key(t)]
-        if len(partial) == 1:
-            return partial[0]
-        raise OptionError(
-            "option.bad_choice",
-            flag="--model",
-            value=name,
-            choices=", ".join(sorted(model_key(t) for t in titles)),
-        )
 
     # --- status ------------------------------------------------------------------------
     def position(self, job_id: str) -> tuple[int, float]:
@@ -325,58 +279,48 @@ class Engine(Events):
             key=lambda j: j.created,
         )
 
-    def status(self) -> dict[str, Any]:
-        """Queue and backend summary for /queue and `drawbridge backends`."""
-        running = sum(len(b.inflight) for b in self.dispatcher.backends)
-        return {
-            "queued": len(self.queue),
-            "running": running,
-            "users": self.queue.users(),
-            "backends": [
-                {
-                    "url": b.name,
-                    "up": b.up,
-                    "model": b.model,
-                    "inflight": len(b.inflight),
-                    "error": b.last_error,
-                }
-                for b in self.dispatcher.backends
-            ],
-        }
+    def queue_view(self, user_key: str) -> QueueView:
+        """/queue: queued and running jobs, backends up, and this user's jobs in order."""
+        mine = []
+        for job in self.user_jobs(user_key):
+            position, eta = self.position(job.id)
+            running = job.state is JobState.RUNNING or position == 0
+            mine.append(QueueEntry(job.id, running, position, eta))
+        return QueueView(
+            queued=len(self.queue),
+            running=sum(len(b.inflight) for b in self.dispatcher.backends),
+            backends_up=len(self.dispatcher.up_backends()),
+            mine=tuple(mine),
+        )
+
+    def backend_problems(self) -> list[str] | None:
+        """Why no backend can run a job (one reason per backend), or None when one is up."""
+        if self.dispatcher.up_backends():
+            return None
+        return [b.last_error for b in self.dispatcher.backends]
+
+    def samplers(self) -> list[str]:
+        """Sampler names of every backend, without repeats (for autocomplete)."""
+        return catalogue.samplers(self.dispatcher.backends)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Checkpoints of every backend, without repeats (for autocomplete)."""
+        return catalogue.checkpoints(self.dispatcher.backends)
 
     async def catalogue(self) -> Catalogue:
-        """Checkpoints, samplers and LoRAs the backends offer (for /models), without repeats."""
-        backends = self.dispatcher.backends
-        titles: dict[str, None] = {}
-        samplers: dict[str, None] = {}
-        for backend in backends:
-            for model in backend.models:
-                title = model_label(str(model.get("title") or model.get("model_name") or ""))
-                titles[title] = None
-            samplers.update(dict.fromkeys(backend.samplers))
-        loras: dict[str, None] = {}
-        for backend in backends:
-            if not backend.up:
-                continue
-            try:
-                async with asyncio.timeout(LORA_TIMEOUT):
-                    for lora in await backend.client.loras():
-                        loras[str(lora.get("name") or lora.get("alias"))] = None
-                break
-            except Exception as exc:  # a WebUI without the Lora extension, or down
-                log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
-        return Catalogue([n for n in titles if n], list(samplers), list(loras))
+        """Checkpoints, samplers and LoRAs the backends offer (for /models)."""
+        return await catalogue.gather(self.dispatcher.backends)
 
     # --- cancelling ---------------------------------------------------------------------
-    async def cancel(self, requester: Requester, job_id: str | None = None) -> int:
-        """Cancel a job (the user's newest when no id is given); returns credits refunded."""
+    async def cancel(self, requester: Requester, job_id: str | None = None) -> Cancelled:
+        """Cancel a job (the user's newest when no id is given) and refund it."""
         if job_id is None:
             mine = self.user_jobs(requester.key)
             if not mine:
                 raise NotFound("queue.nothing_to_cancel")
             job = mine[-1]
         else:
-            found = self.jobs.get(job_id)
+            found = self.jobs.get(job_id) or await self._job_of_cancel_button(job_id)
             if found is None:
                 raise NotFound("queue.job_not_found", job=job_id)
             job = found
@@ -395,41 +339,41 @@ class Engine(Events):
                 job.id, DrawbridgeError("queue.cancelled", credits=refunded), refunded
             )
         await self.dispatcher.notify()
-        return refunded
+        return Cancelled(job.id, refunded)
+
+    async def _job_of_cancel_button(self, key: str) -> Job | None:
+        # Cancel buttons carry the job id; those drawn before that carried an action key.
+        action = await self.db.actions.get(key)
+        if action is None or action.kind != "cancel":
+            return None
+        return self.jobs.get(action.job_id)
 
     # --- actions on results (buttons) ------------------------------------------------------
-    async def action_key(self, job_id: str, index: int, kind: str) -> str:
-        """A short key a button carries (callback_data / custom_id); survives restarts."""
-        return str(await self.db.actions.create(job_id, index, kind))
-
-    async def act(
+    async def press(
         self,
         requester: Requester,
         key: str,
-        replier: Replier,
+        replier: Replier | None = None,
         *,
         reply_ref: dict[str, Any] | None = None,
-    ) -> ActionOutcome:
-        """Run a button: reroll/variations/upscale are new jobs charged to whoever pressed;
-        original returns the stored PNG; cancel and delete are for the owner or an admin."""
-        action = await self.db.actions.get(key)
-        if action is None:
-            raise NotFound("action.expired")
-        row = await self.db.jobs.get(action.job_id)
-        if row is None:
-            raise NotFound("action.expired")
-        params = _json(row.params)
+    ) -> Pressed:
+        """Run a result button: reroll/variations/upscale are new jobs charged to whoever
+        pressed (they need the replier); delete is for the owner or an admin (the adapter
+        removes the message)."""
+        action, params = await self._action(key)
         owner = params["requester"]
         is_owner = f"{owner['platform']}:{owner['user_id']}" == requester.key
         kind = action.kind
-        outcome = ActionOutcome(kind, action.job_id, action.image_index)
-        if kind == "cancel":
-            outcome.refunded = await self.cancel(requester, action.job_id)
+        outcome = Pressed(kind, action.job_id, action.image_index)
+        if kind == "cancel":  # a button drawn before cancel buttons carried the job id
+            await self.cancel(requester, action.job_id)
             return outcome
         if kind == "delete":
             if not (is_owner or requester.is_admin):
                 raise NotAllowed()
             return outcome
+        if replier is None:  # the button said it starts no job, the stored action disagrees
+            raise NotFound("action.expired")
         spec = Resolved.from_dict(params["spec"])
         if kind == "reroll":
             outcome.handle = await self.submit_spec(
@@ -437,9 +381,6 @@ class Engine(Events):
             )
             return outcome
         result = await self._result(action.job_id, action.image_index)
-        if kind == "original":
-            outcome.png = await asyncio.to_thread(self.store.get, result.image_ref)
-            return outcome
         preset = self.presets.default
         if kind == "variations":
             new = variation_of(spec, result.image_ref, preset.variation_strength)
@@ -457,6 +398,22 @@ class Engine(Events):
             raise NotFound("action.expired")
         outcome.handle = await self.submit_spec(requester, new, replier, reply_ref=reply_ref)
         return outcome
+
+    async def original(self, key: str) -> Original:
+        """The stored PNG behind an 📄 Original key (anyone who sees the button may have it)."""
+        action, _ = await self._action(key)
+        result = await self._result(action.job_id, action.image_index)
+        png = await asyncio.to_thread(self.store.get, result.image_ref)
+        return Original(action.job_id, action.image_index, png)
+
+    async def _action(self, key: str) -> tuple[Any, dict[str, Any]]:
+        action = await self.db.actions.get(key)
+        if action is None:
+            raise NotFound("action.expired")
+        row = await self.db.jobs.get(action.job_id)
+        if row is None:
+            raise NotFound("action.expired")
+        return action, _json(row.params)
 
     async def _result(self, job_id: str, index: int) -> Any:
         for result in await self.db.results.for_job(job_id):
@@ -511,7 +468,7 @@ class Engine(Events):
                 job.shown_position = i
                 with contextlib.suppress(Exception):
                     await job.replier.update(
-                        JobUpdate(job.id, JobState.QUEUED, position=i, eta_seconds=eta)
+                        job.update(JobState.QUEUED, position=i, eta_seconds=eta)
                     )
 
     async def started(self, run: Running) -> None:
@@ -528,13 +485,13 @@ class Engine(Events):
             attempts=self.dispatcher.attempts.get(job.id, 1),
         )
         with contextlib.suppress(Exception):
-            await job.replier.update(JobUpdate(job.id, JobState.RUNNING, progress=0.0))
+            await job.replier.update(job.update(JobState.RUNNING, progress=0.0))
 
     async def progress(self, run: Running, fraction: float, preview: bytes | None) -> None:
         job: Job = run.entry.item
         with contextlib.suppress(Exception):
             await job.replier.update(
-                JobUpdate(job.id, JobState.RUNNING, progress=fraction, preview=preview)
+                job.update(JobState.RUNNING, progress=fraction, preview=preview)
             )
 
     async def finished(self, run: Running, result: GenerationResult, elapsed: float) -> None:
@@ -542,6 +499,7 @@ class Engine(Events):
         if job.id not in self.jobs:
             return  # cancelled meanwhile
         images = []
+        rows = []
         refs: list[str] = []
         for i, data in enumerate(result.images):
             ref = await asyncio.to_thread(self.store.put, data)
@@ -550,11 +508,30 @@ class Engine(Events):
             info = result.infotexts[i] if i < len(result.infotexts) else ""
             width, height = _png_size(data) or (result.width, result.height)
             images.append(ImageResult(data, seed, width, height, info))
-            await self.db.results.add(job.id, i, ref, seed, width, height, info)
+            rows.append(
+                Result(
+                    job_id=job.id,
+                    image_index=i,
+                    image_ref=ref,
+                    seed=seed,
+                    width=width,
+                    height=height,
+                    infotext=info,
+                )
+            )
+        await self.db.results.add_many(rows)
         model = result.model or job.spec.model or run.backend.model or ""
         await self._finish(job, JobState.DONE, result_refs=_dumps(refs))
         delivered = JobResult(
-            job.id, images, job.spec.prompt, model, elapsed, job.cost, mode=job.spec.mode
+            job.id,
+            images,
+            job.spec.prompt,
+            model,
+            elapsed,
+            job.cost,
+            mode=job.spec.mode,
+            notes=list(job.notes),
+            keys=await self._result_keys(job.id, images, job.spec.mode),
         )
         try:
             await job.replier.deliver(delivered)
@@ -563,6 +540,22 @@ class Engine(Events):
             await self.quotas.release(job.id)
             return
         await self.quotas.settle(job.id)
+
+    async def _result_keys(
+        self, job_id: str, images: list[ImageResult], mode: Mode
+    ) -> dict[str, str]:
+        """Every button key of a result, made in one storage call before delivery: the job's
+        own (reroll, delete) in the returned dict, each picture's in its `keys`."""
+        upscaled = mode is Mode.UPSCALE  # an upscale is not drawn again, only kept or deleted
+        job_kinds = [k for k in JOB_ACTIONS if not (upscaled and k == "reroll")]
+        image_kinds = [k for k in IMAGE_ACTIONS if not upscaled or k == "original"]
+        wanted = [(job_id, 0, kind) for kind in job_kinds]
+        wanted += [(job_id, i, kind) for i in range(len(images)) for kind in image_kinds]
+        keys = iter(await self.db.actions.create_many(wanted))
+        own = {kind: next(keys) for kind in job_kinds}
+        for image in images:
+            image.keys = {kind: next(keys) for kind in image_kinds}
+        return own
 
     async def failed(self, run: Running, error: DrawbridgeError) -> None:
         job: Job = run.entry.item
@@ -580,7 +573,7 @@ class Engine(Events):
         attempt = self.dispatcher.attempts.get(job.id, 1) + 1
         with contextlib.suppress(Exception):
             await job.replier.update(
-                JobUpdate(job.id, JobState.QUEUED, attempt=attempt, note="queue.retrying")
+                job.update(JobState.QUEUED, attempt=attempt, note="queue.retrying")
             )
 
     async def discarded(self, run: Running) -> None:

@@ -681,6 +681,45 @@ MESSAGES: dict[str, dict[str, str]] = {
         "一致）：pg_dump --format=custom --file {path} '{url}'（密码取自 PGPASSWORD 或 "
         "~/.pgpass）；恢复用 pg_restore --clean --dbname '{url}' {path}。",
     },
+    # --- the drawbridge command (operator help; derived from bot.commands) ------------------
+    "cli.cmd.run": {
+        "en": "start every chat adapter that has a token",
+        "zh": "启动所有已设置令牌的聊天适配器",
+    },
+    "cli.cmd.draw": {
+        "en": "draw one job from the terminal (same parser, quota, queue and WebUI client)",
+        "zh": "在终端里画一个任务（同样的解析、额度、队列和 WebUI 客户端）",
+    },
+    "cli.cmd.backends": {
+        "en": "health, loaded model and queue of each WebUI backend",
+        "zh": "每个 WebUI 后端的状态、已加载模型和队列",
+    },
+    "cli.cmd.quota": {"en": "show or grant credits", "zh": "查看或发放额度"},
+    "cli.cmd.quota.show": {
+        "en": "a user's credits (USER is platform:id, or a CLI name)",
+        "zh": "某个用户的额度（USER 为 平台:编号，或命令行用户名）",
+    },
+    "cli.cmd.quota.grant": {
+        "en": "give a user N extra credits that survive resets",
+        "zh": "给用户 N 个不随每日重置清零的额外额度",
+    },
+    "cli.cmd.db": {"en": "database maintenance", "zh": "数据库维护"},
+    "cli.cmd.db.upgrade": {
+        "en": "apply migrations (also done at every start)",
+        "zh": "执行数据库迁移（每次启动时也会执行）",
+    },
+    "cli.cmd.db.check": {
+        "en": "connect once and exit 0 if the database answers (the container's healthcheck)",
+        "zh": "连接一次数据库，能应答则以 0 退出（容器的健康检查）",
+    },
+    "cli.cmd.db.backup": {
+        "en": "copy the SQLite database to a new FILE, consistently while the bot runs",
+        "zh": "把 SQLite 数据库一致地复制到新文件 FILE（机器人运行时也可以）",
+    },
+    "cli.cmd.dev-webui": {
+        "en": "a stand-in SD-WebUI that draws PLACEHOLDER images (no GPU, for trying and tests)",
+        "zh": "一个只画占位图的替身 SD-WebUI（无需 GPU，用于试用和测试）",
+    },
 }
 
 

@@ -386,6 +386,35 @@ class DrawParser:
         validate_request(request, self.limits, require_prompt=require_prompt)
         return request
 
+    def from_values(self, values: dict[str, Any]) -> GenerationRequest:
+        """A request from typed values keyed by option name (Discord's slash options), checked
+        like text: a client or a stale command may send anything. Raises OptionError."""
+        request = GenerationRequest(prompt=str(values.get("prompt") or "").strip())
+        by_name = {opt.name: opt for opt in self.options}
+        given: set[str] = set()
+        for name, value in values.items():
+            opt = by_name.get(name)
+            if opt is None or value is None:
+                continue
+            typed: Any
+            if opt.kind is Kind.TEXT:
+                typed = str(value).strip()
+                if not typed:
+                    continue
+            elif opt.kind in (Kind.SIZE, Kind.RATIO):
+                typed = opt.coerce(str(value))
+            else:
+                typed = opt.check(value)
+            given.add(opt.field)
+            if opt.field == "size":
+                request.width, request.height = typed
+            else:
+                setattr(request, opt.field, typed)
+        if {"size", "aspect"} <= given:
+            raise OptionError("option.conflict", a="--ar", b="--size")
+        validate_request(request, self.limits)
+        return request
+
 
 def validate_request(
     request: GenerationRequest, limits: Limits, *, require_prompt: bool = True
@@ -448,6 +477,21 @@ def help_lines(options: list[Option], presets: PresetBook, locale: str | None) -
         lines.append(text)
     lines.append(t(locale, "help.example"))
     return lines
+
+
+def usage_line(options: list[Option]) -> str:
+    """`PROMPT [--neg TEXT] [--steps N] … [--hires | --no-hires]`, from the declaration."""
+    parts = ["PROMPT"]
+    for opt in options:
+        if opt.negation:
+            parts.append(f"[{opt.flag} | {opt.negation}]")
+        elif opt.kind is Kind.FLAG:
+            parts.append(f"[{opt.flag}]")
+        elif opt.kind is Kind.CHOICE and opt.choices:
+            parts.append(f"[{opt.flag} {'|'.join(opt.choices)}]")
+        else:
+            parts.append(f"[{opt.flag} {_metavar(opt)}]")
+    return " ".join(parts)
 
 
 def _metavar(opt: Option) -> str:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
+
+from bot.types import QuotaView
 
 if TYPE_CHECKING:
     from bot.settings import Settings
@@ -52,17 +54,6 @@ class Quotas:
         when = next_reset(now, self.settings.quota_reset_time, self.tz)
         return f"{when:%H:%M} {self.settings.quota_timezone}"
 
-    async def reserve(self, user_key: str, job_id: str, cost: int) -> Any:
-        """Take `cost` credits for a job, or raise QuotaExceeded."""
-        return await self.db.quota.reserve(
-            user_key,
-            job_id,
-            cost,
-            allowance=self.settings.allowance_for(user_key),
-            today=self.today(),
-            reset=self.reset_label(),
-        )
-
     async def settle(self, job_id: str) -> None:
         """The job delivered: the reservation becomes a charge."""
         await self.db.quota.settle(job_id)
@@ -71,10 +62,18 @@ class Quotas:
         """The job failed or was cancelled: give the credits back (once)."""
         return int(await self.db.quota.release(job_id, today=self.today()))
 
-    async def show(self, user_key: str) -> Any:
-        """Balance view for /quota and `drawbridge quota show`."""
-        return await self.db.quota.show(
+    async def view(self, user_key: str) -> QuotaView:
+        """/quota and `drawbridge quota show`: the balance and the next refill."""
+        shown = await self.db.quota.show(
             user_key, allowance=self.settings.allowance_for(user_key), today=self.today()
+        )
+        return QuotaView(
+            user_key=user_key,
+            available=shown.available,
+            allowance=shown.allowance,
+            bonus=shown.bonus,
+            reserved=shown.reserved,
+            reset=self.reset_label(),
         )
 
     async def grant(self, user_key: str, amount: int) -> int:

@@ -169,11 +169,3 @@ class Settings(BaseSettings):
     def allowance_for(self, user_key: str) -> int:
         """Daily credits for this user."""
         return self.admin_daily_credits if self.is_admin(user_key) else self.daily_credits
-
-    def sqlite_path(self) -> Path | None:
-        """The database file when DATABASE_URL is SQLite, else None."""
-        prefix = "sqlite+aiosqlite:///"
-        if self.database_url.startswith(prefix):
-            rest = self.database_url[len(prefix) :]
-            return None if rest in ("", ":memory:") else Path(rest)
-        return None

@@ -1,22 +1,28 @@
-"""Platform-neutral text every adapter shows: cut to a limit, ETAs, job status, model names."""
+"""Platform-neutral text every adapter shows: cut to a limit, ETAs, job status, model names,
+and the texts of /queue, /quota, /settings and /models built from the service's views."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from bot.checkpoints import model_label
 from bot.i18n import t
 from bot.presets import PresetBook
-from bot.types import JobState, JobUpdate
+from bot.types import Catalogue, JobState, JobUpdate, QueueView, QuotaView
 
-if TYPE_CHECKING:
-    from bot.engine import Engine
+__all__ = [
+    "ELLIPSIS",
+    "catalogue_lines",
+    "cut",
+    "eta_text",
+    "model_label",
+    "queue_lines",
+    "quota_text",
+    "settings_lines",
+    "status_text",
+]
 
 ELLIPSIS = "…"
-
-_HASH_SUFFIX = re.compile(r"\s*\[[0-9a-fA-F]{8,10}\]$")
-_EXTENSION = re.compile(r"\.(safetensors|ckpt|pt|pth|bin|gguf)$", re.I)
 
 
 def cut(text: str, limit: int) -> str:
@@ -34,11 +40,10 @@ def eta_text(locale: str | None, seconds: float | None) -> str:
     return t(locale, "eta.minutes", n=round(seconds / 60))
 
 
-def status_text(
-    locale: str | None, update: JobUpdate, notes: Sequence[str], max_attempts: int, limit: int
-) -> str:
-    """The status message of a queued or running job, at most `limit` characters."""
-    lines = list(notes)
+def status_text(locale: str | None, update: JobUpdate, max_attempts: int, limit: int) -> str:
+    """The status message of a queued or running job (its notes first), at most `limit`
+    characters."""
+    lines = list(update.notes)
     if update.note == "queue.retrying":
         lines.append(t(locale, "queue.retrying", attempt=update.attempt or 2, max=max_attempts))
     elif update.note:
@@ -51,12 +56,6 @@ def status_text(
     else:
         lines.append(t(locale, "queue.queued_next"))
     return cut("\n".join(lines), limit)
-
-
-def model_label(model: str) -> str:
-    """A checkpoint title as people say it: no folder, extension or hash."""
-    name = _HASH_SUFFIX.sub("", model.strip()).replace("\\", "/").rsplit("/", 1)[-1]
-    return _EXTENSION.sub("", name)
 
 
 def settings_lines(locale: str | None, presets: PresetBook, values: dict[str, Any]) -> list[str]:
@@ -85,34 +84,64 @@ def settings_lines(locale: str | None, presets: PresetBook, values: dict[str, An
     ]
 
 
-def queue_lines(engine: Engine, user_key: str, locale: str | None) -> list[str]:
+def queue_lines(view: QueueView, locale: str | None) -> list[str]:
     """/queue: the summary, the user's own jobs with position and start estimate, backends down."""
-    status = engine.status()
-    if status["queued"] == 0 and status["running"] == 0:
+    if view.queued == 0 and view.running == 0:
         lines = [t(locale, "queue.empty")]
     else:
-        up = sum(1 for b in status["backends"] if b["up"])
         lines = [
             t(
                 locale,
                 "queue.summary",
-                queued=status["queued"],
-                running=status["running"],
-                backends=up,
+                queued=view.queued,
+                running=view.running,
+                backends=view.backends_up,
             )
         ]
-    mine = engine.user_jobs(user_key)
-    if mine:
+    if view.mine:
         lines.append(t(locale, "queue.yours"))
-        for job in mine:
-            position, eta = engine.position(job.id)
-            if job.state is JobState.RUNNING or position == 0:
-                lines.append(t(locale, "queue.job_running", job=job.id))
+        for job in view.mine:
+            if job.running or job.position == 0:
+                lines.append(t(locale, "queue.job_running", job=job.job_id))
             else:
-                eta_words = eta_text(locale, eta)
+                eta_words = eta_text(locale, job.eta_seconds)
                 lines.append(
-                    t(locale, "queue.job_queued", job=job.id, position=position, eta=eta_words)
+                    t(
+                        locale,
+                        "queue.job_queued",
+                        job=job.job_id,
+                        position=job.position,
+                        eta=eta_words,
+                    )
                 )
-    if not any(b["up"] for b in status["backends"]):
+    if view.backends_up == 0:
         lines.append(t(locale, "queue.no_backend"))
+    return lines
+
+
+def quota_text(locale: str | None, view: QuotaView, user: str) -> str:
+    """/quota (and `drawbridge quota show`): `user`'s credits and when they refill."""
+    return t(
+        locale,
+        "quota.show",
+        user=user,
+        balance=view.available,
+        allowance=view.allowance,
+        bonus=view.bonus,
+        reserved=view.reserved,
+        reset=view.reset,
+    )
+
+
+def catalogue_lines(
+    locale: str | None, found: Catalogue, checkpoints_key: str, samplers_key: str
+) -> list[str]:
+    """/models: checkpoints, samplers and LoRAs under headings (each platform names the options
+    its own way); empty when the backends reported nothing."""
+    if not found.checkpoints and not found.samplers:
+        return []
+    lines = [t(locale, checkpoints_key), *(f"• {n}" for n in found.checkpoints)]
+    lines += [t(locale, samplers_key), *(f"• {n}" for n in found.samplers)]
+    if found.loras:
+        lines += [t(locale, "models.loras"), *(f"• {n}" for n in found.loras)]
     return lines

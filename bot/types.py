@@ -1,36 +1,48 @@
-"""Neutral types that cross the adapter seam; nothing here knows about a chat platform."""
+"""Neutral types that cross the adapter seam; nothing here knows about a chat platform.
+
+Adapters and the CLI hand these to `bot.service.Service` and get these back. `Mode` and
+`JobState` are the storage layer's vocabulary (`storage.vocab`), re-exported here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from storage.vocab import JobState, Mode
 
 if TYPE_CHECKING:
     from bot.errors import DrawbridgeError
 
+__all__ = [
+    "IMAGE_ACTIONS",
+    "JOB_ACTIONS",
+    "Cancelled",
+    "Catalogue",
+    "Checkpoint",
+    "GenerationRequest",
+    "ImageResult",
+    "JobHandle",
+    "JobResult",
+    "JobState",
+    "JobUpdate",
+    "Mode",
+    "Original",
+    "Pictures",
+    "Pressed",
+    "QueueEntry",
+    "QueueView",
+    "QuotaView",
+    "Replier",
+    "ReplierFactory",
+    "Requester",
+    "UserDefaults",
+]
 
-class Mode(StrEnum):
-    """What the WebUI is asked to do."""
-
-    TXT2IMG = "txt2img"
-    IMG2IMG = "img2img"
-    INPAINT = "inpaint"
-    UPSCALE = "upscale"
-
-
-class JobState(StrEnum):
-    """Life of a job; DONE, FAILED and CANCELLED are final."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def final(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+# Button actions a delivered result carries keys for: once per job, and once per picture.
+JOB_ACTIONS = ("reroll", "delete")
+IMAGE_ACTIONS = ("variations", "upscale", "original")
 
 
 @dataclass(frozen=True)
@@ -77,9 +89,22 @@ class GenerationRequest:
     only_masked: bool | None = None
 
 
+@dataclass(frozen=True)
+class Pictures:
+    """What the user sent with a draw request, as bytes: the picture to start from, and what
+    says which part to change (a mask, a painted-over copy or nothing)."""
+
+    init: bytes | None = None
+    mask: bytes | None = None
+
+
 @dataclass
 class JobUpdate:
-    """A change a user may want to see: queued with position/ETA, progress with preview."""
+    """A change a user may want to see: queued with position/ETA, progress with preview.
+
+    `notes` are lines for the user about the request itself (e.g. which mask was used), in
+    their language, shown above the status.
+    """
 
     job_id: str
     state: JobState
@@ -89,22 +114,25 @@ class JobUpdate:
     preview: bytes | None = None
     attempt: int | None = None
     note: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 @dataclass
 class ImageResult:
-    """One generated image: PNG bytes as the WebUI made them, plus what produced it."""
+    """One generated image: PNG bytes as the WebUI made them, what produced it, and the keys
+    of its buttons (`IMAGE_ACTIONS` → key)."""
 
     png: bytes
     seed: int
     width: int
     height: int
     infotext: str = ""
+    keys: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class JobResult:
-    """What a finished job delivers."""
+    """What a finished job delivers; `keys` holds the job's own buttons (`JOB_ACTIONS` → key)."""
 
     job_id: str
     images: list[ImageResult]
@@ -114,6 +142,116 @@ class JobResult:
     cost: int
     mode: Mode = Mode.TXT2IMG
     notes: list[str] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class JobHandle:
+    """What a draw or a button press that starts a job returns: enough for a first reply."""
+
+    job_id: str
+    cost: int
+    position: int
+    eta_seconds: float
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class Pressed:
+    """What a result button did: `handle` when it started a job (reroll, variations, upscale)."""
+
+    kind: str
+    job_id: str
+    index: int
+    handle: JobHandle | None = None
+
+
+@dataclass(frozen=True)
+class Original:
+    """A result picture as the WebUI made it, behind an 📄 Original key."""
+
+    job_id: str
+    index: int
+    png: bytes
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A cancelled job and the credits it gave back."""
+
+    job_id: str
+    refunded: int
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One of the asking user's jobs: running, or queued at `position` starting in `eta`."""
+
+    job_id: str
+    running: bool
+    position: int = 0
+    eta_seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """/queue: how busy drawbridge is, and where the user's own jobs are."""
+
+    queued: int
+    running: int
+    backends_up: int
+    mine: tuple[QueueEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class QuotaView:
+    """/quota: a user's credits and when they refill."""
+
+    user_key: str
+    available: int
+    allowance: int
+    bonus: int
+    reserved: int
+    reset: str
+
+
+@dataclass(frozen=True)
+class UserDefaults:
+    """A user's saved /draw defaults; None means "the preset's value", "" an empty negative."""
+
+    preset: str | None = None
+    width: int | None = None
+    height: int | None = None
+    steps: int | None = None
+    negative: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The values by field name."""
+        return {
+            "preset": self.preset,
+            "width": self.width,
+            "height": self.height,
+            "steps": self.steps,
+            "negative": self.negative,
+        }
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the backends can draw with."""
+
+    checkpoints: list[str]
+    samplers: list[str]
+    loras: list[str]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A checkpoint for autocomplete: how people say it, its full title, its short name."""
+
+    label: str
+    title: str
+    name: str
 
 
 class Replier(Protocol):
@@ -127,3 +265,7 @@ class Replier(Protocol):
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
         """Tell the user the job failed or was cancelled, and what was refunded."""
+
+
+# Rebuilds the replier of a job resumed after a restart from what it stored (its reply_ref).
+ReplierFactory = Callable[[Requester, dict[str, Any]], Replier]

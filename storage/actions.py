@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import IntegrityError
@@ -10,7 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from storage.models import ACTION_KINDS, Action
 
 if TYPE_CHECKING:
-    from storage.db import Database
+    from storage._conn import Connections
 
 _KEY_BYTES = 9  # 12 URL-safe characters: fits Telegram's 64-byte callback_data with room
 
@@ -18,7 +19,7 @@ _KEY_BYTES = 9  # 12 URL-safe characters: fits Telegram's 64-byte callback_data 
 class ActionRepo:
     """Actions behind message buttons, kept so buttons work after a restart."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Connections) -> None:
         self._db = db
 
     async def create(self, job_id: str, image_index: int, kind: str) -> str:
@@ -38,6 +39,37 @@ class ActionRepo:
                 continue
             return key
         raise RuntimeError("could not find a free action key")
+
+    async def create_many(self, items: Sequence[tuple[str, int, str]]) -> list[str]:
+        """Store one action per (job_id, image_index, kind) in one transaction; keys in order."""
+        unknown = {kind for _, _, kind in items if kind not in ACTION_KINDS}
+        if unknown:
+            raise ValueError(f"unknown action kinds {sorted(unknown)}; expected {ACTION_KINDS}")
+        if not items:
+            return []
+        for _ in range(3):
+            keys = [secrets.token_urlsafe(_KEY_BYTES) for _ in items]
+            try:
+                async with self._db.session() as session:
+                    session.add_all(
+                        Action(key=key, job_id=job_id, image_index=index, kind=kind)
+                        for key, (job_id, index, kind) in zip(keys, items, strict=True)
+                    )
+                    await session.commit()
+            except IntegrityError:
+                # As in create: a key collision (≈ never) retries the batch; others propagate.
+                if not await self._any_exists(keys):
+                    raise
+                continue
+            return keys
+        raise RuntimeError("could not find free action keys")
+
+    async def _any_exists(self, keys: Sequence[str]) -> bool:
+        async with self._db.session(readonly=True) as session:
+            for key in keys:
+                if await session.get(Action, key) is not None:
+                    return True
+        return False
 
     async def get(self, key: str) -> Action | None:
         """The action, or None (unknown or deleted with its job)."""

@@ -18,7 +18,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from bot.types import JobState, Mode
 from storage._sqlite import SQLiteWriter
 from storage.actions import ActionRepo
 from storage.jobs import JobRepo, build_job
@@ -26,6 +25,7 @@ from storage.quota import QuotaRepo, Reservation
 from storage.results import ResultRepo
 from storage.urls import normalise
 from storage.users import UserRepo
+from storage.vocab import JobState, Mode
 
 DEFAULT_URL = "sqlite+aiosqlite:///data/drawbridge.db"
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -258,7 +258,7 @@ class Database:
         reply_ref: str | dict[str, Any] | None = None,
     ) -> Reservation:
         """A submit in ONE transaction: upsert the user, reserve `cost` credits, store the
-        queued job. Raises QuotaExceeded (or IntegrityError, …) with nothing written."""
+        queued job. Raises InsufficientCredits (or IntegrityError, …) with nothing written."""
         job = build_job(
             id=id,
             user_key=user_key,

@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import delete, func, update
 from sqlmodel import select
 
-from bot.types import JobState, Mode
 from storage import _sqlite as lite
 from storage.models import Job, metadata, utcnow
+from storage.vocab import JobState, Mode
 
 if TYPE_CHECKING:
-    from storage.db import Database
+    from storage._conn import Connections
 
 JOBS = metadata.tables["jobs"]
 
@@ -82,7 +82,7 @@ def build_job(
 class JobRepo:
     """Create, look up and move jobs between states."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Connections) -> None:
         self._db = db
 
     async def create(

@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import ColumnElement, Row, case, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bot.errors import QuotaExceeded
 from storage import _sqlite as lite
 from storage._sql import insert_ignore, upsert
 from storage.models import QuotaLedger, metadata, utcnow
+from storage.vocab import InsufficientCredits
 
 if TYPE_CHECKING:
-    from storage.db import Database
+    from storage._conn import Connections
 
 ACCOUNTS = metadata.tables["quota_accounts"]
 LEDGER = metadata.tables["quota_ledger"]
@@ -103,7 +103,7 @@ def _reserve_sqlite(
     if row is None:
         value = lite.one(conn, lite.AVAILABLE, account)
         balance = allowance if value is None else int(value[0])
-        raise QuotaExceeded(cost=cost, balance=balance, reset=reset)
+        raise InsufficientCredits(cost=cost, balance=balance, reset=reset)
     daily_left, bonus_left, daily = int(row[0]), int(row[1]), int(row[2])
     conn.execute(lite.LEDGER, (user_key, job_id, "reserve", today, -daily, -(cost - daily), now))
     if job is not None:
@@ -156,7 +156,7 @@ def _grant_sqlite(
 class QuotaRepo:
     """Per-user credits, safe under concurrent callers and processes."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Connections) -> None:
         self._db = db
 
     async def _ensure_account(
@@ -231,7 +231,7 @@ class QuotaRepo:
         today: str,
         reset: str = "",
     ) -> Reservation:
-        """Take `cost` credits (daily bucket first, then bonus) or raise QuotaExceeded."""
+        """Take `cost` credits (daily bucket first, then bonus) or raise InsufficientCredits."""
         return await self.reserve_with(
             user_key, job_id, cost, allowance=allowance, today=today, reset=reset
         )
@@ -286,7 +286,7 @@ class QuotaRepo:
             row = (await conn.execute(stmt)).first()
             if row is None:
                 balance = await self._available(conn, user_key, allowance=allowance, today=today)
-                raise QuotaExceeded(cost=cost, balance=balance, reset=reset)
+                raise InsufficientCredits(cost=cost, balance=balance, reset=reset)
             daily_left, bonus_left, daily = int(row[0]), int(row[1]), int(row[2])
             await self._ledger(
                 conn,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -12,7 +12,7 @@ from sqlmodel import select
 from storage.models import Result, metadata
 
 if TYPE_CHECKING:
-    from storage.db import Database
+    from storage._conn import Connections
 
 RESULTS = metadata.tables["results"]
 
@@ -20,7 +20,7 @@ RESULTS = metadata.tables["results"]
 class ResultRepo:
     """Images produced by jobs; the bytes themselves live in the image store."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Connections) -> None:
         self._db = db
 
     async def add(
@@ -47,6 +47,14 @@ class ResultRepo:
             session.add(result)
             await session.commit()
         return result
+
+    async def add_many(self, results: Sequence[Result]) -> list[Result]:
+        """Record several images (of one job, usually) in one transaction."""
+        if results:
+            async with self._db.session() as session:
+                session.add_all(results)
+                await session.commit()
+        return list(results)
 
     async def for_job(self, job_id: str) -> list[Result]:
         """A job's images in order."""

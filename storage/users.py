@@ -9,7 +9,7 @@ from storage._sql import upsert
 from storage.models import User, UserSettings, metadata, utcnow
 
 if TYPE_CHECKING:
-    from storage.db import Database
+    from storage._conn import Connections
 
 USERS = metadata.tables["users"]
 SETTINGS = metadata.tables["user_settings"]
@@ -20,7 +20,7 @@ SETTINGS_CACHE_SIZE = 4096  # users whose settings are kept in memory, least rec
 class UserRepo:
     """Who the bot has seen, and their /settings."""
 
-    def __init__(self, db: Database, *, cache_size: int = SETTINGS_CACHE_SIZE) -> None:
+    def __init__(self, db: Connections, *, cache_size: int = SETTINGS_CACHE_SIZE) -> None:
         self._db = db
         # get_settings runs on every submit. Cached per Database: this instance's
         # save_settings keeps it current (writes from another process are not seen).

@@ -2,53 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
-import socket
-import sys
-from pathlib import Path
-
 import pytest
 from PIL import Image
 
-from bot.devwebui import DevWebUI
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_TOKEN")}
-    env.update(
-        DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/cli.db",
-        DATA_DIR=str(tmp_path / "data"),
-        WEBUI_CONNECT_TIMEOUT="1",
-        PROGRESS_INTERVAL="0.05",
-        DISCORD_TOKEN="",
-        TELEGRAM_TOKEN="",
-    )
-    env.update(extra)
-    return env
-
-
-async def drawbridge(tmp_path: Path, *args: str, **env: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "bot",
-        *args,
-        cwd=tmp_path,
-        env=_env(tmp_path, **env),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(proc.communicate(), 60)
-    return proc.returncode or 0, out.decode(), err.decode()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from devwebui import DevWebUI
+from tests.harness.cli import drawbridge, free_port
 
 
 async def test_draw_writes_a_png_of_the_expected_size(tmp_path):
@@ -98,7 +56,7 @@ async def test_draw_img2img_with_init_image(tmp_path):
 
 
 async def test_draw_against_a_closed_port_names_the_url(tmp_path):
-    port = _free_port()
+    port = free_port()
     code, out, err = await drawbridge(
         tmp_path, "draw", "a red fox", WEBUI_URLS=f"http://127.0.0.1:{port}"
     )
@@ -138,7 +96,7 @@ async def test_quota_grant_and_show(tmp_path):
 
 
 async def test_backends_lists_up_and_down(tmp_path):
-    port = _free_port()
+    port = free_port()
     async with DevWebUI(delay=0.05) as webui:
         code, out, err = await drawbridge(
             tmp_path, "backends", WEBUI_URLS=f"{webui.url},http://127.0.0.1:{port}"

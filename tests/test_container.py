@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.devwebui import DevWebUI
+from devwebui import DevWebUI
 from tests.compose_render import container_env, render
 from tests.fakes.telegram_api import FakeTelegram
 

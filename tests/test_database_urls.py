@@ -23,14 +23,7 @@ from sqlalchemy.engine import make_url
 from bot.logs import RedactingFilter, secrets_of
 from bot.settings import Settings
 from storage.urls import DatabaseURLError, describe, for_libpq, normalise
-from tests.test_storage_support import (  # noqa: F401  (fixtures, found by name)
-    PASSWORD_ROLE,
-    _free_port,
-    _pg_bindir,
-    _server_account,
-    fixture_db_url,
-    fixture_pg_server,
-)
+from tests.harness.storage import PASSWORD_ROLE, _free_port, _pg_bindir, _server_account
 
 ROOT = Path(__file__).resolve().parent.parent
 

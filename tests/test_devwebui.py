@@ -18,16 +18,10 @@ import httpx
 import pytest
 from PIL import Image
 
-import bot.devwebui as dev
-from bot.devwebui import DevWebUI
-from tests.webui_fixtures import (  # noqa: F401
-    b64,
-    contract_fields,
-    devwebui_fixture,
-    free_port,
-    make_devwebui_fixture,
-    png_bytes,
-)
+import devwebui as dev
+from devwebui import DevWebUI, fields
+from tests.harness.pictures import b64, solid_png
+from tests.harness.webui import contract_fields, free_port
 
 TXT2IMG = "/sdapi/v1/txt2img"
 IMG2IMG = "/sdapi/v1/img2img"
@@ -67,12 +61,12 @@ def test_contract_copy_has_the_field_lists() -> None:
 @pytest.mark.parametrize(
     ("model", "table"),
     [
-        ("txt2img", dev.TXT2IMG_FIELDS),
-        ("img2img", dev.IMG2IMG_FIELDS),
-        ("extra-single-image", dev.EXTRAS_FIELDS),
+        ("txt2img", fields.TXT2IMG_FIELDS),
+        ("img2img", fields.IMG2IMG_FIELDS),
+        ("extra-single-image", fields.EXTRAS_FIELDS),
     ],
 )
-def test_dev_tables_match_the_contract(model: str, table: list[dev.Field]) -> None:
+def test_dev_tables_match_the_contract(model: str, table: list[fields.Field]) -> None:
     ours = {name: {"json_type": t, "default": d, "nullable": n} for name, t, d, n in table}
     assert ours == contract_fields()[model]
     assert [f[0] for f in table] == list(contract_fields()[model])
@@ -93,7 +87,7 @@ async def test_requests_are_recorded_and_unknown_keys_ignored(devwebui: DevWebUI
 
 
 async def test_img2img_echoes_every_field(devwebui: DevWebUI) -> None:
-    body = {"prompt": "x", "steps": 2, "init_images": [b64(png_bytes(64, 64))]}
+    body = {"prompt": "x", "steps": 2, "init_images": [b64(solid_png(64, 64))]}
     resp = await post(devwebui, IMG2IMG, body)
     params = resp.json()["parameters"]
     assert set(params) == set(contract_fields()["img2img"])
@@ -199,7 +193,7 @@ async def test_500_shapes(devwebui: DevWebUI) -> None:
         "errors": "",
     }
 
-    two = [b64(png_bytes(8, 8))] * 2
+    two = [b64(solid_png(8, 8))] * 2
     resp = await post(devwebui, IMG2IMG, {"init_images": two, "steps": 1})
     assert resp.json()["errors"] == "bad number of images passed: 2; expecting 1 or less"
 
@@ -404,7 +398,7 @@ async def test_send_images_false_gives_no_images(devwebui: DevWebUI) -> None:
     ],
 )
 async def test_extra_single_image_sizes(devwebui: DevWebUI, extra: dict[str, Any], size: Any):
-    body = {"image": b64(png_bytes(100, 75)), "upscaler_1": "R-ESRGAN 4x+"} | extra
+    body = {"image": b64(solid_png(100, 75)), "upscaler_1": "R-ESRGAN 4x+"} | extra
     resp = await post(devwebui, EXTRAS, body)
     assert resp.status_code == 200, resp.text
     image = Image.open(io.BytesIO(base64.b64decode(resp.json()["image"])))
@@ -412,10 +406,10 @@ async def test_extra_single_image_sizes(devwebui: DevWebUI, extra: dict[str, Any
 
 
 async def test_extra_single_image_errors(devwebui: DevWebUI) -> None:
-    resp = await post(devwebui, EXTRAS, {"image": b64(png_bytes(8, 8)), "resize_mode": 2})
+    resp = await post(devwebui, EXTRAS, {"image": b64(solid_png(8, 8)), "resize_mode": 2})
     assert resp.status_code == 422
     assert resp.json()["detail"][0]["msg"] == "unexpected value; permitted: 0, 1"
-    resp = await post(devwebui, EXTRAS, {"image": b64(png_bytes(8, 8)), "upscaler_1": "Nope"})
+    resp = await post(devwebui, EXTRAS, {"image": b64(solid_png(8, 8)), "upscaler_1": "Nope"})
     assert resp.json()["error"] == "AssertionError"
     resp = await post(devwebui, EXTRAS, {})
     assert resp.json()["detail"] == "Invalid encoded image"
@@ -425,7 +419,7 @@ async def test_png_info(devwebui: DevWebUI) -> None:
     resp = await post(devwebui, "/sdapi/v1/png-info", {})
     assert resp.status_code == 422
     assert resp.json()["detail"][0]["msg"] == "field required"
-    resp = await post(devwebui, "/sdapi/v1/png-info", {"image": b64(png_bytes(8, 8))})
+    resp = await post(devwebui, "/sdapi/v1/png-info", {"image": b64(solid_png(8, 8))})
     assert resp.json()["info"] == ""
 
 
@@ -488,7 +482,7 @@ def test_docstring_and_cli_help_say_placeholder(capsys: pytest.CaptureFixture[st
 
 
 async def test_serve_runs_until_sigint(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.INFO, logger="bot.devwebui")
+    caplog.set_level(logging.INFO, logger="devwebui")
     port = free_port()
     task = asyncio.create_task(dev.serve(port, 0.05))
     url = f"http://127.0.0.1:{port}/internal/ping"

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.devwebui import DevWebUI
+from devwebui import DevWebUI
 from tests.fakes.discord_api import FakeDiscord
-from tests.test_discord_harness import decode, discord_env, mean_difference
+from tests.harness.discord import discord_env
+from tests.harness.pictures import decode, mean_difference
 
 pytestmark = pytest.mark.timeout(40)
 

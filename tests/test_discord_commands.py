@@ -7,10 +7,11 @@ import json
 
 import pytest
 
-from bot.devwebui import DevWebUI
 from bot.options import Limits, draw_options
+from devwebui import DevWebUI
 from tests.fakes.discord_api import FakeDiscord
-from tests.test_discord_harness import SMALL, discord_env
+from tests.harness.discord import discord_env
+from tests.harness.settings import SMALL
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -132,7 +133,7 @@ async def test_queue_quota_and_cancel_while_the_webui_is_down(tmp_path) -> None:
         assert text == f"Cancelled job {jobs[1]}. Your 1 credits were returned."
         text = await env.ephemeral(await fake.slash("cancel", {"job": "nope"}))
         assert text == "There is no job nope to cancel; it may have finished already."
-        view = await env.engine.quotas.show(f"discord:{fake.user('alice')['id']}")
+        view = await env.service.quota(f"discord:{fake.user('alice')['id']}")
         assert (view.available, view.reserved) == (9999, 1) and env.generations() == []
 
 

@@ -8,17 +8,10 @@ import itertools
 import pytest
 from PIL import Image
 
-from bot.devwebui import DevWebUI
+from devwebui import DevWebUI
 from tests.fakes.discord_api import FakeDiscord
-from tests.test_discord_harness import (
-    EPHEMERAL,
-    decode,
-    discord_env,
-    mean_difference,
-    png_bytes,
-    sample_photo,
-    white_fraction,
-)
+from tests.harness.discord import EPHEMERAL, discord_env
+from tests.harness.pictures import decode, mean_difference, png_bytes, sample_photo, white_fraction
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -8,14 +8,8 @@ import io
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.test_discord_harness import (
-    decode,
-    discord_env,
-    mean_difference,
-    png_bytes,
-    sample_photo,
-    white_fraction,
-)
+from tests.harness.discord import discord_env
+from tests.harness.pictures import decode, mean_difference, png_bytes, sample_photo, white_fraction
 
 pytestmark = pytest.mark.timeout(30)
 

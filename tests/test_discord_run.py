@@ -9,14 +9,13 @@ import signal
 
 import pytest
 
-from adapters.discord import DiscordStartError, serve
+from adapters.discord import DiscordAdapter, DiscordStartError
 from bot.app import run
-from bot.devwebui import DevWebUI
-from bot.engine import Engine
-from storage.db import Database
+from bot.service import Service
+from devwebui import DevWebUI
 from tests.fakes.discord_api import FakeDiscord, patch_discord_urls
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import make_settings
+from tests.harness.settings import make_settings
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -99,11 +98,10 @@ async def test_start_failures_are_a_sentence_without_the_token(tmp_path, case, e
             settings = make_settings(
                 tmp_path, [webui.url], discord_token=secret, discord_api_base_url=root
             )
-            async with Database(settings.database_url) as db:
-                engine = Engine(settings, db)
+            async with Service(settings) as service:
                 with pytest.raises(DiscordStartError) as info:
-                    await asyncio.wait_for(serve(engine, settings, asyncio.Event()), 10)
-                await engine.stop()
+                    adapter = DiscordAdapter(service, settings)
+                    await asyncio.wait_for(adapter.__aenter__(), 10)
     message = str(info.value)
     assert message.startswith(expected) and secret not in message
     assert info.value.__context__ is None and info.value.__cause__ is None

@@ -4,50 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from bot.devwebui import DevWebUI
 from bot.engine import Engine
 from bot.errors import NotAllowed, QueueFull, QuotaExceeded
 from bot.presets import Preset, PresetBook
-from bot.types import GenerationRequest, JobState, Requester
+from bot.types import Cancelled, GenerationRequest, JobState, Requester
+from devwebui import DevWebUI
 from storage.db import Database
-from tests.support import MemoryReplier, make_settings
-
-ALICE = Requester("test", "alice", "Alice")
-BOB = Requester("test", "bob", "Bob")
-ADMIN = Requester("test", "root", "Root", is_admin=True)
-
-SMALL = {"width": 256, "height": 256, "steps": 4, "hires": False}
-
-
-async def eventually(fetch, check, timeout: float = 5.0):
-    """Poll an async value until check(value) holds (settling follows delivery)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await fetch()
-        if check(value) or asyncio.get_running_loop().time() > deadline:
-            assert check(value), value
-            return value
-        await asyncio.sleep(0.02)
-
-
-def small(prompt: str = "a red fox", **kw) -> GenerationRequest:
-    return GenerationRequest(prompt, **{**SMALL, **kw})
-
-
-@contextlib.asynccontextmanager
-async def running_engine(
-    tmp_path: Path, backends: list[DevWebUI], presets: PresetBook | None = None, **overrides
-) -> AsyncIterator[Engine]:
-    settings = make_settings(tmp_path, [b.url for b in backends], **overrides)
-    async with Database(settings.database_url) as db:
-        engine = Engine(settings, db, presets=presets)
-        async with engine:
-            yield engine
+from tests.harness.engine import ADMIN, ALICE, BOB, eventually, running_engine, small
+from tests.harness.memory import MemoryReplier
+from tests.harness.settings import make_settings
 
 
 async def test_job_runs_with_exact_values_and_is_charged(tmp_path):
@@ -65,7 +33,7 @@ async def test_job_runs_with_exact_values_and_is_charged(tmp_path):
         assert result.images[0].seed == 42
         path, body = [r for r in webui.requests if r[0].endswith("/txt2img")][-1]
         assert (body["seed"], body["steps"], body["width"], body["height"]) == (42, 20, 512, 512)
-        view = await eventually(lambda: engine.quotas.show(ALICE.key), lambda v: v.reserved == 0)
+        view = await eventually(lambda: engine.quotas.view(ALICE.key), lambda v: v.reserved == 0)
         assert handle.cost == 1
         assert view.available == 10_000 - 1 and view.reserved == 0
 
@@ -125,7 +93,7 @@ async def test_quota_exhausted_charges_nothing_and_queues_nothing(tmp_path):
             )
         assert "This needs 4 credits and you have 3 left." in info.value.render("en")
         assert len(engine.queue) == 0 and not replier.updates
-        assert (await engine.quotas.show(ALICE.key)).available == 3
+        assert (await engine.quotas.view(ALICE.key)).available == 3
 
 
 async def test_position_and_eta(tmp_path):
@@ -150,15 +118,15 @@ async def test_cancel_queued_refunds_and_never_runs(tmp_path):
         assert last.job_id in engine.queue
         with pytest.raises(NotAllowed):
             await engine.cancel(BOB, last.job_id)
-        refunded = await engine.cancel(ALICE, last.job_id)
-        assert refunded == last.cost
+        cancelled = await engine.cancel(ALICE, last.job_id)
+        assert cancelled == Cancelled(last.job_id, last.cost)
         await replier.wait(lambda r: len(r.results) == 3, timeout=10)
         prompts = [b["prompt"] for p, b in webui.requests if p.endswith("/txt2img")]
         assert "c3" not in prompts
         job_id, error, credits = replier.failures[0]
         assert job_id == last.job_id and credits == last.cost
         assert error.render("en") == f"Cancelled. Your {last.cost} credits were returned."
-        await eventually(lambda: engine.quotas.show(ALICE.key), lambda v: v.reserved == 0)
+        await eventually(lambda: engine.quotas.view(ALICE.key), lambda v: v.reserved == 0)
 
 
 async def test_cancel_running_interrupts_after_progress_confirms(tmp_path):
@@ -166,14 +134,14 @@ async def test_cancel_running_interrupts_after_progress_confirms(tmp_path):
         replier = MemoryReplier()
         handle = await engine.submit(ALICE, small("long one"), replier)
         await replier.wait(lambda r: any(u.progress and u.progress > 0 for u in r.updates))
-        before = (await engine.quotas.show(ALICE.key)).available
-        refunded = await engine.cancel(ADMIN, handle.job_id)  # an admin may cancel anyone's
-        assert refunded == handle.cost
+        before = (await engine.quotas.view(ALICE.key)).available
+        cancelled = await engine.cancel(ADMIN, handle.job_id)  # an admin may cancel anyone's
+        assert cancelled.refunded == handle.cost
         paths = [p for p, _ in webui.requests]
         assert "/sdapi/v1/interrupt" in paths
         # the interrupt came after a progress poll that showed the job running
         assert paths.index("/sdapi/v1/interrupt") > paths.index("/sdapi/v1/progress")
-        assert (await engine.quotas.show(ALICE.key)).available == before + handle.cost
+        assert (await engine.quotas.view(ALICE.key)).available == before + handle.cost
         await asyncio.sleep(0.3)
         assert not replier.results  # partial images of a cancelled job are dropped
 
@@ -192,7 +160,7 @@ async def test_failure_refunds_and_says_why(tmp_path):
         job_id, error, refunded = replier.failures[0]
         assert refunded == handle.cost
         assert "rejected /sdapi/v1/txt2img (500" in error.render("en")
-        view = await engine.quotas.show(ALICE.key)
+        view = await engine.quotas.view(ALICE.key)
         assert view.available == 10_000 and view.reserved == 0
 
 
@@ -245,7 +213,7 @@ async def test_ledger_sums_to_balances_after_mixed_outcomes(tmp_path):
         handles = [await engine.submit(ALICE, small(f"l{i}"), replier) for i in range(5)]
         await engine.cancel(ALICE, handles[-1].job_id)
         await replier.wait(lambda r: r.finished >= 5, timeout=15)
-        view = await eventually(lambda: engine.quotas.show(ALICE.key), lambda v: v.reserved == 0)
+        view = await eventually(lambda: engine.quotas.view(ALICE.key), lambda v: v.reserved == 0)
         spent = sum(h.cost for h in handles[:-1])
         assert view.available == 10_000 - spent
         ledger = await engine.db.quota.ledger_balance(
@@ -307,7 +275,7 @@ async def test_queued_jobs_survive_a_restart(tmp_path):
         # a job whose platform cannot be resumed is failed and refunded, not left hanging
         row = await db.jobs.get(cli_handle.job_id)
         assert row.state == "failed"
-        assert (await engine.quotas.show("cli:x")).reserved == 0
+        assert (await engine.quotas.view("cli:x")).reserved == 0
 
 
 async def test_scheduler_has_health_reset_and_retention_jobs(tmp_path):
@@ -358,8 +326,10 @@ async def test_retention_deletes_old_images_and_jobs(tmp_path):
         replier = MemoryReplier()
         handle = await engine.submit(ALICE, small(), replier)
         await replier.wait(lambda r: r.results)
-        key = await engine.action_key(handle.job_id, 0, "original")
-        assert (await engine.act(ALICE, key, replier)).png.startswith(b"\x89PNG")
+        (result,) = replier.results
+        assert result.job_id == handle.job_id
+        key = result.images[0].keys["original"]
+        assert (await engine.original(key)).png.startswith(b"\x89PNG")
         assert await retention(engine) == (0, 0)  # nothing is old yet
         old = _time.time() - 2 * 86400
         for path in (tmp_path / "data" / "images").rglob("*.png"):
@@ -379,7 +349,7 @@ async def test_retention_deletes_old_images_and_jobs(tmp_path):
         from bot.errors import NotFound
 
         with pytest.raises(NotFound) as info:
-            await engine.act(ALICE, key, replier)
+            await engine.original(key)
         assert "This button no longer works" in info.value.render("en")
 
 

@@ -10,12 +10,13 @@ import zlib
 import pytest
 from PIL import Image, ImageDraw
 
-from bot.devwebui import DevWebUI
 from bot.errors import ImageError
-from bot.images.inputs import prepare_images
-from bot.types import GenerationRequest, Mode, Requester
-from tests.support import MemoryReplier
-from tests.test_engine import running_engine
+from bot.images.inputs import Prepared, prepare_images
+from bot.types import GenerationRequest, Mode, Pictures, Requester
+from devwebui import DevWebUI
+from tests.harness.cli import drawbridge
+from tests.harness.engine import running_engine
+from tests.harness.memory import MemoryReplier
 
 ALICE = Requester("test", "alice")
 
@@ -56,6 +57,18 @@ def _bmp() -> bytes:
     return buf.getvalue()
 
 
+async def prepare(engine, request, init, mask) -> Prepared:
+    """The core's picture step, with the engine's store and the operator's limits."""
+    settings = engine.settings
+    return await prepare_images(
+        engine.store,
+        request,
+        Pictures(init, mask),
+        max_pixels=settings.max_pixels,
+        max_bytes=settings.max_upload_bytes,
+    )
+
+
 BAD = {
     "bomb": _bomb(),
     "truncated": _png(_scene())[:300],
@@ -71,11 +84,11 @@ async def test_bad_images_get_a_message_and_charge_nothing(tmp_path, name):
     async with DevWebUI(delay=0.05) as webui, running_engine(tmp_path, [webui]) as engine:
         request = GenerationRequest("a hat")
         with pytest.raises(ImageError) as info:
-            await prepare_images(engine, request, BAD[name], None)
+            await prepare(engine, request, BAD[name], None)
         message = info.value.render("en")
         assert message and "Traceback" not in message
         assert len(engine.queue) == 0
-        view = await engine.quotas.show(ALICE.key)
+        view = await engine.quotas.view(ALICE.key)
         assert view.reserved == 0 and view.available == engine.settings.daily_credits
         assert not [p for p, _ in webui.requests if p.endswith(("txt2img", "img2img"))]
 
@@ -88,7 +101,7 @@ async def test_painted_copy_becomes_an_inpaint_with_that_mask(tmp_path):
     painted.save(jpeg, "JPEG", quality=60)
     async with DevWebUI(delay=0.05) as webui, running_engine(tmp_path, [webui]) as engine:
         request = engine.parser.parse("a red balloon --seed 3")
-        prepared = await prepare_images(engine, request, _png(init), jpeg.getvalue())
+        prepared = await prepare(engine, request, _png(init), jpeg.getvalue())
         assert request.mode is Mode.INPAINT and prepared.mask_kind == "painted"
         assert prepared.notes[0].startswith("Using the painted area,")
         replier = MemoryReplier()
@@ -107,7 +120,7 @@ async def test_transparent_png_alone_is_an_inpaint_of_the_transparent_area(tmp_p
     ImageDraw.Draw(img).rectangle([0, 0, 127, 191], fill=(0, 0, 0, 0))
     async with DevWebUI(delay=0.05) as webui, running_engine(tmp_path, [webui]) as engine:
         request = GenerationRequest("a window")
-        prepared = await prepare_images(engine, request, _png(img), None)
+        prepared = await prepare(engine, request, _png(img), None)
         assert request.mode is Mode.INPAINT and prepared.mask_kind == "alpha"
         assert 0.45 < prepared.coverage < 0.55
 
@@ -115,13 +128,11 @@ async def test_transparent_png_alone_is_an_inpaint_of_the_transparent_area(tmp_p
 async def test_mask_without_picture_is_refused(tmp_path):
     async with DevWebUI(delay=0.05) as webui, running_engine(tmp_path, [webui]) as engine:
         with pytest.raises(ImageError) as info:
-            await prepare_images(engine, GenerationRequest("x"), None, _png(_scene()))
+            await prepare(engine, GenerationRequest("x"), None, _png(_scene()))
         assert "A mask needs a picture" in info.value.render("en")
 
 
 async def test_cli_inpaint_with_explicit_mask(tmp_path):
-    from tests.test_cli import drawbridge
-
     init, mask = tmp_path / "a.png", tmp_path / "m.png"
     _scene().save(init)
     m = Image.new("L", (256, 192), 0)
@@ -147,8 +158,6 @@ async def test_cli_inpaint_with_explicit_mask(tmp_path):
 
 
 async def test_cli_bad_init_image_exits_2_and_charges_nothing(tmp_path):
-    from tests.test_cli import drawbridge
-
     bad = tmp_path / "x.png"
     bad.write_bytes(b"not an image")
     code, out, err = await drawbridge(tmp_path, "draw", "a hat", "--init-image", str(bad))

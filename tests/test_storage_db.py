@@ -17,12 +17,6 @@ from sqlalchemy.exc import IntegrityError
 import storage.db
 from storage.db import Database, alembic_config, upgrade
 from storage.models import metadata
-from tests.test_storage_support import (  # noqa: F401  (fixtures)
-    fixture_db,
-    fixture_db_url,
-    fixture_pg_server,
-    fixture_sqlite_url,
-)
 
 TABLES = {
     "users",

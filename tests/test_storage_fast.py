@@ -10,16 +10,10 @@ import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.errors import QuotaExceeded
 from storage.db import Database
 from storage.models import metadata
 from storage.users import UserRepo
-from tests.test_storage_support import (  # noqa: F401  (fixtures)
-    fixture_db,
-    fixture_db_url,
-    fixture_pg_server,
-    fixture_sqlite_url,
-)
+from storage.vocab import InsufficientCredits as QuotaExceeded
 
 DAY = "2025-03-01"
 USER = "telegram:42"

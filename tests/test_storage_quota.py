@@ -11,14 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import QuotaExceeded
 from storage.db import Database
 from storage.quota import QuotaView, Reservation
-from tests.test_storage_support import (  # noqa: F401  (fixtures)
-    fixture_db,
-    fixture_db_url,
-    fixture_pg_server,
-)
+from storage.vocab import InsufficientCredits as QuotaExceeded
 
 DAY1, DAY2, DAY3 = "2025-03-01", "2025-03-02", "2025-03-03"
 USER = "telegram:42"
@@ -104,7 +99,7 @@ async def test_concurrent_reserves_from_several_instances(db_url: str) -> None:
 
 _WORKER = """
 import asyncio, sys
-from bot.errors import QuotaExceeded
+from storage.vocab import InsufficientCredits as QuotaExceeded
 from storage.db import Database
 
 async def main(url: str, tag: str) -> None:

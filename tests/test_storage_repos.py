@@ -12,11 +12,6 @@ import pytest
 from bot.types import JobState
 from storage.db import Database
 from storage.jobs import new_job_id
-from tests.test_storage_support import (  # noqa: F401  (fixtures)
-    fixture_db,
-    fixture_db_url,
-    fixture_pg_server,
-)
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
 PARAMS = json.dumps({"requester": {"platform": "telegram", "user_id": "42"}, "spec": {"n": 2}})

@@ -6,9 +6,10 @@ import contextlib
 
 import pytest
 
-from bot.devwebui import DevWebUI
+from devwebui import DevWebUI
 from tests.fakes.telegram_api import FakeTelegram
-from tests.test_telegram_harness import decode, mean_difference, telegram_env
+from tests.harness.pictures import decode, mean_difference
+from tests.harness.telegram import telegram_env
 
 pytestmark = pytest.mark.timeout(40)
 

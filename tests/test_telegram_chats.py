@@ -9,9 +9,10 @@ import socket
 import aiohttp
 import pytest
 
-from bot.devwebui import DevWebUI
+from devwebui import DevWebUI
 from tests.fakes.telegram_api import FakeTelegram
-from tests.test_telegram_harness import jpeg_bytes, sample_photo, telegram_env
+from tests.harness.pictures import jpeg_bytes, sample_photo
+from tests.harness.telegram import telegram_env
 
 pytestmark = pytest.mark.timeout(30)
 

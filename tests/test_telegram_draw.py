@@ -8,7 +8,8 @@ import time
 import pytest
 
 from tests.fakes.telegram_api import FakeTelegram
-from tests.test_telegram_harness import decode, telegram_env
+from tests.harness.pictures import decode
+from tests.harness.telegram import telegram_env
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -63,7 +64,7 @@ async def test_bad_flags_get_a_sentence_and_no_webui_call(tmp_path) -> None:
         env.fake.send_text(alice, alice, "/draw a fox --steps 500")
         await env.wait_message(alice, "--steps must be between 1 and 50; you gave 500.")
         assert env.generations() == []
-        assert (await env.engine.quotas.show("telegram:1001")).available == 10_000
+        assert (await env.service.quota("telegram:1001")).available == 10_000
 
 
 async def test_simplified_chinese_from_language_code(tmp_path) -> None:
@@ -150,7 +151,7 @@ async def test_flood_control_on_send_photo_delays_but_loses_nothing(tmp_path) ->
 
 
 async def test_a_picture_that_cannot_be_downloaded_gets_a_sentence(tmp_path) -> None:
-    from tests.test_telegram_harness import jpeg_bytes, sample_photo
+    from tests.harness.pictures import jpeg_bytes, sample_photo
 
     async with telegram_env(tmp_path) as env:
         alice = env.fake.user(1001, "Alice")
@@ -163,10 +164,9 @@ async def test_a_picture_that_cannot_be_downloaded_gets_a_sentence(tmp_path) -> 
 
 
 async def test_bot_answers_only_with_the_right_token(tmp_path) -> None:
-    from adapters.telegram import TelegramStartError, serve
-    from bot.engine import Engine
-    from storage.db import Database
-    from tests.support import make_settings
+    from adapters.telegram import TelegramAdapter, TelegramStartError
+    from bot.service import Service
+    from tests.harness.settings import make_settings
 
     async with FakeTelegram() as fake:
         settings = make_settings(
@@ -175,11 +175,10 @@ async def test_bot_answers_only_with_the_right_token(tmp_path) -> None:
             telegram_token="123:WRONGWRONGWRONGWRONG",
             telegram_api_base_url=fake.root,
         )
-        async with Database(settings.database_url) as db:
-            import asyncio
-
+        async with Service(settings, run_jobs=False) as service:
             with pytest.raises(TelegramStartError) as info:
-                await serve(Engine(settings, db), settings, asyncio.Event())
+                async with TelegramAdapter(service, settings):
+                    pass
         text = f"{info.value} {info.value!r} {info.value.__cause__} {info.value.__context__}"
         assert "WRONGWRONG" not in text
         assert "Telegram refused TELEGRAM_TOKEN" in str(info.value)

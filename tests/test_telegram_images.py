@@ -5,15 +5,15 @@ from __future__ import annotations
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.test_telegram_harness import (
+from tests.harness.pictures import (
     decode,
     jpeg_bytes,
     mean_difference,
     png_bytes,
     sample_photo,
-    telegram_env,
     white_fraction,
 )
+from tests.harness.telegram import telegram_env
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -7,8 +7,9 @@ import itertools
 
 import pytest
 
-from bot.devwebui import DevWebUI
-from tests.test_telegram_harness import decode, telegram_env
+from devwebui import DevWebUI
+from tests.harness.pictures import decode
+from tests.harness.telegram import telegram_env
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -89,7 +90,7 @@ async def test_cancel_own_job_from_its_status_message(tmp_path) -> None:
         assert env.fake.callback_answers[query["id"]].get("show_alert") is not True
         done = await env.wait_message(alice, "Cancelled. Your 1 credits were returned.")
         assert _buttons(done) == []  # the ✖ is gone
-        assert (await env.engine.quotas.show("telegram:1001")).available == 10_000
+        assert (await env.service.quota("telegram:1001")).available == 10_000
         await env.until(lambda: "/sdapi/v1/interrupt" in [p for p, _ in env.webui.requests])
         await asyncio.sleep(0.3)
         assert env.fake.calls_of("sendPhoto") == [] or all(

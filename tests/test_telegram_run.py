@@ -9,9 +9,9 @@ import signal
 import pytest
 
 from bot.app import run
-from bot.devwebui import DevWebUI
+from devwebui import DevWebUI
 from tests.fakes.telegram_api import FakeTelegram
-from tests.support import make_settings
+from tests.harness.settings import make_settings
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -15,7 +15,6 @@ import httpx
 import pytest
 from PIL import Image
 
-from bot.devwebui import DevWebUI
 from bot.errors import (
     WebUIAuthError,
     WebUIError,
@@ -25,16 +24,9 @@ from bot.errors import (
     WebUIUnreachable,
 )
 from bot.webui import WebUIClient, sniff_image_type
-from tests.webui_fixtures import (  # noqa: F401
-    b64,
-    contract_fields,
-    devwebui_fixture,
-    free_port,
-    image_size,
-    make_devwebui_fixture,
-    png_bytes,
-    webui_client_fixture,
-)
+from devwebui import DevWebUI
+from tests.harness.pictures import b64, image_size, solid_png
+from tests.harness.webui import contract_fields, free_port
 
 TXT2IMG = "/sdapi/v1/txt2img"
 IMG2IMG = "/sdapi/v1/img2img"
@@ -91,7 +83,7 @@ async def test_txt2img_hires_returns_upscaled_size(webui_client: WebUIClient) ->
 
 
 async def test_img2img_round_trip(webui_client: WebUIClient, devwebui: DevWebUI) -> None:
-    init = b64(png_bytes(640, 384))
+    init = b64(solid_png(640, 384))
     payload = {"prompt": "a cat", "init_images": [init], "width": 320, "height": 256}
     result = await webui_client.img2img(payload | {"steps": 8, "seed": 7})
 
@@ -107,7 +99,7 @@ async def test_inpaint_only_masked_keeps_the_original_size(webui_client: WebUICl
     mask.paste(255, (100, 100, 200, 200))
     buf = io.BytesIO()
     mask.save(buf, "PNG")
-    payload = {"init_images": [b64(png_bytes(640, 384))], "mask": b64(buf.getvalue())}
+    payload = {"init_images": [b64(solid_png(640, 384))], "mask": b64(buf.getvalue())}
     result = await webui_client.img2img(payload | {"steps": 4, "width": 256, "height": 256})
     assert (result.width, result.height) == (640, 384)
 
@@ -179,7 +171,7 @@ async def test_listings(webui_client: WebUIClient) -> None:
 
 
 async def test_extra_single_image(webui_client: WebUIClient, devwebui: DevWebUI) -> None:
-    image = png_bytes(300, 200)
+    image = solid_png(300, 200)
     out = await webui_client.extra_single_image(image, upscaler="Lanczos", scale=2.0)
     assert image_size(out) == (600, 400)
     path, payload = devwebui.requests[-1]
@@ -377,7 +369,7 @@ async def test_credentials_only_in_the_authorization_header() -> None:
 
     transport = httpx.MockTransport(handler)
     async with WebUIClient("http://webui:7860", auth=("alice", SECRET), transport=transport) as c:
-        await c.png_info(png_bytes(8, 8))
+        await c.png_info(solid_png(8, 8))
         await c.interrupt()
     token = base64.b64encode(f"alice:{SECRET}".encode()).decode()
     assert [r.headers["authorization"] for r in seen] == [f"Basic {token}"] * 2
@@ -595,7 +587,7 @@ async def test_grid_and_extra_images_are_dropped_and_jpeg_is_read() -> None:
         "index_of_first_image": 1,
         "sd_model_name": "m",
     }
-    images = [png_bytes(1024, 512), _jpeg(504, 256), _jpeg(504, 256), png_bytes(64, 64)]
+    images = [solid_png(1024, 512), _jpeg(504, 256), _jpeg(504, 256), solid_png(64, 64)]
     body = {"images": [b64(x) for x in images], "parameters": {}, "info": json.dumps(info)}
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
     async with WebUIClient("http://webui.lan:7860", transport=transport) as client:
@@ -610,7 +602,7 @@ async def test_grid_and_extra_images_are_dropped_and_jpeg_is_read() -> None:
 
 async def test_seeds_fall_back_to_seed_plus_index() -> None:
     info = {"seed": 99, "infotexts": ["a", "b"]}
-    body = {"images": [b64(png_bytes(8, 8))] * 2, "info": json.dumps(info)}
+    body = {"images": [b64(solid_png(8, 8))] * 2, "info": json.dumps(info)}
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
     async with WebUIClient("http://webui.lan:7860", transport=transport) as client:
         result = await client.txt2img({"prompt": "x"})

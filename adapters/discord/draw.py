@@ -22,10 +22,9 @@ from adapters.discord.slash import discord_names
 from adapters.discord.texts import CONTENT_MAX, human_size
 from bot.errors import DrawbridgeError, ImageError, OptionError
 from bot.i18n import t
-from bot.images.inputs import prepare_images
 from bot.options import Option
 from bot.texts import cut
-from bot.types import GenerationRequest
+from bot.types import GenerationRequest, Pictures
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +80,7 @@ async def download(rt: Runtime, attachment: discord.Attachment) -> bytes:
 
 
 def interaction_target(
-    rt: Runtime, interaction: discord.Interaction, message_id: int | None, notes: list[str]
+    rt: Runtime, interaction: discord.Interaction, message_id: int | None
 ) -> Target:
     """Where a job started by this interaction reports: its response, by its token."""
     return Target(
@@ -93,7 +92,6 @@ def interaction_target(
         token_at=interaction.created_at.timestamp(),
         upload_limit=min(UPLOAD_LIMIT, interaction.filesize_limit or UPLOAD_LIMIT),
         spoiler=rt.spoiler(interaction.channel, in_guild(interaction)),
-        notes=notes,
     )
 
 
@@ -116,20 +114,17 @@ async def start_job(
     mask: discord.Attachment | None = None,
     init_bytes: bytes | None = None,
 ) -> None:
-    """Defer, fetch the pictures, decide the mask, queue. Never waits for the picture."""
-    engine = rt.engine
+    """Defer, fetch the pictures, hand them to the service. Never waits for the picture."""
+    service = rt.service
     locale = str(interaction.locale)
     message_id = await defer_thinking(interaction)
     try:
         if init is not None:
             init_bytes = await download(rt, init)
         mask_bytes = await download(rt, mask) if mask is not None else None
-        prepared = await prepare_images(engine, request, init_bytes, mask_bytes, locale=locale)
         requester = rt.requester(interaction.user, interaction.channel_id, locale)
-        target = interaction_target(rt, interaction, message_id, prepared.notes)
-        replier = DiscordReplier(rt, requester, target)
-        await engine.submit(
-            requester, request, replier, reply_ref=replier.ref(), init_size=prepared.init_size
-        )
+        replier = DiscordReplier(rt, requester, interaction_target(rt, interaction, message_id))
+        pictures = Pictures(init=init_bytes, mask=mask_bytes)
+        await service.draw(requester, request, replier, pictures=pictures, reply_ref=replier.ref())
     except DrawbridgeError as exc:
-        await refuse_after_defer(interaction, render(exc, locale, engine.options))
+        await refuse_after_defer(interaction, render(exc, locale, service.options))

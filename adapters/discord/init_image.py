@@ -24,7 +24,7 @@ class InitImageModal(discord.ui.Modal):
         super().__init__(title=t(locale, "discord.modal_title"), timeout=MODAL_TIMEOUT)
         self.rt = rt
         self.picture = picture
-        limit = min(PROMPT_MAX, rt.engine.limits.max_prompt_length)
+        limit = min(PROMPT_MAX, rt.service.limits.max_prompt_length)
         self.prompt: discord.ui.TextInput[InitImageModal] = discord.ui.TextInput(
             label=t(locale, "discord.modal_prompt"),
             style=discord.TextStyle.paragraph,
@@ -35,12 +35,12 @@ class InitImageModal(discord.ui.Modal):
         self.add_item(self.prompt)
 
     async def on_submit(self, interaction: discord.Interaction) -> None:
-        engine = self.rt.engine
+        service = self.rt.service
         locale = str(interaction.locale)
         try:
-            request = engine.parser.parse(self.prompt.value)
+            request = service.parse(self.prompt.value)
         except OptionError as exc:
-            await ephemeral(interaction, render(exc, locale, engine.options))
+            await ephemeral(interaction, render(exc, locale, service.options))
             return
         await start_job(self.rt, interaction, request, init=self.picture)
 

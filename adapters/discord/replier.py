@@ -6,19 +6,18 @@ interaction token edits it (queue position, progress with the WebUI's preview, r
 to that response and pinging the user, and the stale status is tidied through the channel API.
 A job started by replying to a result lives in our own channel message, edited directly.
 
-`update` only records what the status should say; a background task edits at most once per
-DISCORD_EDIT_INTERVAL and only when something changed. `deliver` and `fail` wait for Discord (the
-engine refunds when delivering fails).
+The kit's StatusMessage coalesces and throttles the status (at most once per
+DISCORD_EDIT_INTERVAL, only when something changed); this module says how Discord shows it.
+`deliver` and `fail` wait for Discord (the service refunds when delivering fails).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import io
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import discord
@@ -27,9 +26,10 @@ from adapters.discord.encode import UPLOAD_LIMIT, Encoded, fit_all
 from adapters.discord.runtime import Runtime
 from adapters.discord.texts import result_embed, status_text
 from adapters.discord.views import cancel_view, result_view
+from adapters.kit import StatusMessage, StatusView
 from bot.errors import DrawbridgeError
 from bot.i18n import t
-from bot.types import JobResult, JobUpdate, Mode, Requester
+from bot.types import JobResult, JobUpdate, Requester
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +52,6 @@ class Target:
     reply_to: int | None = None  # the user's message, when a reply started the job
     upload_limit: int = UPLOAD_LIMIT
     spoiler: bool = False
-    notes: list[str] = field(default_factory=list)
 
     def to_ref(self) -> dict[str, Any]:
         """JSON for the job row."""
@@ -71,10 +70,6 @@ class Target:
     def interaction(self) -> bool:
         """Whether the status message is an interaction response."""
         return self.token_at > 0
-
-
-def _digest(data: bytes | None) -> str | None:
-    return hashlib.blake2b(data, digest_size=16).hexdigest() if data is not None else None
 
 
 def _extension(data: bytes) -> str:
@@ -98,18 +93,14 @@ class DiscordReplier:
         self.target = target
         self.locale = target.locale
         self.job_id: str | None = None
-        self._want: tuple[str, bytes | None, bool] | None = None
-        self._preview: bytes | None = None
-        self._shown: tuple[str, str | None, bool] | None = None
         self._cancel: discord.ui.View | None = None
-        self._last_edit = 0.0
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
+        self.status = StatusMessage(
+            self._show, rt.spawn, interval=rt.settings.discord_edit_interval
+        )
 
     @classmethod
     def from_ref(cls, rt: Runtime, requester: Requester, ref: dict[str, Any]) -> DiscordReplier:
-        """The factory the engine uses for jobs resumed after a restart."""
+        """The factory the service uses for jobs resumed after a restart."""
         return cls(rt, requester, Target.from_ref(ref, requester))
 
     def ref(self) -> dict[str, Any]:
@@ -119,37 +110,28 @@ class DiscordReplier:
     # --- engine callbacks ------------------------------------------------------------------
     async def update(self, update: JobUpdate) -> None:
         """Record the new status; a background task shows it (never blocks the caller)."""
-        if self._closed:
-            return
-        self.job_id = update.job_id
-        if update.preview and len(update.preview) <= self.target.upload_limit:
-            self._preview = update.preview
-        text = status_text(self.locale, update, self.target.notes, self.rt.settings.max_attempts)
-        self._want = (text, self._preview, not update.state.final)
-        if self._task is None or self._task.done():
-            self._task = self.rt.spawn(self._flush())
+        self.job_id = self.status.label = update.job_id
+        preview = update.preview
+        if not preview or len(preview) > self.target.upload_limit:
+            preview = None
+        text = status_text(self.locale, update, self.rt.settings.max_attempts)
+        self.status.want(text, preview, cancel=not update.state.final)
 
     async def deliver(self, result: JobResult) -> None:
         """The pictures with an embed and buttons, in place of the status when possible."""
-        client = await self.rt.wait_client()
-        self._closed = True
-        async with self._lock:
+        client = await self.rt.wait_ready()
+        self.status.close()
+        async with self.status.lock:
             target = self.target
             images = [image.png for image in result.images]
             encoded = await asyncio.to_thread(fit_all, images, target.upload_limit)
-            notes = list(target.notes)
+            notes = list(result.notes)
             for item in encoded:
                 note = item.note(self.locale, target.upload_limit)
                 if note is not None and note not in notes:
                     notes.append(note)
             embed = result_embed(self.locale, result, notes)
-            view = await result_view(
-                self.rt.engine,
-                self.locale,
-                result.job_id,
-                len(images),
-                upscaled=result.mode is Mode.UPSCALE,
-            )
+            view = result_view(self.locale, result)
 
             def files() -> list[discord.File]:
                 return self._files(result.job_id, encoded)
@@ -172,9 +154,9 @@ class DiscordReplier:
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
         """Cancelled or failed: the status message says so and what was refunded."""
-        client = await self.rt.wait_client()
-        self._closed = True
-        async with self._lock:
+        client = await self.rt.wait_ready()
+        self.status.close()
+        async with self.status.lock:
             if error.key == "queue.cancelled":
                 text = error.render(self.locale)
             else:
@@ -185,41 +167,19 @@ class DiscordReplier:
                 await self._post(client, content=text)
 
     # --- showing the status ----------------------------------------------------------------
-    async def _flush(self) -> None:
-        interval = self.rt.settings.discord_edit_interval
-        while True:
-            wait = self._last_edit + interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            client = await self.rt.wait_client()
-            async with self._lock:
-                want = self._want
-                if self._closed or want is None:
-                    return
-                text, preview, cancel = want
-                shown = (text, _digest(preview), cancel)
-                if shown == self._shown:
-                    return
-                fields: dict[str, Any] = {"content": text, "view": None}
-                if cancel and self.job_id is not None:
-                    fields["view"] = await self._cancel_view(self.job_id)
-                if preview is not None and (self._shown is None or shown[1] != self._shown[1]):
-                    name = f"preview.{_extension(preview)}"
-                    fields["attachments"] = [
-                        discord.File(io.BytesIO(preview), name, spoiler=self.target.spoiler)
-                    ]
-                try:
-                    if not await self._edit(client, fields):
-                        self._closed = True  # the status message is gone; the result still comes
-                except Exception as exc:  # a status edit must never break the job
-                    log.warning("status update for job %s failed: %s", self.job_id, _why(exc))
-                self._shown = shown
-                self._last_edit = time.monotonic()
-
-    async def _cancel_view(self, job_id: str) -> discord.ui.View:
-        if self._cancel is None:
-            self._cancel = await cancel_view(self.rt.engine, self.locale, job_id)
-        return self._cancel
+    async def _show(self, view: StatusView) -> bool:
+        client = await self.rt.wait_ready()
+        fields: dict[str, Any] = {"content": view.text, "view": None}
+        if view.cancel and self.job_id is not None:
+            if self._cancel is None:
+                self._cancel = cancel_view(self.locale, self.job_id)
+            fields["view"] = self._cancel
+        if view.preview_changed and view.preview is not None:
+            name = f"preview.{_extension(view.preview)}"
+            fields["attachments"] = [
+                discord.File(io.BytesIO(view.preview), name, spoiler=self.target.spoiler)
+            ]
+        return await self._edit(client, fields)
 
     # --- talking to Discord ------------------------------------------------------------------
     def _token_alive(self) -> bool:

@@ -20,8 +20,8 @@ from adapters.discord.runtime import Runtime
 from adapters.discord.texts import CONTENT_MAX, prompt_of
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
-from bot.images.inputs import prepare_images
 from bot.texts import cut
+from bot.types import Pictures
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ async def on_message(rt: Runtime, message: discord.Message) -> None:
     if refusal is not None:
         await message.reply(t(locale, refusal), mention_author=False)
         return
-    engine = rt.engine
+    service = rt.service
     try:
-        request = engine.parser.parse(text, require_prompt=False)
+        request = service.parse(text, require_prompt=False)
     except OptionError as exc:
         await message.reply(cut(exc.render(locale), CONTENT_MAX), mention_author=False)
         return
@@ -100,7 +100,6 @@ async def on_message(rt: Runtime, message: discord.Message) -> None:
     try:
         init_bytes = await download(rt, init)
         mask_bytes = await download(rt, mask) if mask is not None else None
-        prepared = await prepare_images(engine, request, init_bytes, mask_bytes, locale=locale)
         requester = rt.requester(message.author, message.channel.id, locale)
         target = Target(
             channel_id=message.channel.id,
@@ -109,11 +108,9 @@ async def on_message(rt: Runtime, message: discord.Message) -> None:
             message_id=status.id,
             reply_to=message.id,
             spoiler=rt.spoiler(message.channel, in_guild),
-            notes=prepared.notes,
         )
         replier = DiscordReplier(rt, requester, target)
-        await engine.submit(
-            requester, request, replier, reply_ref=replier.ref(), init_size=prepared.init_size
-        )
+        pictures = Pictures(init=init_bytes, mask=mask_bytes)
+        await service.draw(requester, request, replier, pictures=pictures, reply_ref=replier.ref())
     except DrawbridgeError as exc:
         await status.edit(content=cut(exc.render(locale), CONTENT_MAX))

@@ -1,5 +1,5 @@
 """Build and run the Discord bot: log in, sync slash commands only when their declaration
-changed, answer interactions and replies until `stop` is set, close cleanly."""
+changed, answer interactions and replies until the adapter is left, close cleanly."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 import discord
@@ -26,8 +26,9 @@ from adapters.discord.replies import on_message
 from adapters.discord.runtime import PLATFORM, Runtime
 from adapters.discord.slash import CatalogueTranslator
 from adapters.discord.views import ActionButton
-from bot.engine import Engine
+from adapters.kit import AdapterStartError, token_of
 from bot.i18n import t
+from bot.service import Service
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ HASH_FILE = "discord-commands.json"
 CLOSE_GRACE = 5.0  # how long shutdown waits for a login in progress to finish first
 
 
-class DiscordStartError(RuntimeError):
+class DiscordStartError(AdapterStartError):
     """The bot could not start; the message is safe to log (it never holds the token)."""
 
 
@@ -59,10 +60,10 @@ class DrawbridgeClient(discord.Client):
         self.add_dynamic_items(ActionButton)
         await self.tree.set_translator(CatalogueTranslator())
         await sync_commands(self.tree, self.rt.settings.data_dir)
-        self.rt.logged_in.set()
+        self.rt.set_ready(self)
 
     async def on_ready(self) -> None:
-        self.rt.ready.set()
+        self.rt.gateway_ready.set()
         log.info("discord: logged in as %s (%d servers)", self.user, len(self.guilds))
 
     async def on_message(self, message: discord.Message) -> None:
@@ -155,47 +156,76 @@ def api_base(root: str) -> str:
 # --- running ----------------------------------------------------------------------------------
 
 
-async def serve(engine: Engine, settings: Settings, stop: asyncio.Event) -> None:
-    """Run the bot until `stop` is set. Registers the reply factory before anything awaits."""
-    rt = Runtime(engine, settings)
-    engine.register_replier(
-        PLATFORM, lambda requester, ref: DiscordReplier.from_ref(rt, requester, ref)
-    )
-    if settings.discord_token is None:
-        raise DiscordStartError("DISCORD_TOKEN is not set")
-    token = settings.discord_token.get_secret_value()
-    old_base = discord.http.Route.BASE
-    if settings.discord_api_base_url:
-        discord.http.Route.BASE = api_base(settings.discord_api_base_url)
-    unmask = _mask_tokens()
-    client = DrawbridgeClient(rt)
-    rt.client = client
-    runner = asyncio.create_task(client.start(token))
-    stopper = asyncio.create_task(stop.wait())
-    failure: str | None = None
-    try:
-        await asyncio.wait([runner, stopper], return_when=asyncio.FIRST_COMPLETED)
+class DiscordAdapter:
+    """The Discord bot as an Adapter: building it registers the reply factory, entering it
+    logs in (raising DiscordStartError with a sentence when that fails), leaving it closes the
+    gateway connection and cancels the status edits."""
+
+    name = PLATFORM
+
+    def __init__(self, service: Service, settings: Settings) -> None:
+        self._token = token_of(settings.discord_token, "DISCORD_TOKEN", DiscordStartError)
+        self.rt = Runtime(service, settings)
+        self.rt.resume_with(DiscordReplier.from_ref)
+        self._runner: asyncio.Task[None] | None = None
+        self._old_base = discord.http.Route.BASE
+        self._unmask: Callable[[], None] | None = None
+
+    async def __aenter__(self) -> Self:
+        rt, settings = self.rt, self.rt.settings
+        if settings.discord_api_base_url:
+            discord.http.Route.BASE = api_base(settings.discord_api_base_url)
+        self._unmask = _mask_tokens()
+        client = DrawbridgeClient(rt)
+        rt.client = client
+        self._runner = runner = asyncio.create_task(client.start(self._token))
+        logged_in = asyncio.create_task(rt.wait_ready())
+        try:
+            await asyncio.wait([runner, logged_in], return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            logged_in.cancel()
+            await self._stop()
+            raise
+        logged_in.cancel()
         if runner.done():
-            failure = _start_failure(runner, settings, token)
-    finally:
-        stopper.cancel()
-        if not runner.done() and not rt.ready.is_set():
-            # closing in the middle of the login/handshake can leave it hanging
-            ready = asyncio.ensure_future(rt.ready.wait())
-            await asyncio.wait(
-                [runner, ready], timeout=CLOSE_GRACE, return_when=asyncio.FIRST_COMPLETED
-            )
-            ready.cancel()
-        await rt.cancel_tasks()
-        await client.close()
-        with contextlib.suppress(Exception, asyncio.CancelledError):
-            await asyncio.wait_for(runner, CLOSE_GRACE)
-        discord.http.Route.BASE = old_base
-        unmask()
+            failure = _start_failure(runner, settings, self._token)
+            await self._stop()
+            # raised outside any except block: the library's exception is not kept as context
+            raise DiscordStartError(failure)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stop()
+
+    async def wait_closed(self) -> None:
+        """Return when the gateway connection ended by itself; raise why it failed."""
+        assert self._runner is not None
+        await asyncio.wait([self._runner])
+        raise DiscordStartError(_start_failure(self._runner, self.rt.settings, self._token))
+
+    async def _stop(self) -> None:
+        rt, runner = self.rt, self._runner
+        client = rt.client
+        try:
+            if runner is not None and not runner.done() and not rt.gateway_ready.is_set():
+                # closing in the middle of the login/handshake can leave it hanging
+                ready = asyncio.ensure_future(rt.gateway_ready.wait())
+                await asyncio.wait(
+                    [runner, ready], timeout=CLOSE_GRACE, return_when=asyncio.FIRST_COMPLETED
+                )
+                ready.cancel()
+            await rt.cancel_tasks()
+            if client is not None:
+                await client.close()
+            if runner is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(runner, CLOSE_GRACE)
+        finally:
+            discord.http.Route.BASE = self._old_base
+            if self._unmask is not None:
+                self._unmask()
+                self._unmask = None
         log.info("discord: stopped")
-    if failure is not None:
-        # raised outside the except block: the library's exception is not kept as context
-        raise DiscordStartError(failure)
 
 
 def _start_failure(runner: asyncio.Task[None], settings: Settings, token: str) -> str:

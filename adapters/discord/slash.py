@@ -1,12 +1,11 @@
-"""Slash commands built from declarations: /draw's options come from `engine.options` (the one
+"""Slash commands built from declarations: /draw's options come from `service.options` (the one
 declaration the text parser and the help use), each with its type, range or choices, and a
 name and description that the catalogue localises.
 
 discord.py reads a command's options from its callback's signature, so `command` writes that
 signature from a list of `Param`s and applies the library's own decorators (describe, rename,
-choices, autocomplete). Typed values come back as a dict; `request_from` runs the same checks
-the text parser runs (`Option.check`, `validate_request`), since a client or a stale command may
-send anything.
+choices, autocomplete). Typed values come back as a dict; `request_from` has the service run the
+same checks the text parser runs, since a client or a stale command may send anything.
 """
 
 from __future__ import annotations
@@ -23,8 +22,9 @@ from discord.app_commands import locale_str
 from adapters.discord.texts import CHOICE_MAX, CHOICES_MAX
 from bot.errors import OptionError
 from bot.i18n import MESSAGES, normalize_locale, t
-from bot.options import MAX_SIDE, MIN_SIDE, Kind, Limits, Option, validate_request
+from bot.options import MAX_SIDE, MIN_SIDE, Kind, Limits, Option
 from bot.presets import Preset
+from bot.service import Service
 from bot.types import GenerationRequest
 
 Handler = Callable[[discord.Interaction, dict[str, Any]], Awaitable[None]]
@@ -50,7 +50,6 @@ SIZES = (
     (2048, 2048),
 )
 RATIOS = ("1:1", "2:3", "3:2", "3:4", "4:3", "9:16", "16:9")
-IMAGE_PARAMS = ("init_image", "mask")
 
 
 def loc(key: str) -> locale_str:
@@ -197,24 +196,28 @@ def _choice_completer(opt: Option) -> Autocomplete:
     return complete
 
 
+def prompt_param(limits: Limits) -> Param:
+    """What to draw, as long as the operator allows (and Discord can take)."""
+    return Param(
+        "prompt",
+        app_commands.Range[str, 1, min(STRING_MAX, limits.max_prompt_length)],
+        loc("discord.opt.prompt.desc"),
+        required=True,
+    )
+
+
 def draw_params(
     options: Sequence[Option],
     limits: Limits,
     preset: Preset,
     completers: dict[str, Autocomplete],
 ) -> list[Param]:
-    """/draw: prompt, every declared option, and the two pictures before the picture-only ones."""
-    prompt = Param(
-        "prompt",
-        app_commands.Range[str, 1, min(STRING_MAX, limits.max_prompt_length)],
-        loc("discord.opt.prompt.desc"),
-        required=True,
-    )
+    """/draw's options: every declared one, and the two pictures before the picture-only ones."""
     images = [
         Param("init_image", discord.Attachment, loc("discord.opt.init_image.desc")),
         Param("mask", discord.Attachment, loc("discord.opt.mask.desc")),
     ]
-    params = [prompt]
+    params: list[Param] = []
     for opt in options:
         if opt.images_only and images:
             params += images
@@ -265,35 +268,10 @@ def discord_names(exc: OptionError, options: Sequence[Option]) -> OptionError:
     return exc
 
 
-def request_from(
-    values: dict[str, Any], options: Sequence[Option], limits: Limits
-) -> GenerationRequest:
-    """A GenerationRequest from typed slash values, checked like text; raises OptionError."""
-    request = GenerationRequest(prompt=str(values.get("prompt") or "").strip())
-    by_name = {opt.name: opt for opt in options}
-    given: set[str] = set()
+def request_from(values: dict[str, Any], service: Service) -> GenerationRequest:
+    """A GenerationRequest from typed slash values, checked like text; raises OptionError
+    naming the slash options."""
     try:
-        for name, value in values.items():
-            opt = by_name.get(name)
-            if opt is None or value is None:
-                continue
-            typed: Any
-            if opt.kind is Kind.TEXT:
-                typed = str(value).strip()
-                if not typed:
-                    continue
-            elif opt.kind in (Kind.SIZE, Kind.RATIO):
-                typed = opt.coerce(str(value))
-            else:
-                typed = opt.check(value)
-            given.add(opt.field)
-            if opt.field == "size":
-                request.width, request.height = typed
-            else:
-                setattr(request, opt.field, typed)
-        if {"size", "aspect"} <= given:
-            raise OptionError("option.conflict", a="--ar", b="--size")
-        validate_request(request, limits)
+        return service.request(values)
     except OptionError as exc:
-        raise discord_names(exc, options) from None
-    return request
+        raise discord_names(exc, service.options) from None

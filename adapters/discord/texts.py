@@ -20,11 +20,9 @@ CHOICES_MAX = 25
 EMBED_COLOUR = 0x5865F2
 
 
-def status_text(
-    locale: str | None, update: JobUpdate, notes: Sequence[str], max_attempts: int
-) -> str:
+def status_text(locale: str | None, update: JobUpdate, max_attempts: int) -> str:
     """The status message of a queued or running job, cut to this platform's limit."""
-    return core_status_text(locale, update, notes, max_attempts, CONTENT_MAX)
+    return core_status_text(locale, update, max_attempts, CONTENT_MAX)
 
 
 def result_embed(locale: str | None, result: JobResult, notes: Sequence[str]) -> discord.Embed:

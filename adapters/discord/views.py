@@ -1,8 +1,8 @@
 """Buttons under results and status messages, persistent across restarts.
 
 A button's custom_id is ``db:<code>:<key>``: the code says what kind of press it is (so the
-right acknowledgement goes out before any database work), the key is `engine.action_key`, which
-the database resolves to the job and picture. `ActionButton` is a DynamicItem: any such
+right acknowledgement goes out before any database work), the key is one the result carries
+(the core stored it with the job and picture), or the job id for Cancel. `ActionButton` is a DynamicItem: any such
 custom_id on any message, old or new, reaches it; it hands the press to the client's
 ``on_action_press`` event.
 """
@@ -13,8 +13,8 @@ from typing import Any
 
 import discord
 
-from bot.engine import Engine
 from bot.i18n import t
+from bot.types import JobResult, Mode
 
 KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "delete": "d", "cancel": "x"}
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
@@ -68,32 +68,34 @@ class ActionButton(
         interaction.client.dispatch("action_press", interaction, self.kind, self.key)
 
 
-async def cancel_view(engine: Engine, locale: str | None, job_id: str) -> discord.ui.View:
+def cancel_view(locale: str | None, job_id: str) -> discord.ui.View:
     """✖ Cancel under a queued or running job's status."""
     view = discord.ui.View(timeout=None)
-    key = await engine.action_key(job_id, 0, "cancel")
-    view.add_item(ActionButton("cancel", key, label=t(locale, "discord.btn.cancel")))
+    view.add_item(ActionButton("cancel", job_id, label=t(locale, "discord.btn.cancel")))
     return view
 
 
-async def result_view(
-    engine: Engine, locale: str | None, job_id: str, count: int, *, upscaled: bool = False
-) -> discord.ui.View:
+def result_view(locale: str | None, result: JobResult) -> discord.ui.View:
     """Buttons under a result: one picture gets Reroll, Variations, Upscale, Delete; a batch
-    gets Reroll and Delete, then Variations and Upscale numbered per picture."""
+    gets Reroll and Delete, then Variations and Upscale numbered per picture (an upscale gets
+    Delete only)."""
     view = discord.ui.View(timeout=None)
+    count = len(result.images)
+    upscaled = result.mode is Mode.UPSCALE
 
-    async def button(kind: str, index: int, row: int, label: str) -> None:
-        key = await engine.action_key(job_id, index, kind)
+    def button(kind: str, key: str, row: int, label: str) -> None:
         style = discord.ButtonStyle.danger if kind == "delete" else discord.ButtonStyle.secondary
         view.add_item(ActionButton(kind, key, label=label, row=row, style=style))
 
+    def image_key(index: int, kind: str) -> str:
+        return result.images[index].keys[kind]
+
     if not upscaled:
-        await button("reroll", 0, 0, t(locale, "discord.btn.reroll"))
+        button("reroll", result.keys["reroll"], 0, t(locale, "discord.btn.reroll"))
         if count == 1:
-            await button("variations", 0, 0, t(locale, "discord.btn.variations"))
-            await button("upscale", 0, 0, t(locale, "discord.btn.upscale"))
-    await button("delete", 0, 0, t(locale, "discord.btn.delete"))
+            button("variations", image_key(0, "variations"), 0, t(locale, "discord.btn.variations"))
+            button("upscale", image_key(0, "upscale"), 0, t(locale, "discord.btn.upscale"))
+    button("delete", result.keys["delete"], 0, t(locale, "discord.btn.delete"))
     if upscaled or count == 1:
         return view
     row = 1
@@ -102,6 +104,6 @@ async def result_view(
             if row >= ROW_MAX:
                 return view  # Discord allows five rows; more pictures than fit keep Reroll only
             for index in range(start, min(start + ROW_MAX, count)):
-                await button(kind, index, row, f"#{index + 1}")
+                button(kind, image_key(index, kind), row, f"#{index + 1}")
             row += 1
     return view

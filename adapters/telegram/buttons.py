@@ -1,4 +1,4 @@
-"""Result and status buttons: answered at once, then run through `engine.act`.
+"""Result and status buttons: answered at once, then run through the service.
 
 🔁 🎨 ⬆️ start new jobs charged to whoever pressed; 📄 sends the stored PNG as a document;
 ✖ cancels, and is refused politely (an alert, nothing else happens) for another user's job.
@@ -14,7 +14,7 @@ from telegram.ext import ContextTypes
 from adapters.telegram.delivery import file_name
 from adapters.telegram.keyboards import decode_action
 from adapters.telegram.replier import TelegramReplier
-from adapters.telegram.runtime import NullReplier, Runtime, send_kwargs
+from adapters.telegram.runtime import Runtime, send_kwargs
 from adapters.telegram.texts import TEXT_MAX
 from bot.errors import DrawbridgeError
 from bot.i18n import t
@@ -50,13 +50,15 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     kwargs = send_kwargs(reply_id, thread_id)
     if press.kind in ("cancel", "original"):
         try:
-            outcome = await rt.engine.act(requester, press.key, NullReplier())
+            if press.kind == "cancel":
+                await rt.service.cancel(requester, press.key)  # the job id
+                return
+            original = await rt.service.original(press.key)
         except DrawbridgeError as exc:
             await bot.send_message(chat_id, cut(exc.render(locale), TEXT_MAX), **kwargs)
             return
-        if outcome.png is not None:
-            name = file_name(outcome.job_id, outcome.index)
-            await bot.send_document(chat_id, outcome.png, filename=name, **kwargs)
+        name = file_name(original.job_id, original.index)
+        await bot.send_document(chat_id, original.png, filename=name, **kwargs)
         return
     status = await bot.send_message(chat_id, t(locale, "telegram.received"), **kwargs)
     replier = TelegramReplier(
@@ -69,6 +71,6 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         locale=locale,
     )
     try:
-        await rt.engine.act(requester, press.key, replier, reply_ref=replier.ref())
+        await rt.service.press(requester, press.key, replier, reply_ref=replier.ref())
     except DrawbridgeError as exc:
         await status.edit_text(cut(exc.render(locale), TEXT_MAX))

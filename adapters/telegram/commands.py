@@ -1,4 +1,5 @@
-"""/start, /help, /cancel, /queue, /quota, /models and the list given to setMyCommands."""
+"""/start, /help, /cancel, /queue, /quota, /models and the menu given to setMyCommands (derived
+from bot.commands)."""
 
 from __future__ import annotations
 
@@ -9,22 +10,26 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from adapters.telegram.runtime import Runtime
+from adapters.telegram.runtime import Runtime, asked
 from adapters.telegram.texts import TEXT_MAX, split_command
+from bot.commands import Audience, Where, commands_on
 from bot.errors import DrawbridgeError
 from bot.i18n import LANGUAGES, t
-from bot.options import help_lines
-from bot.texts import cut, queue_lines
+from bot.texts import catalogue_lines, cut, queue_lines, quota_text
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("start", "help", "draw", "cancel", "queue", "quota", "models", "settings")
 MODELS_PAGE_LINES = 20
+MENU_FIRST = ("start", "help")  # Telegram's global commands lead the menu, as its clients expect
 
 
 def bot_commands(locale: str) -> list[BotCommand]:
-    """The command menu in one language."""
-    return [BotCommand(name, t(locale, f"telegram.cmd.{name}")) for name in COMMANDS]
+    """The command menu in one language: every declared Telegram command for everyone, /start
+    and /help first, the rest in declaration order."""
+    declared = commands_on(Where.TELEGRAM, Audience.EVERYONE)
+    first = [c for name in MENU_FIRST for c in declared if c.name == name]
+    ordered = first + [c for c in declared if c not in first]
+    return [BotCommand(c.name, t(locale, c.catalogue_key(Where.TELEGRAM))) for c in ordered]
 
 
 def command_languages() -> list[str]:
@@ -39,78 +44,62 @@ def _rt(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
 
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """What the bot does, in the user's language."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
+    _, message, requester = found
     text = t(requester.locale, "telegram.welcome", name=requester.display_name)
     await message.reply_text(text, do_quote=True)
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Every /draw option, generated from the one declaration."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    locale = rt.requester(update.effective_user, update.effective_chat).locale
-    lines = help_lines(rt.engine.options, rt.engine.presets, locale)
+    rt, message, requester = found
+    locale = requester.locale
+    lines = rt.service.help_lines(locale)
     lines += ["", t(locale, "telegram.help_images"), t(locale, "telegram.help_commands")]
     await message.reply_text(cut("\n".join(lines), TEXT_MAX), do_quote=True)
 
 
 async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/cancel [job]: the newest job, or the one named."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None or message.text is None:
+    if (found := asked(update, context)) is None or found[1].text is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
-    _, rest = split_command(message.text, rt.username)
+    rt, message, requester = found
+    _, rest = split_command(found[1].text, rt.username)
     job_id = rest.split()[0] if rest.split() else None
-    if job_id is None:
-        mine = rt.engine.user_jobs(requester.key)
-        job_id = mine[-1].id if mine else None
     try:
-        refunded = await rt.engine.cancel(requester, job_id)
+        cancelled = await rt.service.cancel(requester, job_id)
     except DrawbridgeError as exc:
         await message.reply_text(exc.render(requester.locale), do_quote=True)
         return
-    text = t(requester.locale, "telegram.cancelled_reply", job=job_id, credits=refunded)
+    text = t(
+        requester.locale,
+        "telegram.cancelled_reply",
+        job=cancelled.job_id,
+        credits=cancelled.refunded,
+    )
     await message.reply_text(text, do_quote=True)
 
 
 async def on_queue(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Queue summary and the user's own jobs with position and estimated start."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
+    rt, message, requester = found
     locale = requester.locale
-    lines = queue_lines(rt.engine, requester.key, locale)
+    lines = queue_lines(rt.service.queue(requester), locale)
     await message.reply_text("\n".join(lines), do_quote=True)
 
 
 async def on_quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The user's credits."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    requester = rt.requester(update.effective_user, update.effective_chat)
-    view = await rt.engine.quotas.show(requester.key)
-    text = t(
-        requester.locale,
-        "quota.show",
-        user=requester.display_name,
-        balance=view.available,
-        allowance=view.allowance,
-        bonus=view.bonus,
-        reserved=view.reserved,
-        reset=rt.engine.quotas.reset_label(),
-    )
+    rt, message, requester = found
+    view = await rt.service.quota(requester.key)
+    text = quota_text(requester.locale, view, requester.display_name)
     await message.reply_text(text, do_quote=True)
 
 
@@ -119,14 +108,8 @@ async def on_quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def model_lines(rt: Runtime, locale: str | None) -> list[str]:
     """Checkpoints, samplers and LoRAs the backends offer."""
-    found = await rt.engine.catalogue()
-    if not found.checkpoints and not found.samplers:
-        return []
-    lines = [t(locale, "telegram.models_checkpoints"), *(f"• {n}" for n in found.checkpoints)]
-    lines += [t(locale, "telegram.models_samplers"), *(f"• {n}" for n in found.samplers)]
-    if found.loras:
-        lines += [t(locale, "models.loras"), *(f"• {n}" for n in found.loras)]
-    return lines
+    found = await rt.service.catalogue()
+    return catalogue_lines(locale, found, "telegram.models_checkpoints", "telegram.models_samplers")
 
 
 def models_page(
@@ -149,11 +132,10 @@ def models_page(
 
 async def on_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/models: the first page."""
-    rt = _rt(context)
-    message = update.effective_message
-    if message is None:
+    if (found := asked(update, context)) is None:
         return
-    locale = rt.requester(update.effective_user, update.effective_chat).locale
+    rt, message, requester = found
+    locale = requester.locale
     lines = await model_lines(rt, locale)
     if not lines:
         await message.reply_text(t(locale, "models.none"), do_quote=True)

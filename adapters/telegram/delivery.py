@@ -4,16 +4,15 @@ batches as albums with the buttons on a following message."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from telegram import Bot, InlineKeyboardMarkup, InputMediaDocument, InputMediaPhoto, Message
 from telegram.error import BadRequest
 
 from adapters.telegram.keyboards import album_keyboard, result_keyboard
-from adapters.telegram.runtime import Runtime, send_kwargs
+from adapters.telegram.runtime import send_kwargs
 from adapters.telegram.texts import ALBUM_MAX, fits_photo, meta_line, result_caption
 from bot.i18n import t
-from bot.types import ImageResult, JobResult, Mode
+from bot.types import ImageResult, JobResult
 
 log = logging.getLogger(__name__)
 
@@ -61,20 +60,17 @@ async def send_picture(
 
 
 async def send_result(
-    rt: Runtime,
     bot: Bot,
     chat_id: int,
     result: JobResult,
     *,
     locale: str | None,
-    notes: Sequence[str] = (),
     reply_to: int | None = None,
     thread_id: int | None = None,
 ) -> list[Message]:
-    """Every picture of a finished job, with its buttons."""
+    """Every picture of a finished job, with the buttons it carries."""
     images = result.images
-    upscaled = result.mode is Mode.UPSCALE
-    engine = rt.engine
+    notes = result.notes
     if not images:
         return []
     captions = []
@@ -87,7 +83,7 @@ async def send_result(
         else:
             captions.append(result_caption(locale, "", meta, index=index))
     if len(images) == 1:
-        markup = await result_keyboard(engine, locale, result.job_id, 0, upscaled=upscaled)
+        markup = result_keyboard(locale, result, 0)
         sent = await send_picture(
             bot,
             chat_id,
@@ -122,7 +118,7 @@ async def send_result(
         messages.extend(
             await _album(bot, chat_id, result, chunk, captions, as_photos, reply_to, thread_id)
         )
-    markup = await album_keyboard(engine, locale, result.job_id, len(images), upscaled=upscaled)
+    markup = album_keyboard(locale, result)
     buttons = await bot.send_message(
         chat_id,
         t(locale, "telegram.album_buttons", count=len(images)),

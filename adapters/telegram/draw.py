@@ -21,8 +21,8 @@ from adapters.telegram.runtime import Runtime, send_kwargs
 from adapters.telegram.texts import TEXT_MAX, prompt_from_caption, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
-from bot.images.inputs import prepare_images
 from bot.texts import cut
+from bot.types import Pictures
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ async def draw(
         if replied is not None and replied.from_user is not None and replied.from_user.id == bot.id:
             text = prompt_from_caption(replied.caption)
     try:
-        request = rt.engine.parser.parse(text, require_prompt=init is None)
+        request = rt.service.parse(text, require_prompt=init is None)
     except OptionError as exc:
         await message.reply_text(cut(exc.render(locale), TEXT_MAX), do_quote=True)
         return
@@ -57,13 +57,11 @@ async def draw(
         **send_kwargs(message.message_id, thread_id),
     )
     try:
-        init_bytes = mask_bytes = None
         max_bytes = rt.settings.max_upload_bytes
-        if init is not None:
-            init_bytes = await fetch(bot, rt.engine, requester, init, max_bytes)
-        if mask is not None:
-            mask_bytes = await fetch(bot, rt.engine, requester, mask, max_bytes)
-        prepared = await prepare_images(rt.engine, request, init_bytes, mask_bytes, locale=locale)
+        pictures = Pictures(
+            init=await fetch(bot, rt.service, init, max_bytes) if init is not None else None,
+            mask=await fetch(bot, rt.service, mask, max_bytes) if mask is not None else None,
+        )
         replier = TelegramReplier(
             rt,
             requester,
@@ -72,10 +70,9 @@ async def draw(
             reply_to=message.message_id,
             thread_id=thread_id,
             locale=locale,
-            notes=prepared.notes,
         )
-        await rt.engine.submit(
-            requester, request, replier, reply_ref=replier.ref(), init_size=prepared.init_size
+        await rt.service.draw(
+            requester, request, replier, pictures=pictures, reply_ref=replier.ref()
         )
     except DrawbridgeError as exc:
         await status.edit_text(cut(exc.render(locale), TEXT_MAX))

@@ -3,8 +3,9 @@
 Layout of callback_data:
 
 * ``r:<key>`` reroll, ``v:<key>`` variations, ``u:<key>`` upscale, ``o:<key>`` original: a key
-  from ``engine.action_key`` (≤ 12 characters), so buttons keep working after a restart;
-* ``x:<key>:<owner>`` cancel; the owner's user id lets another user's press be refused at once;
+  the result carries (≤ 12 characters, stored by the core), so buttons work after a restart;
+* ``x:<job>:<owner>`` cancel, by job id; the owner's user id lets another user's press be
+  refused at once;
 * ``m:<page>`` /models pages; ``s:<owner>:<field>:<value>`` /settings buttons.
 """
 
@@ -14,8 +15,8 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
-from bot.engine import Engine
 from bot.i18n import t
+from bot.types import JobResult, Mode
 
 KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "original": "o", "cancel": "x"}
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
@@ -49,43 +50,36 @@ def _button(
     return InlineKeyboardButton(label, callback_data=f"{KIND_CODES[kind]}:{key}")
 
 
-async def cancel_keyboard(
-    engine: Engine, locale: str | None, job_id: str, owner: str
-) -> InlineKeyboardMarkup:
+def cancel_keyboard(locale: str | None, job_id: str, owner: str) -> InlineKeyboardMarkup:
     """✖ Cancel, for a queued or running job."""
-    key = await engine.action_key(job_id, 0, "cancel")
     label = t(locale, "telegram.btn.cancel")
-    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"x:{key}:{owner}")]])
+    data = f"x:{job_id}:{owner}"
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)]])
 
 
-async def result_keyboard(
-    engine: Engine, locale: str | None, job_id: str, index: int, *, upscaled: bool = False
-) -> InlineKeyboardMarkup:
-    """The buttons under one result picture."""
-    original = _button(locale, "original", await engine.action_key(job_id, index, "original"))
-    if upscaled:
+def result_keyboard(locale: str | None, result: JobResult, index: int) -> InlineKeyboardMarkup:
+    """The buttons under one result picture (an upscale gets only 📄)."""
+    keys = result.images[index].keys
+    original = _button(locale, "original", keys["original"])
+    if result.mode is Mode.UPSCALE:
         return InlineKeyboardMarkup([[original]])
-    reroll = _button(locale, "reroll", await engine.action_key(job_id, index, "reroll"))
-    variations = _button(locale, "variations", await engine.action_key(job_id, index, "variations"))
-    upscale = _button(locale, "upscale", await engine.action_key(job_id, index, "upscale"))
+    reroll = _button(locale, "reroll", result.keys["reroll"])
+    variations = _button(locale, "variations", keys["variations"])
+    upscale = _button(locale, "upscale", keys["upscale"])
     return InlineKeyboardMarkup([[reroll, variations], [upscale, original]])
 
 
-async def album_keyboard(
-    engine: Engine, locale: str | None, job_id: str, count: int, *, upscaled: bool = False
-) -> InlineKeyboardMarkup:
+def album_keyboard(locale: str | None, result: JobResult) -> InlineKeyboardMarkup:
     """Buttons for a batch: one reroll for the job, then variations/upscale/original per image."""
     rows: list[list[InlineKeyboardButton]] = []
-    if not upscaled:
-        rows.append([_button(locale, "reroll", await engine.action_key(job_id, 0, "reroll"))])
-    for index in range(count):
-        row = []
-        if not upscaled:
-            for kind in ("variations", "upscale"):
-                key = await engine.action_key(job_id, index, kind)
-                row.append(_button(locale, kind, key, index + 1))
-        key = await engine.action_key(job_id, index, "original")
-        row.append(_button(locale, "original", key, index + 1))
+    if result.mode is not Mode.UPSCALE:
+        rows.append([_button(locale, "reroll", result.keys["reroll"])])
+    for index, image in enumerate(result.images):
+        row = [
+            _button(locale, kind, image.keys[kind], index + 1)
+            for kind in ("variations", "upscale", "original")
+            if kind in image.keys
+        ]
         rows.append(row)
     return InlineKeyboardMarkup(rows)
 

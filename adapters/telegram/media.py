@@ -7,6 +7,7 @@ PNG keeps its transparency. A reply to one of our own single results reuses the 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -14,11 +15,8 @@ from telegram import Bot, Message
 from telegram.error import BadRequest, TelegramError
 
 from adapters.telegram.keyboards import original_key
-from adapters.telegram.runtime import NullReplier
-from bot.engine import Engine
 from bot.errors import DrawbridgeError, ImageError, NotFound
-from bot.images.ingest import FORMATS_TEXT
-from bot.types import Requester
+from bot.service import Service, not_a_picture
 
 log = logging.getLogger(__name__)
 
@@ -58,22 +56,17 @@ def is_image_file(mime_type: str | None, file_name: str | None) -> bool:
     return bool(file_name and file_name.lower().endswith(IMAGE_EXTENSIONS))
 
 
-def not_an_image() -> ImageError:
+def not_an_image() -> DrawbridgeError:
     """The error for a file that is not a picture."""
-    return ImageError("image.bad_format", formats=FORMATS_TEXT)
+    return not_a_picture()
 
 
-async def fetch(
-    bot: Bot, engine: Engine, requester: Requester, ref: ImageRef, max_bytes: int
-) -> bytes:
+async def fetch(bot: Bot, service: Service, ref: ImageRef, max_bytes: int) -> bytes:
     """The picture's bytes; raises a DrawbridgeError a user can act on."""
     if ref.original_key is not None:
-        try:
-            outcome = await engine.act(requester, ref.original_key, NullReplier())
-        except NotFound:
-            outcome = None
-        if outcome is not None and outcome.png is not None:
-            return outcome.png
+        # one of our own results: the stored PNG, not Telegram's recompressed copy
+        with contextlib.suppress(NotFound):
+            return (await service.original(ref.original_key)).png
     limit = min(max_bytes, TELEGRAM_DOWNLOAD_LIMIT)
     if ref.size is not None and ref.size > limit:
         raise ImageError("image.too_large_file", size=_human(ref.size), limit=_human(limit))

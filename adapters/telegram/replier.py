@@ -1,39 +1,31 @@
 """The Replier for one job in one chat: a status message edited in place, then the result.
 
-Engine callbacks (`update`) come from the dispatcher's progress loop, so they only record what
-the status should say and return; a background task edits the message at most once per
-TELEGRAM_EDIT_INTERVAL and only when the text or the preview changed. `deliver` and `fail` take
-over the status message and do wait for Telegram (the engine refunds if delivering fails).
+The kit's StatusMessage coalesces and throttles the status (at most once per
+TELEGRAM_EDIT_INTERVAL, only when the text or the preview changed); this module says how
+Telegram shows it. `deliver` and `fail` take over the status message and do wait for Telegram
+(the service refunds if delivering fails).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import hashlib
 import logging
-import time
 from typing import Any
 
 from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.error import BadRequest, Forbidden
 
+from adapters.kit import StatusMessage, StatusView
 from adapters.telegram.delivery import send_result
 from adapters.telegram.keyboards import cancel_keyboard
 from adapters.telegram.runtime import Runtime, reply_ref, send_kwargs
 from adapters.telegram.texts import PHOTO_MAX_BYTES, status_text
 from bot.errors import DrawbridgeError
 from bot.i18n import t
-from bot.images.ingest import image_size
+from bot.service import picture_size
 from bot.types import JobResult, JobUpdate, Requester
 
 log = logging.getLogger(__name__)
-
-_View = tuple[str, bytes | None, bool]  # text, preview, with the cancel button
-
-
-def _digest(data: bytes | None) -> str | None:
-    return hashlib.blake2b(data, digest_size=16).hexdigest() if data is not None else None
 
 
 def _usable_preview(data: bytes | None) -> bytes | None:
@@ -41,7 +33,7 @@ def _usable_preview(data: bytes | None) -> bytes | None:
     if not data or len(data) > PHOTO_MAX_BYTES:
         return None
     try:
-        width, height = image_size(data)
+        width, height = picture_size(data)
     except Exception:
         return None
     if width + height > 10000 or max(width, height) > 20 * min(width, height):
@@ -62,7 +54,6 @@ class TelegramReplier:
         reply_to: int | None = None,
         thread_id: int | None = None,
         locale: str | None = None,
-        notes: list[str] | None = None,
     ) -> None:
         self.rt = rt
         self.requester = requester
@@ -71,21 +62,15 @@ class TelegramReplier:
         self.reply_to = reply_to
         self.thread_id = thread_id
         self.locale = locale or requester.locale
-        self.notes = list(notes or [])
         self.job_id: str | None = None
         self.status_is_photo = False
-        self._want: _View | None = None
-        self._preview: bytes | None = None
-        self._shown: tuple[str, str | None, bool] | None = None
-        self._cancel_markup: InlineKeyboardMarkup | None = None
-        self._last_edit = 0.0
-        self._lock = asyncio.Lock()
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
+        self.status = StatusMessage(
+            self._show, rt.spawn, interval=rt.settings.telegram_edit_interval
+        )
 
     @classmethod
     def from_ref(cls, rt: Runtime, requester: Requester, ref: dict[str, Any]) -> TelegramReplier:
-        """The factory the engine uses for jobs resumed after a restart."""
+        """The factory the service uses for jobs resumed after a restart."""
         return cls(
             rt,
             requester,
@@ -94,40 +79,29 @@ class TelegramReplier:
             reply_to=ref.get("reply_to"),
             thread_id=ref.get("thread_id"),
             locale=ref.get("locale"),
-            notes=ref.get("notes") or [],
         )
 
     def ref(self) -> dict[str, Any]:
         """What to store with the job so `from_ref` can rebuild this replier."""
-        return reply_ref(
-            self.chat_id, self.status_id, self.reply_to, self.thread_id, self.locale, self.notes
-        )
+        return reply_ref(self.chat_id, self.status_id, self.reply_to, self.thread_id, self.locale)
 
     # --- engine callbacks ------------------------------------------------------------------
     async def update(self, update: JobUpdate) -> None:
         """Record the new status; a background task shows it (never blocks the caller)."""
-        if self._closed:
-            return
-        self.job_id = update.job_id
-        preview = _usable_preview(update.preview)
-        if preview is not None:
-            self._preview = preview
-        text = status_text(self.locale, update, self.notes, self.rt.settings.max_attempts)
-        self._want = (text, self._preview, not update.state.final)
-        self._kick()
+        self.job_id = self.status.label = update.job_id
+        text = status_text(self.locale, update, self.rt.settings.max_attempts)
+        self.status.want(text, _usable_preview(update.preview), cancel=not update.state.final)
 
     async def deliver(self, result: JobResult) -> None:
         """Send the pictures with their buttons, then remove the status message."""
-        bot = await self.rt.wait_bot()
-        self._closed = True
-        async with self._lock:
+        bot = await self.rt.wait_ready()
+        self.status.close()
+        async with self.status.lock:
             await send_result(
-                self.rt,
                 bot,
                 self.chat_id,
                 result,
                 locale=self.locale,
-                notes=self.notes,
                 reply_to=self.reply_to,
                 thread_id=self.thread_id,
             )
@@ -135,9 +109,9 @@ class TelegramReplier:
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
         """Cancelled: the status message says so. Failed: a new message says why."""
-        bot = await self.rt.wait_bot()
-        self._closed = True
-        async with self._lock:
+        bot = await self.rt.wait_ready()
+        self.status.close()
+        async with self.status.lock:
             if error.key == "queue.cancelled":
                 text = error.render(self.locale)
                 if await self._edit(bot, text, None):
@@ -150,44 +124,17 @@ class TelegramReplier:
             await self._delete_status(bot)
 
     # --- showing the status ----------------------------------------------------------------
-    def _kick(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = self.rt.spawn(self._flush())
-
-    async def _flush(self) -> None:
-        interval = self.rt.settings.telegram_edit_interval
-        while True:
-            wait = self._last_edit + interval - time.monotonic()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            async with self._lock:
-                want = self._want
-                if self._closed or want is None:
-                    return
-                text, preview, cancel = want
-                shown = (text, _digest(preview), cancel)
-                if shown == self._shown:
-                    return
-                try:
-                    await self._show(text, preview, cancel)
-                except Exception as exc:  # a status edit must never break the job
-                    log.warning("status update for job %s failed: %s", self.job_id, _why(exc))
-                self._shown = shown
-                self._last_edit = time.monotonic()
-
-    async def _show(self, text: str, preview: bytes | None, cancel: bool) -> None:
-        bot = await self.rt.wait_bot()
-        markup = await self._markup() if cancel else None
-        new_preview = preview is not None and (
-            self._shown is None or _digest(preview) != self._shown[1]
-        )
-        if new_preview and preview is not None and self.status_is_photo:
+    async def _show(self, view: StatusView) -> None:
+        bot = await self.rt.wait_ready()
+        markup = self._markup() if view.cancel else None
+        text, preview = view.text, view.preview
+        if view.preview_changed and preview is not None and self.status_is_photo:
             media = InputMediaPhoto(preview, caption=text, filename="preview.png")
             await bot.edit_message_media(
                 media, chat_id=self.chat_id, message_id=self.status_id, reply_markup=markup
             )
             return
-        if new_preview and preview is not None:
+        if view.preview_changed and preview is not None:
             # a text message cannot become a photo: post the photo status, drop the text one
             sent = await bot.send_photo(
                 self.chat_id,
@@ -232,12 +179,10 @@ class TelegramReplier:
             raise
         return True
 
-    async def _markup(self) -> InlineKeyboardMarkup | None:
-        if self._cancel_markup is None and self.job_id is not None:
-            self._cancel_markup = await cancel_keyboard(
-                self.rt.engine, self.locale, self.job_id, self.requester.user_id
-            )
-        return self._cancel_markup
+    def _markup(self) -> InlineKeyboardMarkup | None:
+        if self.job_id is None:
+            return None
+        return cancel_keyboard(self.locale, self.job_id, self.requester.user_id)
 
     def _reply_kwargs(self) -> dict[str, Any]:
         return send_kwargs(self.reply_to, self.thread_id)
@@ -255,8 +200,3 @@ class TelegramReplier:
         with contextlib.suppress(BadRequest, Forbidden):
             await bot.delete_message(self.chat_id, self.status_id)
         self.status_id = None
-
-
-def _why(exc: BaseException) -> str:
-    """An exception as one line for the log, without anything secret."""
-    return f"{type(exc).__name__}: {exc}"

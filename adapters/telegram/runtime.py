@@ -1,68 +1,35 @@
-"""What every handler and replier of one running bot shares: engine, settings and the Bot."""
+"""What every handler and replier of one running bot shares: the kit's runtime (service,
+settings, the Bot once initialized, background tasks) plus Telegram's chat rules."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import Bot, Chat, Message, ReplyParameters, User
+from telegram import Bot, Chat, Message, ReplyParameters, Update, User
+from telegram.ext import ContextTypes
 
-from bot.engine import Engine
-from bot.settings import Settings
-from bot.tasks import TaskSet
+from adapters.kit import Runtime as KitRuntime
 from bot.types import Requester
 
 PLATFORM = "telegram"
-READY_TIMEOUT = 120.0  # a resumed job waits this long for the bot to come up
 
 
-class NotReady(RuntimeError):
-    """The Telegram bot did not start in time, so a result cannot be sent."""
+class Runtime(KitRuntime[Bot]):
+    """Shared state of one bot; `set_ready(bot)` once the Application is initialized."""
 
-
-@dataclass
-class Runtime:
-    """Shared state of one bot; `bot` is set once the Application is built."""
-
-    engine: Engine
-    settings: Settings
-    bot: Bot | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    platform = PLATFORM
     username: str = ""
-    tasks: TaskSet = field(default_factory=TaskSet)
-
-    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        """A background task (status edits) that shutdown cancels."""
-        return self.tasks.spawn(coro)
-
-    async def cancel_tasks(self) -> None:
-        """Cancel what `spawn` started and wait for it."""
-        await self.tasks.cancel_all()
-
-    async def wait_bot(self) -> Bot:
-        """The initialized Bot (jobs resumed at startup may run before polling starts)."""
-        if not self.ready.is_set():
-            try:
-                await asyncio.wait_for(self.ready.wait(), READY_TIMEOUT)
-            except TimeoutError:
-                raise NotReady("the Telegram bot did not start") from None
-        assert self.bot is not None
-        return self.bot
 
     def requester(self, user: User | None, chat: Chat | None) -> Requester:
         """The neutral Requester for a Telegram user in a chat."""
         if user is None:
             raise ValueError("an update without a user")
         user_id = str(user.id)
-        return Requester(
-            platform=PLATFORM,
-            user_id=user_id,
-            display_name=user.full_name or user.username or user_id,
-            chat_id=str(chat.id if chat is not None else user.id),
-            locale=user.language_code or "en",
-            is_admin=self.settings.is_admin(f"{PLATFORM}:{user_id}"),
+        return self.make_requester(
+            user_id,
+            user.full_name or user.username or user_id,
+            str(chat.id if chat is not None else user.id),
+            user.language_code or "en",
         )
 
     def chat_allowed(self, chat: Chat | None, user: User | None) -> bool:
@@ -80,24 +47,16 @@ class Runtime:
         return False
 
 
-class NullReplier:
-    """For `engine.act` calls that start no job (📄 Original, ✖ Cancel)."""
-
-    async def update(self, update: object) -> None:
-        return None
-
-    async def deliver(self, result: object) -> None:
-        return None
-
-    async def fail(self, job_id: str, error: object, refunded: int) -> None:
-        return None
-
-
-def reply_to(message: Message | None) -> ReplyParameters | None:
-    """Reply parameters that still work if the user deleted their message."""
+def asked(
+    update: Update, context: ContextTypes.DEFAULT_TYPE
+) -> tuple[Runtime, Message, Requester] | None:
+    """What a command handler needs: the runtime, the message and who sent it (None when the
+    update carries no message)."""
+    message = update.effective_message
     if message is None:
         return None
-    return ReplyParameters(message.message_id, allow_sending_without_reply=True)
+    rt: Runtime = context.bot_data["runtime"]
+    return rt, message, rt.requester(update.effective_user, update.effective_chat)
 
 
 def send_kwargs(reply_message_id: int | None, thread_id: int | None = None) -> dict[str, Any]:
@@ -118,7 +77,6 @@ def reply_ref(
     reply_message_id: int | None,
     thread_id: int | None,
     locale: str | None,
-    notes: list[str],
 ) -> dict[str, Any]:
     """What a job stores so a replier can be rebuilt after a restart."""
     return {
@@ -127,5 +85,4 @@ def reply_ref(
         "reply_to": reply_message_id,
         "thread_id": thread_id,
         "locale": locale,
-        "notes": notes,
     }

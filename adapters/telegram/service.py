@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from typing import Self
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -25,6 +26,7 @@ from telegram.ext import (
     filters,
 )
 
+from adapters.kit import AdapterStartError, token_of
 from adapters.telegram.buttons import on_action
 from adapters.telegram.commands import (
     bot_commands,
@@ -42,8 +44,9 @@ from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import PLATFORM, Runtime
 from adapters.telegram.settings_menu import on_settings, on_settings_button
 from adapters.telegram.texts import split_command
-from bot.engine import Engine
+from bot.commands import Where, commands_on
 from bot.i18n import t
+from bot.service import Service
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -52,7 +55,20 @@ ALLOWED_UPDATES = [Update.MESSAGE, Update.CALLBACK_QUERY]
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
-class TelegramStartError(RuntimeError):
+# one handler per command declared for Telegram in bot.commands
+HANDLERS = {
+    "start": on_start,
+    "help": on_help,
+    "draw": on_draw_command,
+    "cancel": on_cancel,
+    "queue": on_queue,
+    "quota": on_quota,
+    "models": on_models,
+    "settings": on_settings,
+}
+
+
+class TelegramStartError(AdapterStartError):
     """The bot could not start; the message is safe to log (it never holds the token)."""
 
 
@@ -66,58 +82,80 @@ def redact(text: str, token: str) -> str:
     return text
 
 
-async def serve(engine: Engine, settings: Settings, stop: asyncio.Event) -> None:
-    """Run the bot until `stop` is set. Registers the reply factory before anything awaits."""
-    rt = Runtime(engine, settings)
-    engine.register_replier(
-        PLATFORM, lambda requester, ref: TelegramReplier.from_ref(rt, requester, ref)
-    )
-    if settings.telegram_token is None:
-        raise TelegramStartError("TELEGRAM_TOKEN is not set")
-    token = settings.telegram_token.get_secret_value()
-    app = build_application(rt, token)
-    failure = None
-    try:
-        await app.initialize()
-    except InvalidToken:
-        failure = (
-            "Telegram refused TELEGRAM_TOKEN (getMe answered 401). Copy the token again from "
-            "@BotFather."
-        )
-    except TelegramError as exc:
-        failure = (
-            f"Could not reach the Telegram Bot API at {settings.telegram_api_base_url}: "
-            f"{redact(str(exc), token)} — check TELEGRAM_API_BASE_URL and the network."
-        )
-    if failure is not None:
-        with contextlib.suppress(Exception):
-            await app.bot.shutdown()
-        # raised outside the except block: the library's exception (which quotes the token)
-        # is not kept as __context__
-        raise TelegramStartError(failure)
-    runner: web.AppRunner | None = None
-    try:
-        rt.username = app.bot.username
-        rt.ready.set()
-        await register_commands(app)
-        await app.start()
-        if settings.telegram_webhook_url:
-            runner = await start_webhook(app, rt)
-            log.info("telegram: @%s receiving updates by webhook", rt.username)
-        else:
-            assert app.updater is not None
-            await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
-            log.info("telegram: @%s polling for updates", rt.username)
-        await stop.wait()
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await rt.cancel_tasks()
-        if app.updater is not None and app.updater.running:
-            await app.updater.stop()
-        if app.running:
-            await app.stop()
-        await app.shutdown()
+class TelegramAdapter:
+    """The Telegram bot as an Adapter: building it registers the reply factory, entering it
+    initializes the Application (checking the token), registers the menu and starts polling
+    or the webhook; leaving it stops all of that and cancels the status edits."""
+
+    name = PLATFORM
+
+    def __init__(self, service: Service, settings: Settings) -> None:
+        self._token = token_of(settings.telegram_token, "TELEGRAM_TOKEN", TelegramStartError)
+        self.rt = Runtime(service, settings)
+        self.rt.resume_with(TelegramReplier.from_ref)
+        self.app = build_application(self.rt, self._token)
+        self._runner: web.AppRunner | None = None
+        self._closed = asyncio.Event()
+
+    async def __aenter__(self) -> Self:
+        app, rt, settings = self.app, self.rt, self.rt.settings
+        failure = None
+        try:
+            await app.initialize()
+        except InvalidToken:
+            failure = (
+                "Telegram refused TELEGRAM_TOKEN (getMe answered 401). Copy the token again from "
+                "@BotFather."
+            )
+        except TelegramError as exc:
+            failure = (
+                f"Could not reach the Telegram Bot API at {settings.telegram_api_base_url}: "
+                f"{redact(str(exc), self._token)} — check TELEGRAM_API_BASE_URL and the network."
+            )
+        if failure is not None:
+            with contextlib.suppress(Exception):
+                await app.bot.shutdown()
+            # raised outside the except block: the library's exception (which quotes the token)
+            # is not kept as __context__
+            raise TelegramStartError(failure)
+        try:
+            rt.username = app.bot.username
+            rt.set_ready(app.bot)
+            await register_commands(app)
+            await app.start()
+            if settings.telegram_webhook_url:
+                self._runner = await start_webhook(app, rt)
+                log.info("telegram: @%s receiving updates by webhook", rt.username)
+            else:
+                assert app.updater is not None
+                await app.updater.start_polling(allowed_updates=ALLOWED_UPDATES)
+                log.info("telegram: @%s polling for updates", rt.username)
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stop()
+
+    async def wait_closed(self) -> None:
+        """Polling and the webhook run until the adapter is left."""
+        await self._closed.wait()
+
+    async def _stop(self) -> None:
+        app = self.app
+        try:
+            if self._runner is not None:
+                await self._runner.cleanup()
+                self._runner = None
+            await self.rt.cancel_tasks()
+            if app.updater is not None and app.updater.running:
+                await app.updater.stop()
+            if app.running:
+                await app.stop()
+            await app.shutdown()
+        finally:
+            self._closed.set()
         log.info("telegram: stopped")
 
 
@@ -135,22 +173,11 @@ def build_application(rt: Runtime, token: str) -> Application:
         .media_write_timeout(60.0)
         .build()
     )
-    rt.bot = app.bot
     app.bot_data["runtime"] = rt
     messages = filters.UpdateType.MESSAGE
     app.add_handler(TypeHandler(Update, gate), group=-1)
-    commands = {
-        "start": on_start,
-        "help": on_help,
-        "draw": on_draw_command,
-        "cancel": on_cancel,
-        "queue": on_queue,
-        "quota": on_quota,
-        "models": on_models,
-        "settings": on_settings,
-    }
-    for name, callback in commands.items():
-        app.add_handler(CommandHandler(name, callback, filters=messages))
+    for command in commands_on(Where.TELEGRAM):
+        app.add_handler(CommandHandler(command.name, HANDLERS[command.name], filters=messages))
     app.add_handler(MessageHandler(messages & (filters.PHOTO | filters.Document.ALL), on_picture))
     app.add_handler(
         MessageHandler(

@@ -27,11 +27,9 @@ def fits_photo(png_size: int, width: int, height: int) -> bool:
     )
 
 
-def status_text(
-    locale: str | None, update: JobUpdate, notes: Sequence[str], max_attempts: int
-) -> str:
+def status_text(locale: str | None, update: JobUpdate, max_attempts: int) -> str:
     """The status message of a queued or running job, cut to this platform's limit."""
-    return core_status_text(locale, update, notes, max_attempts, CAPTION_MAX)
+    return core_status_text(locale, update, max_attempts, CAPTION_MAX)
 
 
 def meta_line(locale: str | None, image: ImageResult, model: str, elapsed: float | None) -> str:

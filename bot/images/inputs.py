@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from bot.errors import ImageError
 from bot.i18n import t
 from bot.images.ingest import ingest
 from bot.images.masks import MaskResult, derive_mask, mask_from_alpha
-from bot.types import GenerationRequest, Mode
-
-if TYPE_CHECKING:
-    from bot.engine import Engine
+from bot.images.store import ImageStore
+from bot.types import GenerationRequest, Mode, Pictures
 
 
 @dataclass
 class Prepared:
-    """What the images turned into."""
+    """What the images turned into: the init picture's size, the mask (which kind, how much
+    of the picture it covers) and notes for the user."""
 
     init_size: tuple[int, int] | None = None
     mask_kind: str | None = None
@@ -27,22 +25,23 @@ class Prepared:
 
 
 async def prepare_images(
-    engine: Engine,
+    store: ImageStore,
     request: GenerationRequest,
-    init: bytes | None,
-    mask: bytes | None,
+    pictures: Pictures,
     *,
+    max_pixels: int,
+    max_bytes: int,
     locale: str | None = "en",
 ) -> Prepared:
     """Ingest, store by reference and decide the mask; sets the request's mode and refs."""
+    init, mask = pictures.init, pictures.mask
     if init is None:
         if mask is not None:
             raise ImageError("mask.needs_init")
         return Prepared()
-    settings = engine.settings
-    limits = {"max_pixels": settings.max_pixels, "max_bytes": settings.max_upload_bytes}
+    limits = {"max_pixels": max_pixels, "max_bytes": max_bytes}
     image = await asyncio.to_thread(ingest, init, **limits)
-    request.init_image = await asyncio.to_thread(engine.store.put, image.png)
+    request.init_image = await asyncio.to_thread(store.put, image.png)
     request.mode = Mode.IMG2IMG
     prepared = Prepared(init_size=(image.width, image.height))
     result: MaskResult | None
@@ -54,7 +53,7 @@ async def prepare_images(
     else:
         result = None
     if result is not None:
-        request.mask = await asyncio.to_thread(engine.store.put, result.mask_png)
+        request.mask = await asyncio.to_thread(store.put, result.mask_png)
         request.mode = Mode.INPAINT
         prepared.mask_kind = result.kind
         prepared.coverage = result.coverage

@@ -1,25 +1,4 @@
-"""dev-webui: a stand-in SD-WebUI API server that draws PLACEHOLDER pictures, not real images.
-
-It speaks the AUTOMATIC1111 v1.10 HTTP API (the routes drawbridge uses) closely enough to
-develop and test the bot without a GPU: same request validation and error bodies, one FIFO
-generation lock, /progress with live previews, interrupt/skip, auth. Every "generated" image
-is a gradient coloured by its seed with the prompt written on it, at exactly the size the real
-WebUI would return.
-
-Timing rule: each sampling pass takes `delay` seconds inside the lock (a request runs n_iter
-passes, twice as many with hires fix), so a default request holds the lock for `delay`
-seconds; `steps` only sets how finely /progress advances. After the lock is released the
-response spends `encode_delay` seconds "encoding", like the real WebUI's PNG encoding.
-A checkpoint change (override_settings, POST /options) costs `switch_delay` extra.
-
-`DevWebUI.requests` records every request as (path, JSON body or None), /progress polls
-included, so tests can assert on exact payloads.
-
-Not followed: http(s) URLs as input images are never fetched (500, as if requests were
-disabled); styles, scripts, VAEs and face restoration are accepted but do nothing; resize_mode
-and mask blur do not change the picture. With api=False the Lora extension's /sdapi/v1/loras
-still answers, as it does on a real WebUI started without --api.
-"""
+"""The stand-in WebUI server: shared state, checkpoints, the routes, and running it."""
 
 from __future__ import annotations
 
@@ -27,17 +6,12 @@ import argparse
 import asyncio
 import base64
 import binascii
-import colorsys
 import contextlib
-import copy
 import hashlib
-import io
 import json
 import logging
 import random
-import re
 import signal
-import textwrap
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,563 +20,46 @@ from types import TracebackType
 from typing import Any, Self
 
 from aiohttp import web
-from PIL import Image, ImageDraw, ImageFont, ImageOps
-from PIL.PngImagePlugin import PngInfo
+from PIL import Image, ImageOps
+
+from devwebui.fields import (
+    ALWAYSON_SCRIPTS,
+    API,
+    DEFAULT_MODELS,
+    EXTRAS_FIELDS,
+    IMG2IMG_FIELDS,
+    LATENT_UPSCALE_MODES,
+    LORAS,
+    OPTION_DEFAULTS,
+    PNG_INFO_FIELDS,
+    RESTRICTED_OPTIONS,
+    SAMPLERS,
+    SCHEDULERS,
+    TXT2IMG_FIELDS,
+    UPSCALERS,
+    VERSION,
+)
+from devwebui.pictures import (
+    decode_image,
+    draw_placeholder,
+    encode_png,
+    hires_size,
+    infotext,
+    int_value,
+    parse_infotext,
+    preview_png,
+    round8,
+)
+from devwebui.validation import (
+    BadValue,
+    HTTPError,
+    ValidationFailed,
+    exception_body,
+    to_bool,
+    validate,
+)
 
 log = logging.getLogger(__name__)
-
-VERSION = "v1.10.1"
-API = "/sdapi/v1"
-DEFAULT_MODELS = ("v1-5-pruned-emaonly.safetensors", "sd_xl_base_1.0.safetensors")
-
-# --- request models (contract: 55 txt2img and 57 img2img fields) ----------------------------
-# (name, json_type, default, nullable); tests/test_devwebui.py checks these against the
-# contract copy in tests/data/webui_fields.json.
-Field = tuple[str, str, Any, bool]
-
-_HEAD: list[Field] = [
-    ("prompt", "string", "", True),
-    ("negative_prompt", "string", "", True),
-    ("styles", "array<string>", None, True),
-    ("seed", "integer", -1, True),
-    ("subseed", "integer", -1, True),
-    ("subseed_strength", "number", 0, True),
-    ("seed_resize_from_h", "integer", -1, True),
-    ("seed_resize_from_w", "integer", -1, True),
-    ("sampler_name", "string", None, True),
-    ("scheduler", "string", None, True),
-    ("batch_size", "integer", 1, True),
-    ("n_iter", "integer", 1, True),
-    ("steps", "integer", 50, True),
-    ("cfg_scale", "number", 7.0, True),
-    ("width", "integer", 512, True),
-    ("height", "integer", 512, True),
-    ("restore_faces", "boolean", None, True),
-    ("tiling", "boolean", None, True),
-    ("do_not_save_samples", "boolean", False, True),
-    ("do_not_save_grid", "boolean", False, True),
-    ("eta", "number", None, True),
-]
-_SAMPLING: list[Field] = [
-    ("s_min_uncond", "number", None, True),
-    ("s_churn", "number", None, True),
-    ("s_tmax", "number", None, True),
-    ("s_tmin", "number", None, True),
-    ("s_noise", "number", None, True),
-    ("override_settings", "object", None, True),
-    ("override_settings_restore_afterwards", "boolean", True, True),
-    ("refiner_checkpoint", "string", None, True),
-    ("refiner_switch_at", "number", None, True),
-    ("disable_extra_networks", "boolean", False, True),
-    ("firstpass_image", "string", None, True),
-    ("comments", "object", None, True),
-]
-_HIRES: list[Field] = [
-    ("enable_hr", "boolean", False, True),
-    ("firstphase_width", "integer", 0, True),
-    ("firstphase_height", "integer", 0, True),
-    ("hr_scale", "number", 2.0, True),
-    ("hr_upscaler", "string", None, True),
-    ("hr_second_pass_steps", "integer", 0, True),
-    ("hr_resize_x", "integer", 0, True),
-    ("hr_resize_y", "integer", 0, True),
-    ("hr_checkpoint_name", "string", None, True),
-    ("hr_sampler_name", "string", None, True),
-    ("hr_scheduler", "string", None, True),
-    ("hr_prompt", "string", "", True),
-    ("hr_negative_prompt", "string", "", True),
-]
-_INIT: list[Field] = [
-    ("init_images", "array", None, True),
-    ("resize_mode", "integer", 0, True),
-    ("image_cfg_scale", "number", None, True),
-    ("mask", "string", None, True),
-    ("mask_blur_x", "integer", 4, True),
-    ("mask_blur_y", "integer", 4, True),
-    ("mask_blur", "integer", None, True),
-    ("mask_round", "boolean", True, True),
-    ("inpainting_fill", "integer", 0, True),
-    ("inpaint_full_res", "boolean", True, True),
-    ("inpaint_full_res_padding", "integer", 0, True),
-    ("inpainting_mask_invert", "integer", 0, True),
-    ("initial_noise_multiplier", "number", None, True),
-    ("latent_mask", "string", None, True),
-]
-_SCRIPTS: list[Field] = [
-    ("script_name", "string", None, True),
-    ("script_args", "array", [], False),
-    ("send_images", "boolean", True, False),
-    ("save_images", "boolean", False, False),
-    ("alwayson_scripts", "object", {}, False),
-    ("infotext", "string", None, True),
-]
-_TASK: list[Field] = [
-    ("force_task_id", "string", None, True),
-    ("sampler_index", "string", "Euler", False),
-]
-TXT2IMG_FIELDS: list[Field] = [
-    *_HEAD,
-    ("denoising_strength", "number", None, True),  # base-class default wins: null
-    *_SAMPLING,
-    *_HIRES,
-    *_TASK,
-    *_SCRIPTS,
-]
-IMG2IMG_FIELDS: list[Field] = [
-    *_HEAD,
-    ("denoising_strength", "number", 0.75, False),
-    *_SAMPLING,
-    *_INIT,
-    *_TASK,
-    ("include_init_images", "boolean", False, False),
-    *_SCRIPTS,
-]
-EXTRAS_FIELDS: list[Field] = [
-    ("image", "string", "", False),
-    ("resize_mode", "integer (0|1)", 0, False),
-    ("show_extras_results", "boolean", True, False),
-    ("gfpgan_visibility", "number 0..1", 0, False),
-    ("codeformer_visibility", "number 0..1", 0, False),
-    ("codeformer_weight", "number 0..1", 0, False),
-    ("upscaling_resize", "number >0", 2, False),
-    ("upscaling_resize_w", "integer >=1", 512, False),
-    ("upscaling_resize_h", "integer >=1", 512, False),
-    ("upscaling_crop", "boolean", True, False),
-    ("upscaler_1", "string", "None", False),
-    ("upscaler_2", "string", "None", False),
-    ("extras_upscaler_2_visibility", "number 0..1", 0, False),
-    ("upscale_first", "boolean", False, False),
-]
-PNG_INFO_FIELDS: list[Field] = [("image", "string", ..., False)]  # ... = required
-
-# --- listings (v1.10) ------------------------------------------------------------------------
-SAMPLERS: list[tuple[str, list[str], dict[str, str]]] = [
-    ("DPM++ 2M", ["k_dpmpp_2m"], {"scheduler": "karras"}),
-    ("DPM++ SDE", ["k_dpmpp_sde"], {"scheduler": "karras", "second_order": "True"}),
-    ("DPM++ 2M SDE", ["k_dpmpp_2m_sde"], {"scheduler": "exponential", "brownian_noise": "True"}),
-    ("DPM++ 2M SDE Heun", ["k_dpmpp_2m_sde_heun"], {"scheduler": "exponential"}),
-    ("DPM++ 2S a", ["k_dpmpp_2s_a"], {"scheduler": "karras", "uses_ensd": "True"}),
-    (
-        "DPM++ 3M SDE",
-        ["k_dpmpp_3m_sde"],
-        {"scheduler": "exponential", "discard_next_to_last_sigma": "True"},
-    ),
-    ("Euler a", ["k_euler_a", "k_euler_ancestral"], {"uses_ensd": "True"}),
-    ("Euler", ["k_euler"], {}),
-    ("LMS", ["k_lms"], {}),
-    ("Heun", ["k_heun"], {"second_order": "True"}),
-    ("DPM2", ["k_dpm_2"], {"discard_next_to_last_sigma": "True", "second_order": "True"}),
-    ("DPM2 a", ["k_dpm_2_a"], {"discard_next_to_last_sigma": "True", "uses_ensd": "True"}),
-    ("DPM fast", ["k_dpm_fast"], {"uses_ensd": "True"}),
-    ("DPM adaptive", ["k_dpm_ad"], {"uses_ensd": "True"}),
-    ("Restart", ["restart"], {"scheduler": "karras", "second_order": "True"}),
-    ("DDIM", ["ddim"], {}),
-    ("DDIM CFG++", ["ddim_cfgpp"], {}),
-    ("PLMS", ["plms"], {}),
-    ("UniPC", ["unipc"], {}),
-    ("LCM", ["k_lcm"], {}),
-]
-SCHEDULERS: list[tuple[str, str, float]] = [  # name, label, default_rho (-1 = unset)
-    ("automatic", "Automatic", -1),
-    ("uniform", "Uniform", -1),
-    ("karras", "Karras", 7.0),
-    ("exponential", "Exponential", -1),
-    ("polyexponential", "Polyexponential", 1.0),
-    ("sgm_uniform", "SGM Uniform", -1),
-    ("kl_optimal", "KL Optimal", -1),
-    ("align_your_steps", "Align Your Steps", -1),
-    ("simple", "Simple", -1),
-    ("normal", "Normal", -1),
-    ("ddim", "DDIM", -1),
-    ("beta", "Beta", -1),
-]
-UPSCALERS: list[tuple[str, float | None]] = [
-    ("None", None),
-    ("Lanczos", 4),
-    ("Nearest", 4),
-    ("DAT x2", 2),
-    ("DAT x3", 3),
-    ("DAT x4", 4),
-    ("ESRGAN_4x", 4),
-    ("LDSR", 4),
-    ("R-ESRGAN 4x+", 4),
-    ("R-ESRGAN 4x+ Anime6B", 4),
-    ("ScuNET GAN", 4),
-    ("ScuNET PSNR", 4),
-    ("SwinIR 4x", 4),
-]
-LATENT_UPSCALE_MODES = [
-    "Latent",
-    "Latent (antialiased)",
-    "Latent (bicubic)",
-    "Latent (bicubic antialiased)",
-    "Latent (nearest)",
-    "Latent (nearest-exact)",
-]
-LORAS = ["add_detail", "film_grain"]
-ALWAYSON_SCRIPTS = {"refiner", "seed", "extra options", "hypertile", "soft inpainting"}
-
-# GET /options: defaults of the keys a client may look at. Ints with a non-zero default are
-# served as floats, like the real response model does (CLIP_stop_at_last_layers -> 1.0).
-OPTION_DEFAULTS: dict[str, Any] = {
-    "sd_model_checkpoint": None,
-    "sd_checkpoint_hash": "",
-    "sd_vae": "Automatic",
-    "CLIP_stop_at_last_layers": 1,
-    "eta_noise_seed_delta": 0,
-    "samples_format": "png",
-    "samples_save": True,
-    "grid_save": True,
-    "return_grid": True,
-    "grid_only_if_multiple": True,
-    "enable_pnginfo": True,
-    "live_previews_enable": True,
-    "show_progress_every_n_steps": 10,
-    "live_previews_image_format": "png",
-    "jpeg_quality": 80,
-    "overlay_inpaint": True,
-    "return_mask": False,
-    "return_mask_composite": False,
-    "initial_noise_multiplier": 1.0,
-    "img2img_fix_steps": False,
-    "upscaler_for_img2img": None,
-    "face_restoration": False,
-    "face_restoration_model": "CodeFormer",
-    "sd_checkpoints_limit": 1,
-    "eta_ancestral": 1.0,
-    "api_enable_requests": True,
-    "api_forbid_local_requests": True,
-    "api_useragent": "",
-}
-RESTRICTED_OPTIONS = {"api_enable_requests", "api_forbid_local_requests", "api_useragent"}
-
-
-# --- errors in the WebUI's shapes --------------------------------------------------------------
-
-
-class HTTPError(Exception):
-    """A FastAPI HTTPException: A1111 answers {error: "HTTPException", detail, body, errors}."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-class ValidationFailed(Exception):
-    """Request validation failed: FastAPI's 422 {"detail": [{loc, msg, type}]}."""
-
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        super().__init__(items)
-        self.items = items
-
-
-def _exception_body(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, HTTPError):
-        return {"error": "HTTPException", "detail": exc.detail, "body": "", "errors": ""}
-    return {"error": type(exc).__name__, "detail": "", "body": "", "errors": str(exc)}
-
-
-# --- pydantic-v1-style validation --------------------------------------------------------------
-
-
-class _Bad(Exception):
-    def __init__(self, msg: str, kind: str, ctx: dict[str, Any] | None = None) -> None:
-        super().__init__(msg)
-        self.msg, self.kind, self.ctx = msg, kind, ctx
-
-
-_TRUE = {"1", "on", "t", "true", "y", "yes"}
-_FALSE = {"0", "off", "f", "false", "n", "no"}
-
-
-def _to_int(v: Any) -> int:
-    if isinstance(v, bool | int):
-        return int(v)
-    if isinstance(v, float) and v == v and abs(v) != float("inf"):
-        return int(v)  # pydantic v1 truncates: 20.7 -> 20
-    if isinstance(v, str):
-        with contextlib.suppress(ValueError):
-            return int(v)
-    raise _Bad("value is not a valid integer", "type_error.integer")
-
-
-def _to_float(v: Any) -> float:
-    if isinstance(v, bool | int | float):
-        return float(v)
-    if isinstance(v, str):
-        with contextlib.suppress(ValueError):
-            return float(v)
-    raise _Bad("value is not a valid float", "type_error.float")
-
-
-def _to_str(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, int | float):
-        return str(v)
-    raise _Bad("str type expected", "type_error.str")
-
-
-def _to_bool(v: Any) -> bool:
-    if v is True or v is False:
-        return v
-    key = v.lower().strip() if isinstance(v, str) else v
-    if isinstance(key, int | float | str):
-        if key in _TRUE or (not isinstance(key, str) and key == 1):
-            return True
-        if key in _FALSE or (not isinstance(key, str) and key == 0):
-            return False
-    raise _Bad("value could not be parsed to a boolean", "type_error.bool")
-
-
-def _constrain(value: float, spec: str) -> None:
-    """Apply the range part of an extras json_type: '0..1', '>0', '>=1'."""
-    if ".." in spec:
-        low, high = (float(x) for x in spec.split(".."))
-        if value < low:
-            raise _Bad(
-                f"ensure this value is greater than or equal to {low:g}",
-                "value_error.number.not_ge",
-            )
-        if value > high:
-            raise _Bad(
-                f"ensure this value is less than or equal to {high:g}", "value_error.number.not_le"
-            )
-    elif spec.startswith(">="):
-        if value < float(spec[2:]):
-            raise _Bad(
-                f"ensure this value is greater than or equal to {spec[2:]}",
-                "value_error.number.not_ge",
-            )
-    elif spec.startswith(">") and value <= float(spec[1:]):
-        raise _Bad(f"ensure this value is greater than {spec[1:]}", "value_error.number.not_gt")
-
-
-def _coerce(value: Any, json_type: str, loc: list[Any], errors: list[dict[str, Any]]) -> Any:
-    """One field, pydantic v1 lax rules; appends FastAPI error items instead of raising."""
-    base, _, spec = json_type.partition(" ")
-    try:
-        if spec.startswith("("):  # Literal[0, 1]: no coercion, exact values only
-            permitted = [int(x) for x in spec.strip("()").split("|")]
-            if type(value) is not int or value not in permitted:
-                given = json.dumps(value)
-                raise _Bad(
-                    "unexpected value; permitted: " + ", ".join(map(str, permitted)),
-                    "value_error.const",
-                    {"given": given, "permitted": permitted},
-                )
-            return value
-        if base == "integer":
-            result: Any = _to_int(value)
-        elif base == "number":
-            result = _to_float(value)
-        elif base == "string":
-            result = _to_str(value)
-        elif base == "boolean":
-            result = _to_bool(value)
-        elif base == "object":
-            if not isinstance(value, dict):
-                raise _Bad("value is not a valid dict", "type_error.dict")
-            result = value
-        elif base.startswith("array"):
-            if not isinstance(value, list):
-                raise _Bad("value is not a valid list", "type_error.list")
-            result = value
-            if base == "array<string>":
-                result = [_coerce(x, "string", [*loc, i], errors) for i, x in enumerate(value)]
-        else:  # pragma: no cover - table typo
-            raise AssertionError(json_type)
-        if spec:
-            _constrain(float(result), spec)
-        return result
-    except _Bad as bad:
-        item: dict[str, Any] = {"loc": loc, "msg": bad.msg, "type": bad.kind}
-        if bad.ctx:
-            item["ctx"] = bad.ctx
-        errors.append(item)
-        return None
-
-
-def validate(fields: list[Field], body: Any) -> dict[str, Any]:
-    """Validate a JSON body like FastAPI + pydantic v1: unknown keys dropped, defaults filled."""
-    if not isinstance(body, dict):
-        raise ValidationFailed(
-            [{"loc": ["body"], "msg": "value is not a valid dict", "type": "type_error.dict"}]
-        )
-    out: dict[str, Any] = {}
-    errors: list[dict[str, Any]] = []
-    for name, json_type, default, nullable in fields:
-        if name not in body:
-            if default is ...:
-                errors.append(
-                    {"loc": ["body", name], "msg": "field required", "type": "value_error.missing"}
-                )
-            out[name] = copy.deepcopy(default)
-        elif body[name] is None:
-            if not nullable:
-                errors.append(
-                    {
-                        "loc": ["body", name],
-                        "msg": "none is not an allowed value",
-                        "type": "type_error.none.not_allowed",
-                    }
-                )
-            out[name] = None
-        else:
-            out[name] = _coerce(body[name], json_type, ["body", name], errors)
-    if errors:
-        raise ValidationFailed(errors)
-    return out
-
-
-# --- images ------------------------------------------------------------------------------------
-
-
-def decode_image(text: str | None) -> Image.Image:
-    """The WebUI's decode_base64_to_image: base64 or data URL; URLs are not fetched here."""
-    text = text or ""
-    if text.startswith(("http://", "https://")):
-        host = text.split("/")[2].split(":")[0]
-        if host in ("localhost", "127.0.0.1", "::1") or host.startswith(("10.", "192.168.")):
-            raise HTTPError(500, "Request to local resource not allowed")
-        raise HTTPError(500, "Requests not allowed")
-    if text.startswith("data:image/"):
-        text = text.split(";")[1].split(",")[1]  # IndexError -> 500, as the real one
-    try:
-        img = Image.open(io.BytesIO(base64.b64decode(text)))
-        img.load()
-    except (binascii.Error, ValueError, OSError) as exc:
-        raise HTTPError(500, "Invalid encoded image") from exc
-    return img
-
-
-def encode_png(img: Image.Image, infotext: str | None = None) -> str:
-    """Plain base64 PNG (no data: prefix) with the infotext in a tEXt 'parameters' chunk."""
-    meta = PngInfo()
-    if infotext:
-        meta.add_text("parameters", infotext)
-    buf = io.BytesIO()
-    img.save(buf, "PNG", pnginfo=meta, compress_level=1)
-    return base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-RGB = tuple[int, int, int]
-
-
-def _rgb(hue: float, saturation: float, value: float) -> RGB:
-    r, g, b = colorsys.hsv_to_rgb(hue % 1.0, saturation, value)
-    return int(r * 255), int(g * 255), int(b * 255)
-
-
-def seed_colours(seed: int) -> tuple[RGB, RGB]:
-    """Top and bottom gradient colours for a seed (golden-ratio hues stay far apart)."""
-    hue = (seed * 0.6180339887) % 1.0
-    return _rgb(hue, 0.55, 0.92), _rgb(hue + 0.08, 0.75, 0.42)
-
-
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, OSError):  # Pillow without FreeType
-        return ImageFont.load_default()
-
-
-def draw_placeholder(size: tuple[int, int], seed: int, prompt: str, note: str = "") -> Image.Image:
-    """A seed-coloured gradient with 'PLACEHOLDER', the prompt and the seed written on it."""
-    width, height = size
-    top, bottom = seed_colours(seed)
-    grad = Image.linear_gradient("L").resize(size)
-    img = Image.composite(Image.new("RGB", size, bottom), Image.new("RGB", size, top), grad)
-    if min(size) < 64:
-        return img
-    font_size = max(10, min(width, height) // 22)
-    font = _font(font_size)
-    chars = max(8, int(width / (font_size * 0.55)))
-    lines = ["PLACEHOLDER (dev-webui)"]
-    lines += textwrap.wrap(prompt, chars)[:6] if prompt else []
-    lines.append(f"seed {seed}  {width}x{height}" + (f"  {note}" if note else ""))
-    draw = ImageDraw.Draw(img)
-    y = font_size
-    for line in lines:
-        draw.text(
-            (font_size, y), line, fill="white", font=font,
-            stroke_width=max(1, font_size // 12), stroke_fill="black",
-        )  # fmt: skip
-        y += int(font_size * 1.35)
-    return img
-
-
-def preview_png(seed: int, fraction: float) -> str:
-    """A small live preview that brightens as sampling advances."""
-    hue = (seed * 0.6180339887) % 1.0
-    return encode_png(Image.new("RGB", (64, 64), _rgb(hue, 0.55, 0.3 + 0.6 * fraction)))
-
-
-def round8(n: int) -> int:
-    """Latents are 1/8 of the pixels, so decoded images are a multiple of 8 (rounded down)."""
-    return max(8, n // 8 * 8)
-
-
-def hires_size(req: dict[str, Any]) -> tuple[int, int]:
-    """Output size of a hires-fix job (processing.py calc of hr_upscale_to_x/y)."""
-    width, height = _int(req, "width"), _int(req, "height")
-    rx, ry = req.get("hr_resize_x") or 0, req.get("hr_resize_y") or 0
-    if rx == 0 and ry == 0:
-        scale = req["hr_scale"] if req.get("hr_scale") is not None else 2.0
-        return round8(int(width * scale)), round8(int(height * scale))
-    if ry == 0:
-        return round8(rx), round8(rx * height // width)
-    if rx == 0:
-        return round8(ry * width // height), round8(ry)
-    return round8(rx), round8(ry)
-
-
-_NUMERIC_DEFAULTS = {f[0]: f[2] for f in TXT2IMG_FIELDS if f[1] == "integer"}
-
-
-def _int(req: dict[str, Any], key: str) -> int:
-    """An integer request field, its model default when null (the real WebUI would crash)."""
-    value = req.get(key)
-    return int(_NUMERIC_DEFAULTS[key] if value is None else value)
-
-
-# --- infotext ------------------------------------------------------------------------------------
-
-_PARAM_RE = re.compile(r'\s*([\w ./-]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')
-
-
-def infotext(prompt: str, negative: str, params: dict[str, Any]) -> str:
-    """'<prompt>\\nNegative prompt: <neg>\\nSteps: 20, Sampler: …' with null values left out."""
-    tail = ", ".join(f"{k}: {v}" for k, v in params.items() if v is not None)
-    neg = f"\nNegative prompt: {negative}" if negative else ""
-    return f"{prompt}{neg}\n{tail}"
-
-
-def parse_infotext(text: str) -> dict[str, Any]:
-    """A small parse_generation_parameters: Prompt, Negative prompt, key: value pairs."""
-    *lines, last = text.strip().split("\n") if text.strip() else [""]
-    if len(_PARAM_RE.findall(last)) < 3:
-        lines.append(last)
-        last = ""
-    prompt: list[str] = []
-    negative: list[str] = []
-    in_negative = False
-    for line in lines:
-        if line.startswith("Negative prompt:"):
-            in_negative, line = True, line[len("Negative prompt:") :].strip()
-        (negative if in_negative else prompt).append(line)
-    out: dict[str, Any] = {"Prompt": "\n".join(prompt), "Negative prompt": "\n".join(negative)}
-    for key, value in _PARAM_RE.findall(last):
-        key, value = key.strip(), value.strip()
-        if key == "Size" and "x" in value:
-            out["Size-1"], out["Size-2"] = value.split("x", 1)
-        else:
-            out[key] = value
-    out.setdefault("Clip skip", "1")
-    out.setdefault("Schedule type", "Automatic")
-    return out
-
 
 # --- shared state ---------------------------------------------------------------------------------
 
@@ -888,7 +345,7 @@ class DevWebUI:
         if path.startswith(API) and self.auth is not None and not lora_route:
             refused = self._refuse_auth(request)
             if refused:
-                return web.json_response(_exception_body(HTTPError(401, refused)), status=401)
+                return web.json_response(exception_body(HTTPError(401, refused)), status=401)
 
         task = asyncio.current_task()
         if task is not None:
@@ -898,10 +355,10 @@ class DevWebUI:
         except ValidationFailed as exc:
             return web.json_response({"detail": exc.items}, status=422)
         except HTTPError as exc:
-            return web.json_response(_exception_body(exc), status=exc.status)
+            return web.json_response(exception_body(exc), status=exc.status)
         except Exception as exc:
             log.warning("dev-webui: %s on %s: %s", type(exc).__name__, path, exc)
-            return web.json_response(_exception_body(exc), status=500)
+            return web.json_response(exception_body(exc), status=500)
         finally:
             if task is not None:
                 self._inflight.discard(task)
@@ -1075,13 +532,13 @@ class DevWebUI:
         if prompt is None:
             raise AssertionError  # process_images_inner asserts it: 500 AssertionError
         self._check_upscalers(req)
-        n_iter, batch = max(1, _int(req, "n_iter")), max(1, _int(req, "batch_size"))
+        n_iter, batch = max(1, int_value(req, "n_iter")), max(1, int_value(req, "batch_size"))
         if init is not None and len(init) > batch:
             raise RuntimeError(
                 f"bad number of images passed: {len(init)}; expecting {batch} or less"
             )
-        steps = max(1, _int(req, "steps"))
-        width, height = _int(req, "width"), _int(req, "height")
+        steps = max(1, int_value(req, "steps"))
+        width, height = int_value(req, "width"), int_value(req, "height")
         denoise = req.get("denoising_strength")
         hires = kind == "txt2img" and bool(req.get("enable_hr"))
         if init is not None:
@@ -1108,7 +565,9 @@ class DevWebUI:
                 if denoise is None:
                     raise TypeError("'>' not supported between instances of 'NoneType' and 'int'")
                 st.nextjob()
-                await self._sample(_int(req, "hr_second_pass_steps") or steps, seeds[n * batch])
+                await self._sample(
+                    int_value(req, "hr_second_pass_steps") or steps, seeds[n * batch]
+                )
                 size = hires_size(req)
             note = "interrupted" if st.interrupted else ""
             for j in range(batch):
@@ -1156,12 +615,12 @@ class DevWebUI:
         ckpt = self.loaded
         clip_skip = int(self.options_data.get("CLIP_stop_at_last_layers") or 1)
         params: dict[str, Any] = {
-            "Steps": _int(req, "steps"),
+            "Steps": int_value(req, "steps"),
             "Sampler": sampler,
             "Schedule type": scheduler,
             "CFG scale": req.get("cfg_scale") if req.get("cfg_scale") is not None else 7.0,
             "Seed": seed,
-            "Size": f"{_int(req, 'width')}x{_int(req, 'height')}",
+            "Size": f"{int_value(req, 'width')}x{int_value(req, 'height')}",
             "Model hash": ckpt.shorthash if ckpt else None,
             "Model": ckpt.model_name if ckpt else None,
             "Denoising strength": req.get("denoising_strength") if hires or img2img else None,
@@ -1202,12 +661,12 @@ class DevWebUI:
             "subseed": subseeds[0],
             "all_subseeds": subseeds,
             "subseed_strength": req.get("subseed_strength") or 0,
-            "width": _int(req, "width"),
-            "height": _int(req, "height"),
+            "width": int_value(req, "width"),
+            "height": int_value(req, "height"),
             "sampler_name": sampler,
             "cfg_scale": req.get("cfg_scale") if req.get("cfg_scale") is not None else 7.0,
-            "steps": _int(req, "steps"),
-            "batch_size": _int(req, "batch_size"),
+            "steps": int_value(req, "steps"),
+            "batch_size": int_value(req, "batch_size"),
             "restore_faces": req.get("restore_faces"),
             "face_restoration_model": None,
             "sd_model_name": ckpt.model_name if ckpt else None,
@@ -1303,8 +762,8 @@ class DevWebUI:
 
     async def _progress(self, request: web.Request) -> web.StreamResponse:
         try:
-            skip = _to_bool(request.query.get("skip_current_image", "false"))
-        except _Bad as bad:
+            skip = to_bool(request.query.get("skip_current_image", "false"))
+        except BadValue as bad:
             loc = ["query", "skip_current_image"]
             raise ValidationFailed([{"loc": loc, "msg": bad.msg, "type": bad.kind}]) from bad
         return web.json_response(self.state.progress(skip))
@@ -1471,7 +930,7 @@ def run_devwebui(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """python -m bot.devwebui [--port P] [--delay S] …"""
+    """python -m devwebui [--port P] [--delay S] …"""
     parser = argparse.ArgumentParser(
         prog="dev-webui",
         description="A stand-in Stable Diffusion WebUI (AUTOMATIC1111 API) for development. "

@@ -1,16 +1,10 @@
 """Fixtures for tests that need an SD-WebUI: a DevWebUI on a free 127.0.0.1 port and a client.
 
-Import the fixtures you use into your test module (pytest finds them there):
-
-    from tests.webui_fixtures import devwebui_fixture, webui_client_fixture  # noqa: F401
-
-then ask for them by their fixture names: `devwebui`, `make_devwebui`, `webui_client`.
+tests/conftest.py registers them: ask for `devwebui`, `make_devwebui` or `webui_client`.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import json
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -18,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from PIL import Image
 
-from bot.devwebui import DevWebUI
 from bot.webui import WebUIClient
+from devwebui import DevWebUI
 
 FAST = 0.1  # seconds per generation pass: long enough to observe, short enough for CI
-FIELDS_FILE = Path(__file__).parent / "data" / "webui_fields.json"
+FIELDS_FILE = Path(__file__).parent.parent / "data" / "webui_fields.json"
 
 
 def contract_fields() -> dict[str, dict[str, dict[str, Any]]]:
@@ -38,24 +31,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-def png_bytes(width: int, height: int, colour: tuple[int, int, int] = (40, 90, 160)) -> bytes:
-    """A solid PNG of the given size."""
-    buf = io.BytesIO()
-    Image.new("RGB", (width, height), colour).save(buf, "PNG")
-    return buf.getvalue()
-
-
-def b64(data: bytes) -> str:
-    """Plain base64 text, as the WebUI API takes images."""
-    return base64.b64encode(data).decode("ascii")
-
-
-def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of encoded image bytes."""
-    with Image.open(io.BytesIO(data)) as img:
-        return img.size
 
 
 @pytest.fixture(name="devwebui")

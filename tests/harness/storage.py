@@ -1,4 +1,5 @@
-"""Fixtures for the storage tests (imported by name: fixture_db provides `db`, and so on): a fresh SQLite file, or a throwaway PostgreSQL server.
+"""Fixtures for the storage tests (registered in tests/conftest.py: `db`, `db_url`, `sqlite_url`,
+`pg_server`): a fresh SQLite file, or a throwaway PostgreSQL server.
 
 The PostgreSQL server is started on 127.0.0.1 from the machine's binaries when it has them,
 else from the binaries of the `pgserver` package (a test extra: PyPI ships them), so the

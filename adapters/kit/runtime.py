@@ -1,0 +1,94 @@
+"""What every handler and replier of one running bot shares: the service, the settings, the
+platform's client once it is usable, and the background tasks shutdown cancels."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any, Generic, Self, TypeVar
+
+from pydantic import SecretStr
+
+from adapters.kit.adapter import AdapterStartError
+from adapters.kit.tasks import TaskSet
+from bot.service import Service
+from bot.settings import Settings
+from bot.types import Replier, Requester
+
+READY_TIMEOUT = 120.0  # a job resumed at startup waits this long for the platform to come up
+
+Client = TypeVar("Client")
+
+
+class NotReady(RuntimeError):
+    """The platform's client did not come up in time, so a reply cannot be sent."""
+
+
+class Runtime(Generic[Client]):
+    """Shared state of one bot of `platform`; `set_ready(client)` once it can send."""
+
+    platform: str = ""
+
+    def __init__(self, service: Service, settings: Settings) -> None:
+        self.service = service
+        self.settings = settings
+        self.client: Client | None = None
+        self.tasks = TaskSet()
+        self._ready = asyncio.Event()
+
+    def resume_with(self, from_ref: Callable[[Self, Requester, dict[str, Any]], Replier]) -> None:
+        """Register how a job of this platform finds its conversation again after a restart
+        (`from_ref(runtime, requester, reply_ref)`); before the service starts."""
+        self.service.register_replier(
+            self.platform, lambda requester, ref: from_ref(self, requester, ref)
+        )
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A background task (status edits) that shutdown cancels."""
+        return self.tasks.spawn(coro)
+
+    async def cancel_tasks(self) -> None:
+        """Cancel what `spawn` started and wait for it."""
+        await self.tasks.cancel_all()
+
+    def set_ready(self, client: Client) -> None:
+        """The client can send now; repliers waiting in `wait_ready` go on."""
+        self.client = client
+        self._ready.set()
+
+    @property
+    def is_ready(self) -> bool:
+        """Whether `set_ready` has run."""
+        return self._ready.is_set()
+
+    async def wait_ready(self) -> Client:
+        """The usable client (jobs resumed at startup may finish before the platform is up)."""
+        if not self._ready.is_set():
+            try:
+                await asyncio.wait_for(self._ready.wait(), READY_TIMEOUT)
+            except TimeoutError:
+                raise NotReady(f"the {self.platform} client did not start") from None
+        assert self.client is not None
+        return self.client
+
+    def make_requester(
+        self, user_id: str, display_name: str, chat_id: str, locale: str
+    ) -> Requester:
+        """The neutral Requester for a user of this platform (ADMIN_IDS decide is_admin)."""
+        return Requester(
+            platform=self.platform,
+            user_id=user_id,
+            display_name=display_name,
+            chat_id=chat_id,
+            locale=locale,
+            is_admin=self.settings.is_admin(f"{self.platform}:{user_id}"),
+        )
+
+
+def token_of(
+    secret: SecretStr | None, setting: str, error: type[AdapterStartError] = AdapterStartError
+) -> str:
+    """The platform token, or `error` naming the setting to set."""
+    if secret is None:
+        raise error(f"{setting} is not set")
+    return secret.get_secret_value()

@@ -1,0 +1,296 @@
+"""The one door: everything adapters and the CLI may ask of drawbridge, over neutral types.
+
+    adapters (Discord, Telegram) ─┐
+    the CLI ──────────────────────┴─► Service ─► engine, queue, dispatcher, quotas, storage
+
+A `Service` is the only object a platform holds. Its methods are thin: each hands over to the
+private core module that owns the topic (engine: jobs and buttons; bot.defaults: /settings;
+bot.images.inputs: pictures; bot.quota: credits). Adding a command means adding one method
+here, next to its topic, and one declaration in `bot.commands`.
+
+Lifecycle: build it, let each adapter `register_replier` (so jobs resumed at start find their
+conversation), then `async with service:` opens the database, resumes queued jobs and starts
+dispatching (and, with `schedule=True`, the periodic jobs of `drawbridge run`).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Self
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot import database, defaults
+from bot.backend_report import backend_lines
+from bot.engine import Engine
+from bot.errors import DrawbridgeError, ImageError
+from bot.images.ingest import FORMATS_TEXT, image_size
+from bot.images.inputs import prepare_images
+from bot.images.store import ImageStore
+from bot.options import Limits, Option, help_lines
+from bot.presets import PresetBook
+from bot.scheduler import build_scheduler
+from bot.settings import Settings
+from bot.types import (
+    Cancelled,
+    Catalogue,
+    Checkpoint,
+    GenerationRequest,
+    JobHandle,
+    Original,
+    Pictures,
+    Pressed,
+    QueueView,
+    QuotaView,
+    Replier,
+    ReplierFactory,
+    Requester,
+    UserDefaults,
+)
+from bot.webui.client import WebUIClient
+from storage.db import Database, upgrade
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "Service",
+    "backup_database",
+    "check_database",
+    "database_problem",
+    "not_a_picture",
+    "picture_size",
+    "upgrade_database",
+    "wait_for_database",
+]
+
+
+class Service:
+    """drawbridge behind one facade: declarations, jobs, buttons, views, defaults."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        presets: PresetBook | None = None,
+        clients: list[WebUIClient] | None = None,
+        store: ImageStore | None = None,
+        run_jobs: bool = True,
+        schedule: bool = False,
+    ) -> None:
+        self.settings = settings
+        self._db = Database(settings.database_url)
+        self._engine = Engine(settings, self._db, clients=clients, presets=presets, store=store)
+        self._run_jobs = run_jobs
+        self._schedule = schedule
+        self._scheduler: AsyncIOScheduler | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def register_replier(self, platform: str, factory: ReplierFactory) -> None:
+        """Let jobs of `platform` be resumed after a restart; call before the service starts."""
+        self._engine.register_replier(platform, factory)
+
+    async def __aenter__(self) -> Self:
+        await self._db.start()
+        try:
+            if self._run_jobs:
+                await self._engine.start()
+            if self._schedule:
+                self._scheduler = build_scheduler(self._engine)
+                self._scheduler.start()
+        except BaseException:
+            await self.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Stop everything `async with` started (also fine if it never started)."""
+        if self._scheduler is not None:
+            self._scheduler.shutdown(wait=False)
+            self._scheduler = None
+        try:
+            await self._engine.stop()
+        finally:
+            await self._db.close()
+
+    def backends(self) -> list[str]:
+        """The configured WebUIs as they may be shown to an operator (no credentials)."""
+        return [client.display for client in self._engine.clients]
+
+    # --- what /draw accepts (adapters build their menus and forms from it) ------------------
+    @property
+    def options(self) -> list[Option]:
+        """The one declaration of /draw's options."""
+        return self._engine.options
+
+    @property
+    def limits(self) -> Limits:
+        """The operator's limits that bound the options."""
+        return self._engine.limits
+
+    @property
+    def presets(self) -> PresetBook:
+        """The defaults and the operator's named presets."""
+        return self._engine.presets
+
+    def help_lines(self, locale: str | None) -> list[str]:
+        """/help for the text syntax, generated from the declaration."""
+        return help_lines(self.options, self.presets, locale)
+
+    def parse(self, text: str, *, require_prompt: bool = True) -> GenerationRequest:
+        """A request from `/draw` text; raises OptionError naming the flag."""
+        return self._engine.parser.parse(text, require_prompt=require_prompt)
+
+    def request(self, values: dict[str, Any]) -> GenerationRequest:
+        """A request from typed values keyed by option name; checked like text."""
+        return self._engine.parser.from_values(values)
+
+    # --- jobs ------------------------------------------------------------------------------
+    async def draw(
+        self,
+        requester: Requester,
+        request: GenerationRequest,
+        replier: Replier,
+        *,
+        pictures: Pictures = Pictures(),
+        reply_ref: dict[str, Any] | None = None,
+        refuse_when_down: bool = False,
+    ) -> JobHandle:
+        """Ingest the pictures, work out the mask, charge and queue; never waits for the job.
+        Raises a DrawbridgeError with nothing charged (with `refuse_when_down`, also when no
+        backend is up: the terminal has nobody to wait for it)."""
+        settings = self.settings
+        prepared = await prepare_images(
+            self._engine.store,
+            request,
+            pictures,
+            max_pixels=settings.max_pixels,
+            max_bytes=settings.max_upload_bytes,
+            locale=requester.locale,
+        )
+        problems = self._engine.backend_problems()
+        if refuse_when_down and problems is not None:
+            raise DrawbridgeError("error.input", detail="; ".join(problems))
+        return await self._engine.submit(
+            requester,
+            request,
+            replier,
+            reply_ref=reply_ref,
+            init_size=prepared.init_size,
+            notes=prepared.notes,
+        )
+
+    async def press(
+        self,
+        requester: Requester,
+        key: str,
+        replier: Replier | None = None,
+        *,
+        reply_ref: dict[str, Any] | None = None,
+    ) -> Pressed:
+        """A result button by the key it carries: reroll, variations and upscale start a job
+        (answered through `replier`); delete only checks who may."""
+        return await self._engine.press(requester, key, replier, reply_ref=reply_ref)
+
+    async def original(self, key: str) -> Original:
+        """The PNG as the WebUI made it, behind an 📄 Original key."""
+        return await self._engine.original(key)
+
+    async def cancel(self, requester: Requester, job_id: str | None = None) -> Cancelled:
+        """Cancel the named job (a cancel button carries its id), or the user's newest."""
+        return await self._engine.cancel(requester, job_id)
+
+    def backend_problems(self) -> list[str] | None:
+        """Why no backend can draw now (one reason each), or None when one is up."""
+        return self._engine.backend_problems()
+
+    # --- views -----------------------------------------------------------------------------
+    def queue(self, requester: Requester) -> QueueView:
+        """/queue for this user."""
+        return self._engine.queue_view(requester.key)
+
+    async def quota(self, user_key: str) -> QuotaView:
+        """/quota: credits of "platform:user_id"."""
+        return await self._engine.quotas.view(user_key)
+
+    async def grant(self, user_key: str, amount: int) -> int:
+        """Give extra credits that survive the daily reset; returns the new balance."""
+        return await self._engine.quotas.grant(user_key, amount)
+
+    async def catalogue(self) -> Catalogue:
+        """/models: checkpoints, samplers and LoRAs the backends offer."""
+        return await self._engine.catalogue()
+
+    def samplers(self) -> list[str]:
+        """Sampler names the backends reported (autocomplete; no network)."""
+        return self._engine.samplers()
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Checkpoints the backends reported (autocomplete; no network)."""
+        return self._engine.checkpoints()
+
+    async def backend_report(self) -> tuple[list[str], bool]:
+        """`drawbridge backends`: a line per backend (probed now) and the queue; False when
+        every backend is down."""
+        return await backend_lines(self.settings, self._db)
+
+    # --- the user ---------------------------------------------------------------------------
+    async def defaults(self, requester: Requester) -> UserDefaults:
+        """The user's saved /draw defaults."""
+        return defaults.defaults_of(await self._db.users.get_settings(requester.key))
+
+    def check_defaults(self, wanted: dict[str, Any]) -> None:
+        """Check a change like `change_defaults` does, without saving (no database)."""
+        defaults.changes(wanted, self.options, self.presets, self.limits)
+
+    async def change_defaults(self, requester: Requester, wanted: dict[str, Any]) -> UserDefaults:
+        """Change defaults by name (preset, size, steps, negative; None = the preset's value;
+        reset=True clears all), checked like /draw; raises OptionError, saving nothing."""
+        fields = defaults.changes(wanted, self.options, self.presets, self.limits)
+        if fields:
+            await self._db.users.save_settings(requester.key, **fields)
+        return await self.defaults(requester)
+
+    async def last_locale(self, user_key: str) -> str | None:
+        """The language a user's last command came in, if they were seen before."""
+        row = await self._db.users.get(user_key)
+        locale = getattr(row, "locale", None) if row is not None else None
+        return str(locale) if locale else None
+
+
+def picture_size(data: bytes) -> tuple[int, int]:
+    """Width and height of a picture as displayed, from its header only."""
+    return image_size(data)
+
+
+def not_a_picture() -> DrawbridgeError:
+    """The error for a file that is not a picture drawbridge can use."""
+    return ImageError("image.bad_format", formats=FORMATS_TEXT)
+
+
+async def wait_for_database(settings: Settings) -> None:
+    """Wait (bounded by DATABASE_CONNECT_TIMEOUT) for the database; DatabaseError if it stays away."""
+    await database.wait(settings)
+
+
+async def check_database(settings: Settings) -> str:
+    """`drawbridge db check`: connect once; the line to print."""
+    return await database.check(settings)
+
+
+async def backup_database(settings: Settings, target: Path) -> database.BackupOutcome:
+    """`drawbridge db backup FILE`: the SQLite online backup, or the pg_dump advice."""
+    return await database.backup(settings, target)
+
+
+def database_problem(exc: BaseException, settings: Settings) -> DrawbridgeError | None:
+    """A database failure as one operator sentence, or None when `exc` is not one."""
+    return database.problem(exc, settings)
+
+
+async def upgrade_database(settings: Settings) -> None:
+    """`drawbridge db upgrade`: bring the database to the newest schema."""
+    await upgrade(settings.database_url)

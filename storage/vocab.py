@@ -1,0 +1,45 @@
+"""The words every layer shares: modes, job states and the "not enough credits" condition.
+
+They live at the bottom so that storage needs nothing from bot/; `bot.types` re-exports the
+enums, and the core turns `InsufficientCredits` into the user-facing `bot.errors.QuotaExceeded`.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Mode(StrEnum):
+    """What the WebUI is asked to do."""
+
+    TXT2IMG = "txt2img"
+    IMG2IMG = "img2img"
+    INPAINT = "inpaint"
+    UPSCALE = "upscale"
+
+
+class JobState(StrEnum):
+    """Life of a job; DONE, FAILED and CANCELLED are final."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+
+
+class InsufficientCredits(Exception):
+    """A reservation needs more credits than the user has; nothing was written."""
+
+    def __init__(self, *, cost: int, balance: int, reset: str = "") -> None:
+        self.cost, self.balance, self.reset = cost, balance, reset
+        super().__init__(f"needs {cost} credits, {balance} left (refill {reset or '?'})")
+
+    @property
+    def params(self) -> dict[str, int | str]:
+        """The numbers, as bot.errors.QuotaExceeded takes them."""
+        return {"cost": self.cost, "balance": self.balance, "reset": self.reset}
