@@ -51,6 +51,7 @@ from bot.types import (
 )
 from bot.webui.client import GenerationResult, WebUIClient
 from storage.db import Database
+from storage.lifecycle import RenderedImage
 
 log = logging.getLogger(__name__)
 
@@ -542,17 +543,20 @@ class Engine(Events):
         if job.id not in self.jobs:
             return  # cancelled meanwhile
         images = []
-        refs: list[str] = []
+        stored: list[RenderedImage] = []
         for i, data in enumerate(result.images):
             ref = await asyncio.to_thread(self.store.put, data)
-            refs.append(ref)
             seed = result.seeds[i] if i < len(result.seeds) else job.spec.seed + i
             info = result.infotexts[i] if i < len(result.infotexts) else ""
             width, height = _png_size(data) or (result.width, result.height)
             images.append(ImageResult(data, seed, width, height, info))
-            await self.db.results.add(job.id, i, ref, seed, width, height, info)
+            stored.append(RenderedImage(ref, seed, width, height, info))
         model = result.model or job.spec.model or run.backend.model or ""
-        await self._finish(job, JobState.DONE, result_refs=_dumps(refs))
+        # Stored (results, state rendered) before the upload; settled only once it is confirmed.
+        if await self.db.jobs.render(job.id, owner=None, images=stored) is None:
+            return  # cancelled meanwhile
+        job.state = JobState.RENDERED
+        self.jobs.pop(job.id, None)
         delivered = JobResult(
             job.id, images, job.spec.prompt, model, elapsed, job.cost, mode=job.spec.mode
         )
@@ -560,9 +564,10 @@ class Engine(Events):
             await job.replier.deliver(delivered)
         except Exception:
             log.exception("delivering job %s failed; refunding", job.id)
-            await self.quotas.release(job.id)
+            today = self.quotas.today()
+            await self.db.jobs.fail(job.id, owner=None, error="delivery failed", today=today)
             return
-        await self.quotas.settle(job.id)
+        await self.db.jobs.deliver(job.id, owner=None)
 
     async def failed(self, run: Running, error: DrawbridgeError) -> None:
         job: Job = run.entry.item

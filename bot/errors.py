@@ -9,6 +9,11 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 │   ├── QueueFull               per-user cap on queued jobs reached
 │   └── NotAllowed              e.g. cancelling another user's job
 ├── NotFound                    unknown job, preset, model …
+├── StorageError                the database failed; the write was rolled back whole
+│   ├── StorageUnavailable      transient faults outlasted DB_RETRY_SECONDS
+│   ├── StorageFull             the disk (or PostgreSQL's) is full
+│   ├── StorageUncertain        the connection died during COMMIT of a non-idempotent write
+│   └── LeaseLost               this instance was presumed dead; others took its jobs
 └── WebUIError                  a backend failed; carries the backend URL
     ├── WebUIUnreachable        connection refused / DNS / reset
     ├── WebUITimeout            no answer within the timeout
@@ -127,3 +132,33 @@ class WebUIRequestError(WebUIError):
     """The WebUI rejected the request or failed while running it."""
 
     key = "webui.request"
+
+
+class StorageError(DrawbridgeError):
+    """The database failed; what the write would have changed was rolled back whole."""
+
+    key = "storage.unavailable"
+
+
+class StorageUnavailable(StorageError):
+    """Connection lost, locked or busy for longer than DB_RETRY_SECONDS allows."""
+
+    key = "storage.unavailable"
+
+
+class StorageFull(StorageError):
+    """The disk holding the database is full (SQLITE_FULL, PostgreSQL 53100)."""
+
+    key = "storage.full"
+
+
+class StorageUncertain(StorageError):
+    """The connection died during COMMIT of a write that is not safe to repeat."""
+
+    key = "storage.unavailable"
+
+
+class LeaseLost(StorageError):
+    """This instance's lease expired and was removed: its jobs may belong to another now."""
+
+    key = "storage.unavailable"

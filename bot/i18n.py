@@ -605,6 +605,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "没有配置聊天平台。请设置 DISCORD_TOKEN 和/或 TELEGRAM_TOKEN（环境变量或 .env，"
         "参见 .env.example），然后重新运行。",
     },
+    # --- storage -------------------------------------------------------------------------
+    "storage.unavailable": {
+        "en": "The bot cannot reach its database right now. Nothing was charged; "
+        "please try again in a minute.",
+        "zh": "机器人暂时无法访问数据库。没有扣除额度，请一分钟后重试。",
+    },
+    "storage.full": {
+        "en": "The bot's storage is full, so it cannot take new work. Nothing was charged; "
+        "please tell the operator.",
+        "zh": "机器人的存储空间已满，暂时无法接收新任务。没有扣除额度，请告知管理员。",
+    },
 }
 
 

@@ -20,17 +20,18 @@ class Mode(StrEnum):
 
 
 class JobState(StrEnum):
-    """Life of a job; DONE, FAILED and CANCELLED are final."""
+    """Life of a job (storage/lifecycle.py); DELIVERED, FAILED and CANCELLED are final."""
 
     QUEUED = "queued"
     RUNNING = "running"
-    DONE = "done"
+    RENDERED = "rendered"
+    DELIVERED = "delivered"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def final(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.DELIVERED, JobState.FAILED, JobState.CANCELLED)
 
 
 @dataclass(frozen=True)

@@ -4,10 +4,11 @@ the user-settings cache."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import QuotaExceeded
@@ -165,23 +166,23 @@ async def test_concurrent_submits_from_several_instances(db_url: str) -> None:
 # --- the SQLite writer ---------------------------------------------------------------------
 
 
-async def test_sqlite_files_write_through_one_hop_writer(db: Database) -> None:
+async def test_sqlite_files_write_in_the_writer_thread(db: Database) -> None:
+    # One sync function per write, for both databases; only where it runs differs.
+    where = await db.write_tx(lambda conn: (conn.dialect.name, threading.current_thread().name))
     if db.dialect == "sqlite":
-        assert db.sqlite_writer is not None
+        assert where == ("sqlite", "drawbridge-sqlite")
     else:
-        assert db.sqlite_writer is None
-        with pytest.raises(RuntimeError):
-            await db.run_sqlite(lambda conn: None)
+        assert where[0] == "postgresql" and where[1] != "drawbridge-sqlite"
 
 
 async def test_writer_uses_the_same_sqlite_settings(sqlite_url: str) -> None:
     async with Database(sqlite_url) as db:
 
-        def pragmas(conn: Any) -> dict[str, Any]:
+        def pragmas(conn: Connection) -> dict[str, Any]:
             names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
-            return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+            return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in names}
 
-        assert await db.run_sqlite(pragmas) == {
+        assert await db.write_tx(pragmas) == {
             "journal_mode": "wal",
             "synchronous": 1,
             "foreign_keys": 1,
@@ -189,21 +190,20 @@ async def test_writer_uses_the_same_sqlite_settings(sqlite_url: str) -> None:
         }
 
 
-async def test_writer_rolls_back_on_error(sqlite_url: str) -> None:
-    async with Database(sqlite_url) as db:
-        await db.quota.grant(USER, 5, allowance=10, today=DAY)
+async def test_writes_roll_back_on_error(db: Database) -> None:
+    await db.quota.grant(USER, 5, allowance=10, today=DAY)
 
-        def half_then_fail(conn: Any) -> None:
-            conn.execute("UPDATE quota_accounts SET bonus = bonus + 100")
-            raise RuntimeError("boom")
+    def half_then_fail(conn: Connection) -> None:
+        conn.exec_driver_sql("UPDATE quota_accounts SET bonus = bonus + 100")
+        raise RuntimeError("boom")
 
-        with pytest.raises(RuntimeError, match="boom"):
-            await db.run_sqlite(half_then_fail)
-        assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
-        # A check constraint failing inside the writer surfaces as SQLAlchemy's error.
-        with pytest.raises(IntegrityError):
-            await db.run_sqlite(lambda conn: conn.execute("UPDATE quota_accounts SET bonus = -1"))
-        assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
+    with pytest.raises(RuntimeError, match="boom"):
+        await db.write_tx(half_then_fail)
+    assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
+    # A check constraint failing inside a write surfaces as SQLAlchemy's error.
+    with pytest.raises(IntegrityError):
+        await db.write_tx(lambda conn: conn.exec_driver_sql("UPDATE quota_accounts SET bonus = -1"))
+    assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
 
 
 async def test_cancelled_writes_leave_the_writer_usable(sqlite_url: str) -> None:
