@@ -146,15 +146,10 @@ def _bury_the_dead(conn: Connection, me: str, node: str) -> None:
             select(INSTANCES.c.id, INSTANCES.c.pid, INSTANCES.c.node, INSTANCES.c.expires_at)
         )
         if row.id != me
-        and (row.expires_at < now or (node and row.node == node and not _runs(row.pid)))
+        and (row.expires_at < now or (node and row.node == node and not pid_running(row.pid)))
     ]
     if dead:
         conn.execute(delete(INSTANCES).where(INSTANCES.c.id.in_(dead)))
-
-
-def _runs(pid: int) -> bool:
-    # Our own pid under another instance id is an earlier life of this process slot.
-    return pid != os.getpid() and pid_running(pid)
 
 
 def _claim(
