@@ -48,7 +48,7 @@ async def run(settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    async with Database(settings.database_url) as db:
+    async with Database(settings.database_url, **settings.database_options()) as db:
         engine = Engine(settings, db)
         serves = [load_adapter(name) for name in names]
         # adapters register their reply factories before the engine resumes queued jobs

@@ -190,7 +190,7 @@ async def _draw(settings: Settings, words: list[str]) -> int:
 async def _backends(settings: Settings) -> int:
     from storage.db import Database
 
-    async with Database(settings.database_url) as db:
+    async with Database(settings.database_url, **settings.database_options()) as db:
         jobs = await db.jobs.list_by_state(["queued", "running"])
     running: dict[str, int] = {}
     for job in jobs:
@@ -237,7 +237,7 @@ async def _quota(settings: Settings, args: argparse.Namespace) -> int:
     from storage.db import Database
 
     key = user_key(args.user)
-    async with Database(settings.database_url) as db:
+    async with Database(settings.database_url, **settings.database_options()) as db:
         quotas = Quotas(db, settings)
         if args.quota_command == "grant":
             if args.amount <= 0:

@@ -75,7 +75,7 @@ async def draw_once(
     out_dir: Path,
 ) -> DrawOutcome:
     """Parse, charge, queue and run one job; write its images to `out_dir`."""
-    async with Database(settings.database_url) as db:
+    async with Database(settings.database_url, **settings.database_options()) as db:
         engine = Engine(settings, db)
         request = engine.parser.parse(text)
         init_bytes = _read(init_path) if init_path else None

@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     # --- storage ---
     database_url: str = "sqlite+aiosqlite:///data/drawbridge.db"
     data_dir: Path = Path("data")
+    db_retry_seconds: float = Field(default=60.0, ge=0)
+    db_busy_timeout: float = Field(default=30.0, gt=0)
 
     # --- platforms ---
     discord_token: SecretStr | None = None
@@ -153,6 +155,10 @@ class Settings(BaseSettings):
     def allowance_for(self, user_key: str) -> int:
         """Daily credits for this user."""
         return self.admin_daily_credits if self.is_admin(user_key) else self.daily_credits
+
+    def database_options(self) -> dict[str, float]:
+        """Keyword arguments for storage.db.Database beside the URL."""
+        return {"retry_seconds": self.db_retry_seconds, "busy_timeout": self.db_busy_timeout}
 
     def sqlite_path(self) -> Path | None:
         """The database file when DATABASE_URL is SQLite, else None."""

@@ -12,9 +12,11 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 from sqlalchemy import Connection, event, func, select
 
 from bot.errors import StorageFull, StorageUnavailable, StorageUncertain
+from bot.settings import Settings
 from storage.db import Database
 from storage.lifecycle import RenderedImage
 from storage.models import metadata
@@ -247,3 +249,21 @@ async def test_a_lost_commit_is_repeated_only_for_idempotent_writes(
             await db.results.add("j0", 5, "cd" * 32, 8, 64, 64)
         await asyncio.to_thread(timers[0].join)
         assert [r.image_index for r in await db.results.for_job("j0")] == [0]
+
+
+async def test_the_settings_set_the_retry_bound_and_busy_timeout(sqlite_url: str) -> None:
+    settings = Settings(
+        _env_file=None, database_url=sqlite_url, db_retry_seconds=0, db_busy_timeout=0.2
+    )
+    async with Database(settings.database_url, **settings.database_options()) as db:
+        await submit(db, "warm")
+        holder = await asyncio.to_thread(hold_write_lock, sqlite_path(sqlite_url), HOLD_SECONDS)
+        try:
+            began = time.monotonic()
+            with pytest.raises(StorageUnavailable):
+                await submit(db, "j1")  # DB_RETRY_SECONDS=0: one attempt, one busy timeout
+            assert time.monotonic() - began < HOLD_SECONDS - 0.5
+        finally:
+            await asyncio.to_thread(holder.wait)
+    with pytest.raises(ValidationError):
+        Settings(_env_file=None, db_retry_seconds=-1)
