@@ -8,7 +8,7 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, Engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.errors import QuotaExceeded
@@ -222,6 +222,30 @@ async def test_cancelled_writes_leave_the_writer_usable(sqlite_url: str) -> None
         reserves = [e for e in await db.quota.entries(user_key=USER) if e.kind == "reserve"]
         assert shown.available == 100 - len(reserves)
         assert await db.quota.ledger_balance(USER, allowance=100, today=DAY) == shown.available
+
+
+async def test_a_write_cancelled_once_begun_still_commits(db: Database) -> None:
+    # The CLI's settle at exit, or a handler cancelled mid-write: a transaction that has
+    # begun ends committed, and only then does the cancellation reach the caller.
+    await submit(db, "j1", 2)
+    loop = asyncio.get_running_loop()
+    settling: list[asyncio.Task[bool]] = []
+    delivered = threading.Event()
+
+    def cancel_caller(conn: Any) -> None:
+        # Runs inside the write (the writer thread on SQLite, the event loop on PostgreSQL).
+        loop.call_soon_threadsafe(lambda: (settling[0].cancel(), delivered.set()))
+        if threading.current_thread() is not threading.main_thread():
+            delivered.wait(10)
+
+    event.listen(Engine, "commit", cancel_caller)
+    try:
+        settling.append(asyncio.create_task(db.quota.settle("j1")))
+        with pytest.raises(asyncio.CancelledError):
+            await settling[0]
+    finally:
+        event.remove(Engine, "commit", cancel_caller)
+    assert [e.kind for e in await db.quota.entries(job_id="j1")] == ["reserve", "settle"]
 
 
 async def test_engine_and_writer_writes_interleave(db: Database) -> None:
