@@ -1,4 +1,4 @@
-"""Engine, connections, sessions and migrations; `Database` owns them and the repositories."""
+"""Engine, retried transactions and migrations; `Database` owns them and the repositories."""
 
 from __future__ import annotations
 
@@ -215,8 +215,8 @@ async def _to_the_end(work: Awaitable[T]) -> T:
     except asyncio.CancelledError:
         with contextlib.suppress(BaseException):
             await asyncio.wait({task})
-        if not task.cancelled():
-            task.exception()  # retrieved: the caller is gone, its cancellation goes on
+        # Its outcome is nobody's now (the caller's cancellation goes on): mark it retrieved.
+        task.add_done_callback(lambda done: done.cancelled() or done.exception())
         raise
 
 
