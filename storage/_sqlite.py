@@ -8,8 +8,8 @@ COMMIT (ROLLBACK on any exception). One implementation of each write serves both
 only where it runs differs.
 
 This process's writers queue for the thread (first come, first served); whatever queued
-while a transaction ran is run next in the same hop, each still its own transaction, and
-their callers are woken together. Other processes are kept out by BEGIN IMMEDIATE +
+while a transaction ran is run next in the same hop as one group commit (each write in its
+own SAVEPOINT, so each still succeeds or fails alone), and their callers are woken together. Other processes are kept out by BEGIN IMMEDIATE +
 busy_timeout.
 """
 
@@ -39,6 +39,10 @@ class _Write(Generic[T]):
         self.future = future
         self.started = False
         self.skipped = False
+
+
+class _GroupLost(Exception):
+    """SQLite rolled a whole group transaction back while one of its writes failed."""
 
 
 _STOP = object()
@@ -128,6 +132,7 @@ class SQLiteWriter:
                 while True:
                     batch.append(self._queue.get_nowait())
             outcomes: list[Outcome] = []
+            runnable: list[_Write[Any]] = []
             for item in batch:
                 if item is _STOP:
                     stopping = True
@@ -139,10 +144,11 @@ class SQLiteWriter:
                     if item.skipped:
                         continue
                     item.started = True
-                try:
-                    outcomes.append((item, True, self._transaction(item.fn)))
-                except BaseException as error:
-                    outcomes.append((item, False, error))
+                runnable.append(item)
+            if len(runnable) == 1:
+                outcomes.append(self._alone(runnable[0]))
+            elif runnable:
+                outcomes.extend(self._group(runnable))
             if outcomes:
                 loop.call_soon_threadsafe(self._wake, outcomes)
         try:
@@ -155,12 +161,60 @@ class SQLiteWriter:
         for item, ok, value in outcomes:
             self._settle(item.future, ok, value)
 
-    def _transaction(self, fn: Tx[T]) -> T:
+    def _alone(self, item: _Write[Any]) -> Outcome:
+        try:
+            return (item, True, self._transaction(item.fn))
+        except BaseException as error:
+            return (item, False, error)
+
+    def _group(self, items: list[_Write[Any]]) -> list[Outcome]:
+        """Several queued transactions under one BEGIN IMMEDIATE … COMMIT (group commit).
+
+        Each runs inside its own SAVEPOINT: one that raises is rolled back to it and fails
+        alone, as if it had been its own transaction; the others commit together, and only
+        then are their callers told. If SQLite drops the whole transaction (it may on a full
+        disk or an I/O error) or COMMIT fails, each is run again on its own.
+        """
+        conn = self._connection()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        outcomes: list[Outcome] = []
+        try:
+            trans = conn.begin()  # BEGIN IMMEDIATE (the begin event)
+        except BaseException as error:  # locked: each caller retries on its own schedule
+            return [(item, False, error) for item in items]
+        try:
+            for item in items:
+                raw.execute("SAVEPOINT drawbridge_write")
+                try:
+                    value = item.fn(conn)
+                except BaseException as error:
+                    if not raw.in_transaction:
+                        raise _GroupLost() from error
+                    raw.execute("ROLLBACK TO drawbridge_write")
+                    raw.execute("RELEASE drawbridge_write")
+                    outcomes.append((item, False, error))
+                else:
+                    raw.execute("RELEASE drawbridge_write")
+                    outcomes.append((item, True, value))
+            trans.commit()
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                if conn.in_transaction():
+                    conn.rollback()
+            return [self._alone(item) for item in items]
+        return outcomes
+
+    def _connection(self) -> Connection:
         conn = self._conn
         if conn is None or self._engine is None:
             raise RuntimeError("Database is not started; use `async with Database(url)`")
         if conn.invalidated or conn.closed:
             conn = self._conn = self._engine.connect()
+        return conn
+
+    def _transaction(self, fn: Tx[T]) -> T:
+        conn = self._connection()
         try:
             with conn.begin():
                 return fn(conn)

@@ -224,6 +224,34 @@ async def test_cancelled_writes_leave_the_writer_usable(sqlite_url: str) -> None
         assert await db.quota.ledger_balance(USER, allowance=100, today=DAY) == shown.available
 
 
+async def test_concurrent_writes_succeed_or_fail_each_on_its_own(db: Database) -> None:
+    # On SQLite, writes queued together run as one group commit, each in a savepoint.
+    await db.quota.grant(USER, 5, allowance=10, today=DAY)
+
+    def half_then_fail(conn: Connection) -> None:
+        conn.exec_driver_sql("UPDATE quota_accounts SET bonus = bonus + 100")
+        raise RuntimeError("boom")
+
+    outcomes = await asyncio.gather(
+        *(
+            db.write_tx(half_then_fail)
+            if i % 3 == 0
+            else db.quota.grant(USER, 1, allowance=10, today=DAY, reference=f"g{i}")
+            for i in range(30)
+        ),
+        *(submit(db, "dup", 0) for _ in range(3)),
+        return_exceptions=True,
+    )
+    failed = [o for o in outcomes[:30] if isinstance(o, RuntimeError)]
+    assert len(failed) == 10
+    dup = outcomes[30:]
+    assert sum(not isinstance(o, BaseException) for o in dup) == 1
+    assert sum(isinstance(o, ValueError) for o in dup) == 2
+    shown = await db.quota.show(USER, allowance=10, today=DAY)
+    assert shown.bonus == 5 + 20  # the 20 grants, none of the failed +100s
+    assert await db.quota.ledger_balance(USER, allowance=10, today=DAY) == shown.available
+
+
 async def test_a_write_cancelled_once_begun_still_commits(db: Database) -> None:
     # The CLI's settle at exit, or a handler cancelled mid-write: a transaction that has
     # begun ends committed, and only then does the cancellation reach the caller.

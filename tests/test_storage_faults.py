@@ -144,6 +144,14 @@ async def test_a_full_disk_is_a_typed_error_with_nothing_half_written(sqlite_url
         assert time.monotonic() - began < 20  # not retried for 30 s: it would not help
         assert "storage is full" in caught.value.render("en")
         assert await db.jobs.get("j1") is None and await kinds(db, "j1") == []
+        # Beside writes that still fit (queued together: one group commit), only it fails.
+        outcomes = await asyncio.gather(
+            submit(db, "j2", prompt="y" * 2_000_000),
+            *(db.jobs.set_state("j0", "running", attempts=n) for n in (2, 3, 4)),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], StorageFull) and outcomes[1:] == [True, True, True]
+        assert await db.jobs.get("j2") is None and await kinds(db, "j2") == []
         # A render that cannot be stored leaves the job running with its credits reserved
         # (the engine fails it, or a restart re-queues it) and no result rows.
         big = [RenderedImage("ab" * 32, 7, 64, 64, "i" * 2_000_000)]
