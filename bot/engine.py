@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import logging
 import time
@@ -63,7 +64,7 @@ from bot.types import (
 from bot.webui.client import GenerationResult, WebUIClient
 from storage.db import Database
 from storage.jobs import new_job_id
-from storage.models import Result
+from storage.lifecycle import RenderedImage
 from storage.vocab import InsufficientCredits
 
 log = logging.getLogger(__name__)
@@ -499,29 +500,23 @@ class Engine(Events):
         if job.id not in self.jobs:
             return  # cancelled meanwhile
         images = []
-        rows = []
-        refs: list[str] = []
+        stored: list[RenderedImage] = []
         for i, data in enumerate(result.images):
             ref = await asyncio.to_thread(self.store.put, data)
-            refs.append(ref)
             seed = result.seeds[i] if i < len(result.seeds) else job.spec.seed + i
             info = result.infotexts[i] if i < len(result.infotexts) else ""
             width, height = _png_size(data) or (result.width, result.height)
             images.append(ImageResult(data, seed, width, height, info))
-            rows.append(
-                Result(
-                    job_id=job.id,
-                    image_index=i,
-                    image_ref=ref,
-                    seed=seed,
-                    width=width,
-                    height=height,
-                    infotext=info,
-                )
-            )
-        await self.db.results.add_many(rows)
+            stored.append(RenderedImage(ref, seed, width, height, info))
         model = result.model or job.spec.model or run.backend.model or ""
-        await self._finish(job, JobState.DONE, result_refs=_dumps(refs))
+        # Stored (results, button keys, state rendered) in one transaction before the upload;
+        # settled only once the platform confirmed it.
+        wanted, own = _result_actions(len(images), job.spec.mode)
+        keys = await self.db.jobs.render(job.id, owner=None, images=stored, actions=wanted)
+        if keys is None:
+            return  # cancelled meanwhile
+        job.state = JobState.RENDERED
+        self.jobs.pop(job.id, None)
         delivered = JobResult(
             job.id,
             images,
@@ -531,31 +526,16 @@ class Engine(Events):
             job.cost,
             mode=job.spec.mode,
             notes=list(job.notes),
-            keys=await self._result_keys(job.id, images, job.spec.mode),
+            keys=_assign_keys(keys, wanted, own, images),
         )
         try:
             await job.replier.deliver(delivered)
         except Exception:
             log.exception("delivering job %s failed; refunding", job.id)
-            await self.quotas.release(job.id)
+            today = self.quotas.today()
+            await self.db.jobs.fail(job.id, owner=None, error="delivery failed", today=today)
             return
-        await self.quotas.settle(job.id)
-
-    async def _result_keys(
-        self, job_id: str, images: list[ImageResult], mode: Mode
-    ) -> dict[str, str]:
-        """Every button key of a result, made in one storage call before delivery: the job's
-        own (reroll, delete) in the returned dict, each picture's in its `keys`."""
-        upscaled = mode is Mode.UPSCALE  # an upscale is not drawn again, only kept or deleted
-        job_kinds = [k for k in JOB_ACTIONS if not (upscaled and k == "reroll")]
-        image_kinds = [k for k in IMAGE_ACTIONS if not upscaled or k == "original"]
-        wanted = [(job_id, 0, kind) for kind in job_kinds]
-        wanted += [(job_id, i, kind) for i in range(len(images)) for kind in image_kinds]
-        keys = iter(await self.db.actions.create_many(wanted))
-        own = {kind: next(keys) for kind in job_kinds}
-        for image in images:
-            image.keys = {kind: next(keys) for kind in image_kinds}
-        return own
+        await self.db.jobs.deliver(job.id, owner=None)
 
     async def failed(self, run: Running, error: DrawbridgeError) -> None:
         job: Job = run.entry.item
@@ -578,6 +558,27 @@ class Engine(Events):
 
     async def discarded(self, run: Running) -> None:
         log.info("dropped the result of cancelled job %s", run.entry.job_id)
+
+
+def _result_actions(count: int, mode: Mode) -> tuple[list[tuple[int, str]], list[str]]:
+    """The button kinds of a result: (image index, kind) pairs, and the job's own kinds."""
+    upscaled = mode is Mode.UPSCALE  # an upscale is not drawn again, only kept or deleted
+    own = [k for k in JOB_ACTIONS if not (upscaled and k == "reroll")]
+    per_image = [k for k in IMAGE_ACTIONS if not upscaled or k == "original"]
+    wanted = [(0, kind) for kind in own]
+    wanted += [(i, kind) for i in range(count) for kind in per_image]
+    return wanted, own
+
+
+def _assign_keys(
+    keys: list[str], wanted: list[tuple[int, str]], own: list[str], images: list[ImageResult]
+) -> dict[str, str]:
+    """Hand the stored keys out: the job's own in the returned dict, each picture's in `keys`."""
+    found = iter(zip(wanted, keys, strict=True))
+    result = {kind: key for (_, kind), key in itertools.islice(found, len(own))}
+    for (index, kind), key in found:
+        images[index].keys[kind] = key
+    return result
 
 
 def _png_size(data: bytes) -> tuple[int, int] | None:

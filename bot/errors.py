@@ -10,6 +10,8 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 │   └── NotAllowed              e.g. cancelling another user's job
 ├── NotFound                    unknown job, preset, model …
 ├── DatabaseError               the database cannot be used (operator-facing, CLI only)
+├── StorageError                the database failed; the write was rolled back whole (the
+│                               storage.vocab.StorageFault it stands for says which sentence)
 └── WebUIError                  a backend failed; carries the backend URL
     ├── WebUIUnreachable        connection refused / DNS / reset
     ├── WebUITimeout            no answer within the timeout
@@ -21,6 +23,8 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 from __future__ import annotations
 
 from typing import Any
+
+from storage.vocab import StorageFault
 
 
 class DrawbridgeError(Exception):
@@ -134,3 +138,14 @@ class WebUIRequestError(WebUIError):
     """The WebUI rejected the request or failed while running it."""
 
     key = "webui.request"
+
+
+class StorageError(DrawbridgeError):
+    """The database failed (storage.vocab.StorageFault); the write was rolled back whole."""
+
+    key = "storage.unavailable"
+
+    @classmethod
+    def from_fault(cls, fault: StorageFault) -> StorageError:
+        """The user-facing error for a storage fault (its key says which sentence)."""
+        return cls(fault.key)

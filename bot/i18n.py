@@ -720,6 +720,17 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "a stand-in SD-WebUI that draws PLACEHOLDER images (no GPU, for trying and tests)",
         "zh": "一个只画占位图的替身 SD-WebUI（无需 GPU，用于试用和测试）",
     },
+    # --- storage -------------------------------------------------------------------------
+    "storage.unavailable": {
+        "en": "The bot cannot reach its database right now. Nothing was charged; "
+        "please try again in a minute.",
+        "zh": "机器人暂时无法访问数据库。没有扣除额度，请一分钟后重试。",
+    },
+    "storage.full": {
+        "en": "The bot's storage is full, so it cannot take new work. Nothing was charged; "
+        "please tell the operator.",
+        "zh": "机器人的存储空间已满，暂时无法接收新任务。没有扣除额度，请告知管理员。",
+    },
 }
 
 

@@ -79,7 +79,7 @@ class Service:
         schedule: bool = False,
     ) -> None:
         self.settings = settings
-        self._db = Database(settings.database_url)
+        self._db = Database(settings.database_url, **settings.database_options())
         self._engine = Engine(settings, self._db, clients=clients, presets=presets, store=store)
         self._run_jobs = run_jobs
         self._schedule = schedule

@@ -36,6 +36,8 @@ class Settings(BaseSettings):
     database_url: str = ""
     data_dir: Path = Path("data")
     database_connect_timeout: float = 60.0
+    db_retry_seconds: float = Field(default=60.0, ge=0)
+    db_busy_timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("database_url")
     @classmethod
@@ -169,3 +171,7 @@ class Settings(BaseSettings):
     def allowance_for(self, user_key: str) -> int:
         """Daily credits for this user."""
         return self.admin_daily_credits if self.is_admin(user_key) else self.daily_credits
+
+    def database_options(self) -> dict[str, float]:
+        """Keyword arguments for storage.db.Database beside the URL."""
+        return {"retry_seconds": self.db_retry_seconds, "busy_timeout": self.db_busy_timeout}

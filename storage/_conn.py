@@ -1,19 +1,15 @@
 """What a repository needs of the database, as a Protocol, so that repositories do not import
-`storage.db` (which builds them): sessions, transactions, the dialect and the SQLite writer."""
+`storage.db` (which builds them): one-transaction writes and reads, and the dialect."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlmodel.ext.asyncio.session import AsyncSession
-
-from storage._sqlite import SQLiteWriter
+from sqlalchemy import Connection
 
 T = TypeVar("T")
+Tx = Callable[[Connection], T]
 
 
 class Connections(Protocol):
@@ -24,23 +20,10 @@ class Connections(Protocol):
         """'sqlite' or 'postgresql'."""
         ...
 
-    @property
-    def sqlite_writer(self) -> SQLiteWriter | None:
-        """The one-hop transaction runner of an SQLite file database, else None."""
+    async def write_tx(self, fn: Tx[T], *, again: Tx[T] | None = None) -> T:
+        """Run `fn(conn)` as ONE write transaction, retrying transient faults."""
         ...
 
-    async def run_sqlite(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `fn(conn)` as one write transaction in the writer thread."""
-        ...
-
-    def write(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A connection in a write transaction."""
-        ...
-
-    def read(self) -> AbstractAsyncContextManager[AsyncConnection]:
-        """A connection in a read-only transaction."""
-        ...
-
-    def session(self, *, readonly: bool = False) -> AbstractAsyncContextManager[AsyncSession]:
-        """An ORM session."""
+    async def read_tx(self, fn: Tx[T]) -> T:
+        """Run `fn(conn)` in a read-only transaction, retried alike."""
         ...

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.dml import Insert
+
+S = TypeVar("S")
 
 
 def _insert(dialect: str, table: Table) -> postgresql.Insert | sqlite.Insert:
@@ -32,8 +34,25 @@ def upsert(
     conflict: Sequence[str],
     update: Sequence[str],
 ) -> Insert:
-    """INSERT, or UPDATE the `update` columns to the new values when the row exists."""
-    stmt = _insert(dialect, table).values(**values)
+    """INSERT, or UPDATE the `update` columns to the new values when the row exists.
+
+    With empty `values` the columns come from the parameters the statement is executed with.
+    """
+    stmt = _insert(dialect, table)
+    if values:
+        stmt = stmt.values(**values)
     return stmt.on_conflict_do_update(
         index_elements=conflict, set_={name: stmt.excluded[name] for name in update}
     )
+
+
+class PerDialect(dict[str, S]):
+    """A statement built once per dialect name, on first use (module-level constants)."""
+
+    def __init__(self, build: Callable[[str], S]) -> None:
+        super().__init__()
+        self._build = build
+
+    def __missing__(self, dialect: str) -> S:
+        stmt = self[dialect] = self._build(dialect)
+        return stmt

@@ -1,215 +1,248 @@
-"""SQLite write transactions in one worker-thread hop each, on a dedicated `sqlite3` connection.
+"""SQLite write transactions in one worker-thread hop each, on a sync SQLAlchemy connection.
 
-Through SQLAlchemy + aiosqlite every statement, fetch, BEGIN and COMMIT is a separate hop to
-aiosqlite's thread (~120 µs each, ~19 for a reservation). Here a whole transaction is one
-synchronous function run in this Database's own writer thread: BEGIN IMMEDIATE, the statements,
-COMMIT (ROLLBACK on any exception). Callers hold the Database's write lock around it, so this
-process's writers take turns; other processes are kept out by BEGIN IMMEDIATE + busy_timeout.
+Through aiosqlite every statement, fetch, BEGIN and COMMIT is a separate hop to aiosqlite's
+thread (~120 µs each, ~19 for a reservation). Here a whole transaction, the same sync function
+over a SQLAlchemy `Connection` that PostgreSQL runs through `AsyncConnection.run_sync`, runs in
+this Database's own writer thread on a pysqlite connection: BEGIN IMMEDIATE, the statements,
+COMMIT (ROLLBACK on any exception). One implementation of each write serves both databases;
+only where it runs differs.
 
-The SQL below is the text SQLAlchemy would render for the portable statements the PostgreSQL
-path builds (same conditional UPDATE … RETURNING, same ON CONFLICT clauses). Timestamps are
-written as SQLAlchemy's SQLite DATETIME writes them (naive UTC, microseconds always shown), so
-rows read back identically through either path.
+This process's writers queue for the thread (first come, first served); whatever queued
+while a transaction ran is run next in the same hop as one group commit (each write in its
+own SAVEPOINT, so each still succeeds or fails alone), and their callers are woken together. Other processes are kept out by BEGIN IMMEDIATE +
+busy_timeout.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
+import queue
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import exc
+from sqlalchemy import Connection, Engine, create_engine
+from sqlalchemy.engine import URL
 
 T = TypeVar("T")
-Tx = Callable[[sqlite3.Connection], T]
+Tx = Callable[[Connection], T]
 
 
-def ts(value: datetime) -> str:
-    """A timestamp as SQLAlchemy's SQLite DATETIME stores it (see models.UTCDateTime)."""
-    value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    return f"{value:%Y-%m-%d %H:%M:%S}.{value.microsecond:06d}"
+class _Write(Generic[T]):
+    """One queued transaction; `started`/`skipped` change under the writer's guard."""
+
+    __slots__ = ("fn", "future", "skipped", "started")
+
+    def __init__(self, fn: Tx[T], future: asyncio.Future[T]) -> None:
+        self.fn = fn
+        self.future = future
+        self.started = False
+        self.skipped = False
 
 
-def one(conn: sqlite3.Connection, sql: str, params: Any = ()) -> Any:
-    """The first row of `sql`, or None; always drains the statement (RETURNING included)."""
-    rows = conn.execute(sql, params).fetchall()
-    return rows[0] if rows else None
+class _GroupLost(Exception):
+    """SQLite rolled a whole group transaction back while one of its writes failed."""
 
 
-# --- statements ----------------------------------------------------------------------------
-
-# The lazy daily reset (quota._effective_daily), with :today and :allowance bound.
-_EFFECTIVE = (
-    "CASE WHEN quota_accounts.period = :today THEN quota_accounts.daily_left ELSE :allowance END"
-)
-_FROM_DAILY = f"CASE WHEN {_EFFECTIVE} >= :cost THEN :cost ELSE {_EFFECTIVE} END"
-
-ENSURE_ACCOUNT = (
-    "INSERT INTO quota_accounts "
-    "(user_key, allowance, period, daily_left, bonus, last_reserve_daily, updated_at) "
-    "VALUES (:user_key, :allowance, :today, :allowance, 0, 0, :now) "
-    "ON CONFLICT (user_key) DO NOTHING"
-)
-HAS_RESERVE = "SELECT id FROM quota_ledger WHERE job_id = ? AND kind = 'reserve' LIMIT 1"
-HAS_CLOSING = (
-    "SELECT id FROM quota_ledger WHERE job_id = ? AND kind IN ('settle', 'release') LIMIT 1"
-)
-HAS_GRANT = "SELECT id FROM quota_ledger WHERE job_id = ? AND kind = 'grant' LIMIT 1"
-AVAILABLE = (
-    f"SELECT {_EFFECTIVE} + quota_accounts.bonus FROM quota_accounts "
-    "WHERE quota_accounts.user_key = :user_key"
-)
-# One conditional UPDATE: the check and the decrement cannot be interleaved by another writer.
-RESERVE = (
-    "UPDATE quota_accounts SET "
-    f"daily_left = ({_EFFECTIVE}) - ({_FROM_DAILY}), "
-    f"bonus = quota_accounts.bonus - (:cost - ({_FROM_DAILY})), "
-    f"last_reserve_daily = {_FROM_DAILY}, "
-    "period = :today, allowance = :allowance, updated_at = :now "
-    f"WHERE quota_accounts.user_key = :user_key AND ({_EFFECTIVE}) + quota_accounts.bonus >= :cost "
-    "RETURNING daily_left, bonus, last_reserve_daily"
-)
-RESERVATION = (
-    "SELECT user_key, period, daily, bonus FROM quota_ledger WHERE job_id = ? AND kind = 'reserve'"
-)
-RELEASE = (
-    "UPDATE quota_accounts SET "
-    "daily_left = CASE WHEN quota_accounts.period = :period "
-    "THEN quota_accounts.daily_left + :daily ELSE quota_accounts.daily_left END, "
-    "bonus = quota_accounts.bonus + :bonus, updated_at = :now "
-    "WHERE quota_accounts.user_key = :user_key RETURNING period"
-)
-GRANT = (
-    "UPDATE quota_accounts SET "
-    f"daily_left = {_EFFECTIVE}, bonus = quota_accounts.bonus + :amount, "
-    "period = :today, allowance = :allowance, updated_at = :now "
-    "WHERE quota_accounts.user_key = :user_key RETURNING daily_left + bonus"
-)
-LEDGER = (
-    "INSERT INTO quota_ledger (user_key, job_id, kind, period, daily, bonus, created_at) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
-UPSERT_USER = (
-    "INSERT INTO users (key, platform, display_name, locale, created_at) "
-    "VALUES (:key, :platform, :display_name, :locale, :created_at) "
-    "ON CONFLICT (key) DO UPDATE SET platform = excluded.platform, "
-    "display_name = excluded.display_name, locale = excluded.locale"
-)
-JOB_COLUMNS = (
-    "id",
-    "user_key",
-    "platform",
-    "chat_id",
-    "state",
-    "mode",
-    "prompt",
-    "params",
-    "cost",
-    "attempts",
-    "backend",
-    "error",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "reply_ref",
-    "result_refs",
-)
-INSERT_JOB = (
-    f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
-    f"VALUES ({', '.join(':' + name for name in JOB_COLUMNS)})"
-)
-
-
-# --- the writer ----------------------------------------------------------------------------
+_STOP = object()
+Outcome = tuple["_Write[Any]", bool, Any]
 
 
 class SQLiteWriter:
-    """One `sqlite3` connection and one thread that runs whole write transactions."""
+    """One pysqlite connection and one thread that runs whole write transactions."""
 
-    def __init__(self, path: Path, busy_timeout_ms: int) -> None:
-        self._path = path
-        self._busy_timeout_ms = busy_timeout_ms
-        self._conn: sqlite3.Connection | None = None
-        self._executor: ThreadPoolExecutor | None = None
+    def __init__(self, url: URL, configure: Callable[[Engine], None]) -> None:
+        self._url = url.set(drivername="sqlite+pysqlite")
+        self._configure = configure
+        self._engine: Engine | None = None
+        self._conn: Connection | None = None
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._guard = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stopped: asyncio.Future[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
-    def _open(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout_ms / 1000,
-            isolation_level=None,  # autocommit: BEGIN / COMMIT are ours
-            check_same_thread=False,  # opened and closed through the executor's thread
-            cached_statements=64,
-        )
+    def _open(self) -> None:
+        engine = create_engine(self._url)
+        self._configure(engine)  # the same PRAGMAs and BEGIN IMMEDIATE as the async engine
         try:
-            # The same settings as the engine's connections (db._on_sqlite_connect).
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
-            conn.execute("PRAGMA journal_mode = WAL").fetchall()
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
+            self._conn = engine.connect()
         except BaseException:
-            conn.close()
+            engine.dispose()
             raise
-        return conn
+        self._engine = engine
 
-    async def start(self) -> None:
-        """Open the connection in the writer thread."""
-        if self._executor is not None:
-            return
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drawbridge-sqlite")
-        try:
-            self._conn = await asyncio.get_running_loop().run_in_executor(executor, self._open)
-        except BaseException:
-            executor.shutdown(wait=False)
-            raise
-        self._executor = executor
-
-    async def close(self) -> None:
-        """Close the connection, then let the thread go."""
-        executor, conn = self._executor, self._conn
-        self._executor = self._conn = None
-        if executor is None:
-            return
+    def _close(self) -> None:
+        conn, engine = self._conn, self._engine
+        self._conn = self._engine = None
         try:
             if conn is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, conn.close)
+                conn.close()
         finally:
-            executor.shutdown(wait=False)
+            if engine is not None:
+                engine.dispose()
+
+    async def start(self) -> None:
+        """Start the thread and open the connection in it."""
+        if self._thread is not None:
+            return
+        loop = self._loop = asyncio.get_running_loop()
+        opened: asyncio.Future[None] = loop.create_future()
+        self._stopped = loop.create_future()
+        thread = threading.Thread(
+            target=self._main, args=(loop, opened), name="drawbridge-sqlite", daemon=True
+        )
+        thread.start()
+        self._thread = thread
+        try:
+            await opened
+        except BaseException:
+            self._thread = None
+            raise
+
+    async def close(self) -> None:
+        """Run what is queued, close the connection, end the thread."""
+        thread, self._thread = self._thread, None
+        if thread is None or self._stopped is None:
+            return
+        self._queue.put(_STOP)
+        await asyncio.shield(self._stopped)
+
+    @staticmethod
+    def _settle(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
+        if future.done():
+            return
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
+
+    def _main(self, loop: asyncio.AbstractEventLoop, opened: asyncio.Future[None]) -> None:
+        try:
+            self._open()
+        except BaseException as error:
+            loop.call_soon_threadsafe(self._settle, opened, False, error)
+            return
+        loop.call_soon_threadsafe(self._settle, opened, True, None)
+        stopping = False
+        while not stopping:
+            batch = [self._queue.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._queue.get_nowait())
+            outcomes: list[Outcome] = []
+            runnable: list[_Write[Any]] = []
+            for item in batch:
+                if item is _STOP:
+                    stopping = True
+                    continue
+                if stopping:
+                    outcomes.append((item, False, RuntimeError("the database was closed")))
+                    continue
+                with self._guard:
+                    if item.skipped:
+                        continue
+                    item.started = True
+                runnable.append(item)
+            if len(runnable) == 1:
+                outcomes.append(self._alone(runnable[0]))
+            elif runnable:
+                outcomes.extend(self._group(runnable))
+            if outcomes:
+                loop.call_soon_threadsafe(self._wake, outcomes)
+        try:
+            self._close()
+        finally:
+            if self._stopped is not None:
+                loop.call_soon_threadsafe(self._settle, self._stopped, True, None)
+
+    def _wake(self, outcomes: list[Outcome]) -> None:
+        for item, ok, value in outcomes:
+            self._settle(item.future, ok, value)
+
+    def _alone(self, item: _Write[Any]) -> Outcome:
+        try:
+            return (item, True, self._transaction(item.fn))
+        except BaseException as error:
+            return (item, False, error)
+
+    def _group(self, items: list[_Write[Any]]) -> list[Outcome]:
+        """Several queued transactions under one BEGIN IMMEDIATE … COMMIT (group commit).
+
+        Each runs inside its own SAVEPOINT: one that raises is rolled back to it and fails
+        alone, as if it had been its own transaction; the others commit together, and only
+        then are their callers told. If SQLite drops the whole transaction (it may on a full
+        disk or an I/O error) or COMMIT fails, each is run again on its own.
+        """
+        conn = self._connection()
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        outcomes: list[Outcome] = []
+        try:
+            trans = conn.begin()  # BEGIN IMMEDIATE (the begin event)
+        except BaseException as error:  # locked: each caller retries on its own schedule
+            return [(item, False, error) for item in items]
+        try:
+            for item in items:
+                raw.execute("SAVEPOINT drawbridge_write")
+                try:
+                    value = item.fn(conn)
+                except BaseException as error:
+                    if not raw.in_transaction:
+                        raise _GroupLost() from error
+                    raw.execute("ROLLBACK TO drawbridge_write")
+                    raw.execute("RELEASE drawbridge_write")
+                    outcomes.append((item, False, error))
+                else:
+                    raw.execute("RELEASE drawbridge_write")
+                    outcomes.append((item, True, value))
+            trans.commit()
+        except BaseException:
+            with contextlib.suppress(BaseException):
+                if conn.in_transaction():
+                    conn.rollback()
+            return [self._alone(item) for item in items]
+        return outcomes
+
+    def _connection(self) -> Connection:
+        conn = self._conn
+        if conn is None or self._engine is None:
+            raise RuntimeError("Database is not started; use `async with Database(url)`")
+        if conn.invalidated or conn.closed:
+            conn = self._conn = self._engine.connect()
+        return conn
 
     def _transaction(self, fn: Tx[T]) -> T:
-        conn = self._conn
-        if conn is None:
-            raise RuntimeError("Database is not started; use `async with Database(url)`")
-        conn.execute("BEGIN IMMEDIATE")
+        conn = self._connection()
         try:
-            result = fn(conn)
-            conn.execute("COMMIT")
+            with conn.begin():
+                return fn(conn)
         except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            # A failed BEGIN IMMEDIATE (locked) can leave SQLAlchemy's transaction half-made.
+            if conn.in_transaction():
+                with contextlib.suppress(Exception):
+                    conn.rollback()
             raise
-        return result
 
     async def run(self, fn: Tx[T]) -> T:
-        """Run `fn(conn)` inside BEGIN IMMEDIATE … COMMIT in one hop to the writer thread.
+        """Run `fn(conn)` inside BEGIN IMMEDIATE … COMMIT in the writer thread.
 
-        sqlite3 errors come back as SQLAlchemy's (IntegrityError, OperationalError, …), as
-        on the engine's path. The caller holds the write lock; if it is cancelled meanwhile,
-        the transaction still finishes (committed or rolled back) before the lock is let go.
+        Cancelled while still queued, it never runs; cancelled once running, the transaction
+        still finishes (committed or rolled back) before the cancellation goes on.
         """
-        executor = self._executor
-        if executor is None:
+        loop = self._loop
+        if self._thread is None or loop is None:
             raise RuntimeError("Database is not started; use `async with Database(url)`")
-        future = asyncio.get_running_loop().run_in_executor(executor, self._transaction, fn)
+        item = _Write(fn, loop.create_future())
+        self._queue.put(item)
         try:
-            return await asyncio.shield(future)
+            return await asyncio.shield(item.future)
         except asyncio.CancelledError:
+            with self._guard:
+                if not item.started:
+                    item.skipped = True
+                    raise
             with contextlib.suppress(BaseException):
-                await asyncio.wait({future})
+                await asyncio.wait({item.future})
             raise
-        except sqlite3.Error as error:
-            raise exc.DBAPIError.instance(None, None, error, sqlite3.Error) from error

@@ -2,18 +2,41 @@
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Sequence
+from functools import partial
 from typing import TYPE_CHECKING
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Connection, select
 
-from storage.models import ACTION_KINDS, Action
+from storage.lifecycle import new_action_key
+from storage.models import ACTION_KINDS, Action, metadata, utcnow
 
 if TYPE_CHECKING:
     from storage._conn import Connections
 
-_KEY_BYTES = 9  # 12 URL-safe characters: fits Telegram's 64-byte callback_data with room
+ACTIONS = metadata.tables["actions"]
+
+
+def _create(conn: Connection, job_id: str, wanted: list[tuple[int, str]], keys: list[str]) -> None:
+    now = utcnow()
+    rows = [
+        {"key": key, "job_id": job_id, "image_index": index, "kind": kind, "created_at": now}
+        for key, (index, kind) in zip(keys, wanted, strict=True)
+    ]
+    conn.execute(ACTIONS.insert(), rows)
+
+
+def _create_again(
+    conn: Connection, job_id: str, wanted: list[tuple[int, str]], keys: list[str]
+) -> None:
+    # After a lost COMMIT: the keys are ours, so finding the first one means all landed.
+    if conn.execute(select(ACTIONS.c.key).where(ACTIONS.c.key == keys[0])).first() is None:
+        _create(conn, job_id, wanted, keys)
+
+
+def _get(conn: Connection, key: str) -> Action | None:
+    row = conn.execute(select(ACTIONS).where(ACTIONS.c.key == key)).first()
+    return None if row is None else Action.model_validate(dict(row._mapping))
 
 
 class ActionRepo:
@@ -24,54 +47,24 @@ class ActionRepo:
 
     async def create(self, job_id: str, image_index: int, kind: str) -> str:
         """Store an action for a job's image; returns its key (≤ 12 URL-safe characters)."""
-        if kind not in ACTION_KINDS:
-            raise ValueError(f"unknown action kind {kind!r}; expected one of {ACTION_KINDS}")
-        for _ in range(3):
-            key = secrets.token_urlsafe(_KEY_BYTES)
-            try:
-                async with self._db.session() as session:
-                    session.add(Action(key=key, job_id=job_id, image_index=image_index, kind=kind))
-                    await session.commit()
-            except IntegrityError:
-                # A key collision (≈ never) is retried; anything else, e.g. an unknown job.
-                if await self.get(key) is None:
-                    raise
-                continue
-            return key
-        raise RuntimeError("could not find a free action key")
+        return (await self.create_many(job_id, [(image_index, kind)]))[0]
 
-    async def create_many(self, items: Sequence[tuple[str, int, str]]) -> list[str]:
-        """Store one action per (job_id, image_index, kind) in one transaction; keys in order."""
-        unknown = {kind for _, _, kind in items if kind not in ACTION_KINDS}
-        if unknown:
-            raise ValueError(f"unknown action kinds {sorted(unknown)}; expected {ACTION_KINDS}")
-        if not items:
+    async def create_many(self, job_id: str, actions: Sequence[tuple[int, str]]) -> list[str]:
+        """Store several (image index, kind) actions of one job in one transaction; their
+        keys in order. Keys have 72 random bits: a collision (≈ never) is an IntegrityError."""
+        wanted = list(actions)
+        for _, kind in wanted:
+            if kind not in ACTION_KINDS:
+                raise ValueError(f"unknown action kind {kind!r}; expected one of {ACTION_KINDS}")
+        if not wanted:
             return []
-        for _ in range(3):
-            keys = [secrets.token_urlsafe(_KEY_BYTES) for _ in items]
-            try:
-                async with self._db.session() as session:
-                    session.add_all(
-                        Action(key=key, job_id=job_id, image_index=index, kind=kind)
-                        for key, (job_id, index, kind) in zip(keys, items, strict=True)
-                    )
-                    await session.commit()
-            except IntegrityError:
-                # As in create: a key collision (≈ never) retries the batch; others propagate.
-                if not await self._any_exists(keys):
-                    raise
-                continue
-            return keys
-        raise RuntimeError("could not find free action keys")
-
-    async def _any_exists(self, keys: Sequence[str]) -> bool:
-        async with self._db.session(readonly=True) as session:
-            for key in keys:
-                if await session.get(Action, key) is not None:
-                    return True
-        return False
+        keys = [new_action_key() for _ in wanted]
+        await self._db.write_tx(
+            partial(_create, job_id=job_id, wanted=wanted, keys=keys),
+            again=partial(_create_again, job_id=job_id, wanted=wanted, keys=keys),
+        )
+        return keys
 
     async def get(self, key: str) -> Action | None:
         """The action, or None (unknown or deleted with its job)."""
-        async with self._db.session(readonly=True) as session:
-            return await session.get(Action, key)
+        return await self._db.read_tx(partial(_get, key=key))

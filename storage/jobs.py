@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, update
-from sqlmodel import select
+from sqlalchemy import Connection, delete, func, select, update
 
-from storage import _sqlite as lite
+from storage import lifecycle
+from storage.lifecycle import NON_FINAL, RenderedImage
 from storage.models import Job, metadata, utcnow
 from storage.vocab import JobState, Mode
 
@@ -62,6 +63,7 @@ def build_job(
     id: str | None = None,
     state: JobState | str = JobState.QUEUED,
     created_at: datetime | None = None,
+    owner: str | None = None,
 ) -> Job:
     """A new job row, not yet stored (see `JobRepo.create`)."""
     return Job(
@@ -76,11 +78,79 @@ def build_job(
         cost=cost,
         reply_ref=_json_text(reply_ref),
         created_at=created_at or utcnow(),
+        owner=owner,
     )
 
 
+def rows_to_jobs(rows: Iterable[Any]) -> list[Job]:
+    """Job objects from `select(JOBS)` rows."""
+    return [Job.model_validate(dict(row._mapping)) for row in rows]
+
+
+def _get(conn: Connection, id: str) -> Job | None:
+    found = rows_to_jobs(conn.execute(select(JOBS).where(JOBS.c.id == id)))
+    return found[0] if found else None
+
+
+def _insert(conn: Connection, values: dict[str, Any], *, repeat: bool = False) -> None:
+    if repeat and _get(conn, values["id"]) is not None:
+        return  # the lost COMMIT had landed
+    conn.execute(JOBS.insert(), values)
+
+
+def _set_state(
+    conn: Connection,
+    id: str,
+    values: dict[str, Any],
+    only_from: list[str] | None,
+    *,
+    repeat: bool = False,
+) -> bool:
+    if repeat:
+        stored = _get(conn, id)
+        if stored is not None and stored.state == values["state"]:
+            return True
+    stmt = update(JOBS).where(JOBS.c.id == id).values(**values)
+    if only_from is not None:
+        # Compare-and-set, e.g. cancel only while still queued, even against a worker.
+        stmt = stmt.where(JOBS.c.state.in_(only_from))
+    return conn.execute(stmt).rowcount == 1
+
+
+def _list_by_state(conn: Connection, states: list[str]) -> list[Job]:
+    stmt = select(JOBS).where(JOBS.c.state.in_(states)).order_by(JOBS.c.created_at, JOBS.c.id)
+    return rows_to_jobs(conn.execute(stmt))
+
+
+def _requeue_running(conn: Connection) -> list[str]:
+    running = JobState.RUNNING.value
+    stmt = select(JOBS.c.id).where(JOBS.c.state == running).order_by(JOBS.c.created_at)
+    ids = [str(row[0]) for row in conn.execute(stmt)]
+    if ids:
+        conn.execute(
+            update(JOBS)
+            .where(JOBS.c.id.in_(ids), JOBS.c.state == running)
+            .values(state=JobState.QUEUED.value, started_at=None, backend=None)
+        )
+    return ids
+
+
+def _count_active(conn: Connection, user_key: str) -> int:
+    stmt = select(func.count()).where(JOBS.c.user_key == user_key, JOBS.c.state.in_(_ACTIVE))
+    return int(conn.execute(stmt).scalar_one())
+
+
+def _delete_finished_before(conn: Connection, before: datetime) -> int:
+    stmt = delete(JOBS).where(
+        JOBS.c.state.not_in(NON_FINAL),
+        JOBS.c.finished_at.is_not(None),
+        JOBS.c.finished_at < before,
+    )
+    return int(conn.execute(stmt).rowcount)
+
+
 class JobRepo:
-    """Create, look up and move jobs between states."""
+    """Create, look up and move jobs between states (the transitions: storage/lifecycle.py)."""
 
     def __init__(self, db: Connections) -> None:
         self._db = db
@@ -99,6 +169,7 @@ class JobRepo:
         id: str | None = None,
         state: JobState | str = JobState.QUEUED,
         created_at: datetime | None = None,
+        owner: str | None = None,
     ) -> Job:
         """Store a new job (queued unless told otherwise); `id` defaults to `new_job_id()`.
 
@@ -116,16 +187,17 @@ class JobRepo:
             id=id,
             state=state,
             created_at=created_at,
+            owner=owner,
         )
-        async with self._db.session() as session:
-            session.add(job)
-            await session.commit()
+        values = job.model_dump()
+        await self._db.write_tx(
+            partial(_insert, values=values), again=partial(_insert, values=values, repeat=True)
+        )
         return job
 
     async def get(self, id: str) -> Job | None:
         """The job, or None."""
-        async with self._db.session(readonly=True) as session:
-            return await session.get(Job, id)
+        return await self._db.read_tx(partial(_get, id=id))
 
     async def set_state(
         self,
@@ -137,8 +209,9 @@ class JobRepo:
     ) -> bool:
         """Move a job to `state` and set `fields`; False if no job (in `only_from`) matched.
 
-        started_at / finished_at default to now when entering RUNNING / a final state;
-        reply_ref / result_refs take JSON text (or a value to serialise).
+        A low-level tool: the engine's moves are the transitions below. started_at /
+        finished_at default to now when entering RUNNING / a final state; reply_ref /
+        result_refs take JSON text (or a value to serialise).
         """
         unknown = set(fields) - _SETTABLE
         if unknown:
@@ -152,71 +225,71 @@ class JobRepo:
             values.setdefault("started_at", utcnow())
         if new_state.final:
             values.setdefault("finished_at", utcnow())
-        if self._db.sqlite_writer is not None:
-            return await self._set_state_sqlite(id, values, only_from)
-        stmt = update(JOBS).where(JOBS.c.id == id).values(**values)
-        if only_from is not None:
-            # Compare-and-set, e.g. cancel only while still queued, even against a worker.
-            stmt = stmt.where(JOBS.c.state.in_([JobState(s).value for s in only_from]))
-        async with self._db.write() as conn:
-            result = await conn.execute(stmt)
-        return result.rowcount == 1
-
-    async def _set_state_sqlite(
-        self,
-        id: str,
-        values: dict[str, Any],
-        only_from: Iterable[JobState | str] | None,
-    ) -> bool:
-        # The same UPDATE as the SQLAlchemy path; column names come from _SETTABLE only.
-        names = sorted(values)
-        sql = f"UPDATE jobs SET {', '.join(f'{name} = ?' for name in names)} WHERE id = ?"
-        params: list[Any] = [
-            lite.ts(values[n]) if isinstance(values[n], datetime) else values[n] for n in names
-        ]
-        params.append(id)
-        if only_from is not None:
-            states = [JobState(s).value for s in only_from]
-            if not states:
-                return False
-            sql += f" AND state IN ({', '.join('?' * len(states))})"
-            params.extend(states)
-        return await self._db.run_sqlite(lambda conn: conn.execute(sql, params).rowcount == 1)
+        states = None if only_from is None else [JobState(s).value for s in only_from]
+        if states == []:
+            return False
+        tx = partial(_set_state, id=id, values=values, only_from=states)
+        return await self._db.write_tx(tx, again=partial(tx, repeat=True))
 
     async def list_by_state(self, states: Iterable[JobState | str]) -> list[Job]:
         """Jobs in any of `states`, oldest first."""
         wanted = [JobState(s).value for s in states]
-        stmt = select(Job).where(JOBS.c.state.in_(wanted)).order_by(JOBS.c.created_at, JOBS.c.id)
-        async with self._db.session(readonly=True) as session:
-            return list((await session.exec(stmt)).all())
+        return await self._db.read_tx(partial(_list_by_state, states=wanted))
 
     async def requeue_running(self) -> list[str]:
-        """On startup: jobs left running by a stopped process go back to queued; their ids."""
-        running = JobState.RUNNING.value
-        async with self._db.write() as conn:
-            stmt = select(JOBS.c.id).where(JOBS.c.state == running).order_by(JOBS.c.created_at)
-            ids = [str(row[0]) for row in await conn.execute(stmt)]
-            if ids:
-                await conn.execute(
-                    update(JOBS)
-                    .where(JOBS.c.state == running)
-                    .values(state=JobState.QUEUED.value, started_at=None, backend=None)
-                )
-        return ids
+        """Jobs left running by a stopped process go back to queued; their ids.
+
+        Takes every running job, whoever owns it: only for a database one process uses
+        (InstanceRepo.claim_orphans is the owner-aware way).
+        """
+        return await self._db.write_tx(_requeue_running, again=_requeue_running)
 
     async def count_active(self, user_key: str) -> int:
         """How many of the user's jobs are queued or running."""
-        stmt = select(func.count()).where(JOBS.c.user_key == user_key, JOBS.c.state.in_(_ACTIVE))
-        async with self._db.read() as conn:
-            return int((await conn.execute(stmt)).scalar_one())
+        return await self._db.read_tx(partial(_count_active, user_key=user_key))
 
     async def delete_finished_before(self, before: datetime) -> int:
         """Delete final jobs finished before `before` (their actions and results go too)."""
-        stmt = delete(JOBS).where(
-            JOBS.c.state.not_in(_ACTIVE),
-            JOBS.c.finished_at.is_not(None),
-            JOBS.c.finished_at < before,
-        )
-        async with self._db.write() as conn:
-            result = await conn.execute(stmt)
-        return result.rowcount
+        tx = partial(_delete_finished_before, before=before)
+        return await self._db.write_tx(tx, again=tx)
+
+    # --- the transitions (storage/lifecycle.py), each one transaction ---------------------
+
+    async def start(self, id: str, *, owner: str | None, backend: str, attempts: int) -> bool:
+        """queued → running on `backend`; False if not queued or not `owner`'s."""
+        tx = partial(lifecycle.start, job_id=id, owner=owner, backend=backend, attempts=attempts)
+        return await self._db.write_tx(tx, again=tx)
+
+    async def requeue(self, id: str, *, owner: str | None, error: str | None = None) -> bool:
+        """running → queued (render lost, or retried on another backend)."""
+        tx = partial(lifecycle.requeue, job_id=id, owner=owner, error=error)
+        return await self._db.write_tx(tx, again=tx)
+
+    async def render(
+        self,
+        id: str,
+        *,
+        owner: str | None,
+        images: Sequence[RenderedImage],
+        actions: Sequence[tuple[int, str]] = (),
+    ) -> list[str] | None:
+        """running → rendered with its result rows and button keys; the keys, or None."""
+        tx = partial(lifecycle.render, job_id=id, owner=owner, images=images, actions=actions)
+        return await self._db.write_tx(tx, again=tx)
+
+    async def deliver(self, id: str, *, owner: str | None) -> bool:
+        """rendered → delivered and settled, once the platform confirmed the upload."""
+        tx = partial(lifecycle.deliver, job_id=id, owner=owner)
+        return await self._db.write_tx(tx, again=tx)
+
+    async def fail(
+        self, id: str, *, owner: str | None, error: str, today: str | None = None
+    ) -> int | None:
+        """Any non-final state → failed and released; credits refunded, or None."""
+        tx = partial(lifecycle.fail, job_id=id, owner=owner, error=error, today=today)
+        return await self._db.write_tx(tx, again=tx)
+
+    async def cancel(self, id: str, *, owner: str | None, today: str | None = None) -> int | None:
+        """queued or running → cancelled and released; credits refunded, or None."""
+        tx = partial(lifecycle.cancel, job_id=id, owner=owner, today=today)
+        return await self._db.write_tx(tx, again=tx)

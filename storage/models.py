@@ -1,4 +1,4 @@
-"""SQLModel tables; migrations/versions/0001_initial.py creates exactly these."""
+"""SQLModel tables; the migrations in migrations/versions/ create exactly these."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from sqlalchemy import (
 from sqlmodel import Field, SQLModel
 
 # Closed sets the database enforces with CHECK constraints (kept in sync with the migration).
-JOB_STATES = ("queued", "running", "done", "failed", "cancelled")
+JOB_STATES = ("queued", "running", "rendered", "delivered", "failed", "cancelled")
 LEDGER_KINDS = ("reserve", "settle", "release", "grant", "reset")
 ACTION_KINDS = ("reroll", "variations", "upscale", "original", "cancel", "delete")
 
@@ -125,11 +125,12 @@ class Job(SQLModel, table=True):
     __tablename__ = "jobs"
     __table_args__ = (
         CheckConstraint(
-            "state IN ('queued', 'running', 'done', 'failed', 'cancelled')",
+            "state IN ('queued', 'running', 'rendered', 'delivered', 'failed', 'cancelled')",
             name="ck_jobs_state",
         ),
         Index("ix_jobs_state_created", "state", "created_at"),
         Index("ix_jobs_user_state", "user_key", "state"),
+        Index("ix_jobs_platform_state", "platform", "state"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -149,6 +150,10 @@ class Job(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     reply_ref: str | None = Field(default=None, sa_type=Text)  # JSON: adapter's reply handle
     result_refs: str = Field(default="[]", sa_type=Text)  # JSON list of image refs
+    # The instance (instances.id) that runs and delivers this job; None: nobody's (orphan).
+    owner: str | None = Field(default=None, max_length=64)
+    rendered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class UserSettings(SQLModel, table=True):
@@ -198,6 +203,23 @@ class Result(SQLModel, table=True):
     height: int = 0
     infotext: str = Field(default="", sa_type=Text)
     created_at: datetime = _created()
+
+
+class Instance(SQLModel, table=True):
+    """A running drawbridge process; it owns jobs while its lease is current."""
+
+    __tablename__ = "instances"
+
+    id: str = Field(primary_key=True, max_length=64)
+    platforms: str = Field(default="", max_length=256)  # comma-separated, e.g. "discord,telegram"
+    host: str = Field(default="", max_length=256)
+    pid: int = 0
+    # Processes with the same node share a kernel boot and PID namespace: `pid` means the same
+    # process to all of them, so they can tell a dead one from a live one without waiting.
+    node: str = Field(default="", max_length=128)
+    started_at: datetime = _created()
+    heartbeat_at: datetime = _created()
+    expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
 metadata = SQLModel.metadata

@@ -2,19 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete
-from sqlmodel import select
+from sqlalchemy import Connection, delete, select
 
-from storage.models import Result, metadata
+from storage.models import Result, metadata, utcnow
 
 if TYPE_CHECKING:
     from storage._conn import Connections
 
 RESULTS = metadata.tables["results"]
+
+
+def _rows(conn: Connection, stmt: Any) -> list[Result]:
+    return [Result.model_validate(dict(row._mapping)) for row in conn.execute(stmt)]
+
+
+def _add(conn: Connection, values: dict[str, Any]) -> int:
+    return int(conn.execute(RESULTS.insert().returning(RESULTS.c.id), values).scalar_one())
+
+
+def _delete(conn: Connection, ids: list[int]) -> int:
+    return int(conn.execute(delete(RESULTS).where(RESULTS.c.id.in_(ids))).rowcount)
+
+
+def _refs_in_use(conn: Connection, refs: list[str]) -> set[str]:
+    stmt = select(RESULTS.c.image_ref).where(RESULTS.c.image_ref.in_(refs)).distinct()
+    return {str(row[0]) for row in conn.execute(stmt)}
 
 
 class ResultRepo:
@@ -33,7 +50,8 @@ class ResultRepo:
         height: int,
         infotext: str = "",
     ) -> Result:
-        """Record image number `index` of a job."""
+        """Record image number `index` of a job (a job's results normally come with
+        JobRepo.render). Not repeat-safe: a lost COMMIT raises StorageUncertain."""
         result = Result(
             job_id=job_id,
             image_index=index,
@@ -42,46 +60,33 @@ class ResultRepo:
             width=width,
             height=height,
             infotext=infotext,
+            created_at=utcnow(),
         )
-        async with self._db.session() as session:
-            session.add(result)
-            await session.commit()
+        values = result.model_dump(exclude={"id"})
+        result.id = await self._db.write_tx(partial(_add, values=values))
         return result
-
-    async def add_many(self, results: Sequence[Result]) -> list[Result]:
-        """Record several images (of one job, usually) in one transaction."""
-        if results:
-            async with self._db.session() as session:
-                session.add_all(results)
-                await session.commit()
-        return list(results)
 
     async def for_job(self, job_id: str) -> list[Result]:
         """A job's images in order."""
-        stmt = select(Result).where(RESULTS.c.job_id == job_id).order_by(RESULTS.c.image_index)
-        async with self._db.session(readonly=True) as session:
-            return list((await session.exec(stmt)).all())
+        stmt = select(RESULTS).where(RESULTS.c.job_id == job_id).order_by(RESULTS.c.image_index)
+        return await self._db.read_tx(partial(_rows, stmt=stmt))
 
     async def older_than(self, before: datetime) -> list[Result]:
         """Results created before `before`, oldest first (for retention)."""
-        stmt = select(Result).where(RESULTS.c.created_at < before).order_by(RESULTS.c.created_at)
-        async with self._db.session(readonly=True) as session:
-            return list((await session.exec(stmt)).all())
+        stmt = select(RESULTS).where(RESULTS.c.created_at < before).order_by(RESULTS.c.created_at)
+        return await self._db.read_tx(partial(_rows, stmt=stmt))
 
     async def delete(self, ids: Iterable[int]) -> int:
         """Delete result rows by id; returns how many went."""
         wanted = list(ids)
         if not wanted:
             return 0
-        async with self._db.write() as conn:
-            result = await conn.execute(delete(RESULTS).where(RESULTS.c.id.in_(wanted)))
-        return result.rowcount
+        tx = partial(_delete, ids=wanted)
+        return await self._db.write_tx(tx, again=tx)
 
     async def refs_in_use(self, refs: Iterable[str]) -> set[str]:
         """Which of `refs` some result still points at (keep those image files)."""
         wanted = list(set(refs))
         if not wanted:
             return set()
-        stmt = select(RESULTS.c.image_ref).where(RESULTS.c.image_ref.in_(wanted)).distinct()
-        async with self._db.read() as conn:
-            return {str(row[0]) for row in await conn.execute(stmt)}
+        return await self._db.read_tx(partial(_refs_in_use, refs=wanted))

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select
 
 from storage._sql import upsert
 from storage.models import User, UserSettings, metadata, utcnow
@@ -15,6 +18,27 @@ USERS = metadata.tables["users"]
 SETTINGS = metadata.tables["user_settings"]
 SETTING_FIELDS = ("preset", "width", "height", "steps", "negative", "locale")
 SETTINGS_CACHE_SIZE = 4096  # users whose settings are kept in memory, least recently used out
+
+
+def _upsert(conn: Connection, values: dict[str, Any]) -> dict[str, Any]:
+    refresh = ["platform", "display_name", "locale"]
+    stmt = upsert(conn.dialect.name, USERS, values, ["key"], refresh)
+    return dict(conn.execute(stmt.returning(*USERS.c)).one()._mapping)
+
+
+def _get(conn: Connection, key: str) -> User | None:
+    row = conn.execute(select(USERS).where(USERS.c.key == key)).first()
+    return None if row is None else User.model_validate(dict(row._mapping))
+
+
+def _get_settings(conn: Connection, key: str) -> dict[str, Any] | None:
+    row = conn.execute(select(SETTINGS).where(SETTINGS.c.user_key == key)).first()
+    return None if row is None else dict(row._mapping)
+
+
+def _save_settings(conn: Connection, values: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    stmt = upsert(conn.dialect.name, SETTINGS, values, ["user_key"], [*fields, "updated_at"])
+    return dict(conn.execute(stmt.returning(*SETTINGS.c)).one()._mapping)
 
 
 class UserRepo:
@@ -43,17 +67,12 @@ class UserRepo:
             "locale": locale,
             "created_at": utcnow(),
         }
-        stmt = upsert(
-            self._db.dialect, USERS, values, ["key"], ["platform", "display_name", "locale"]
-        )
-        async with self._db.write() as conn:
-            row = (await conn.execute(stmt.returning(*USERS.c))).one()
-        return User.model_validate(dict(row._mapping))
+        tx = partial(_upsert, values=values)
+        return User.model_validate(await self._db.write_tx(tx, again=tx))
 
     async def get(self, key: str) -> User | None:
         """The user, or None."""
-        async with self._db.session(readonly=True) as session:
-            return await session.get(User, key)
+        return await self._db.read_tx(partial(_get, key=key))
 
     async def get_settings(self, key: str) -> UserSettings | None:
         """The user's saved defaults, or None if they never saved any."""
@@ -62,11 +81,10 @@ class UserRepo:
             cached = self._settings[key]
             return None if cached is None else UserSettings.model_validate(cached)
         saves, quiet = self._saves, self._saving == 0
-        async with self._db.session(readonly=True) as session:
-            row = await session.get(UserSettings, key)
+        values = await self._db.read_tx(partial(_get_settings, key=key))
         if quiet and saves == self._saves:
-            self._remember(key, None if row is None else row.model_dump())
-        return row
+            self._remember(key, values)
+        return None if values is None else UserSettings.model_validate(values)
 
     def _remember(self, key: str, values: dict[str, Any] | None) -> None:
         self._settings[key] = values
@@ -80,17 +98,15 @@ class UserRepo:
         if unknown:
             raise TypeError(f"save_settings() got unknown fields {sorted(unknown)}")
         values = {"user_key": key, **fields, "updated_at": utcnow()}
-        stmt = upsert(self._db.dialect, SETTINGS, values, ["user_key"], [*fields, "updated_at"])
+        tx = partial(_save_settings, values=values, fields=list(fields))
         self._saves += 1
         saves, alone = self._saves, self._saving == 0
         self._saving += 1
         self._settings.pop(key, None)
         try:
-            async with self._db.write() as conn:
-                row = (await conn.execute(stmt.returning(*SETTINGS.c))).one()
+            saved = await self._db.write_tx(tx, again=tx)
         finally:
             self._saving -= 1
-        saved = dict(row._mapping)
         if alone and saves == self._saves:  # no save overlapped: this row is the newest
             self._remember(key, saved)
         return UserSettings.model_validate(saved)

@@ -19,17 +19,18 @@ class Mode(StrEnum):
 
 
 class JobState(StrEnum):
-    """Life of a job; DONE, FAILED and CANCELLED are final."""
+    """Life of a job (storage/lifecycle.py); DELIVERED, FAILED and CANCELLED are final."""
 
     QUEUED = "queued"
     RUNNING = "running"
-    DONE = "done"
+    RENDERED = "rendered"
+    DELIVERED = "delivered"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def final(self) -> bool:
-        return self in (JobState.DONE, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.DELIVERED, JobState.FAILED, JobState.CANCELLED)
 
 
 class InsufficientCredits(Exception):
@@ -43,3 +44,30 @@ class InsufficientCredits(Exception):
     def params(self) -> dict[str, int | str]:
         """The numbers, as bot.errors.QuotaExceeded takes them."""
         return {"cost": self.cost, "balance": self.balance, "reset": self.reset}
+
+
+class StorageFault(Exception):
+    """The database failed; what the write would have changed was rolled back whole.
+
+    `key` names the sentence the core shows a user (bot.errors.StorageError.from_fault).
+    """
+
+    key = "storage.unavailable"
+
+
+class StorageUnavailable(StorageFault):
+    """Connection lost, locked or busy for longer than DB_RETRY_SECONDS allows."""
+
+
+class StorageFull(StorageFault):
+    """The disk holding the database is full (SQLITE_FULL, PostgreSQL 53100)."""
+
+    key = "storage.full"
+
+
+class StorageUncertain(StorageFault):
+    """The connection died during COMMIT of a write that is not safe to repeat."""
+
+
+class LeaseLost(StorageFault):
+    """This instance's lease expired and was removed: its jobs may belong to another now."""

@@ -26,6 +26,7 @@ TABLES = {
     "user_settings",
     "actions",
     "results",
+    "instances",
 }
 DAY = "2025-03-01"
 
@@ -108,9 +109,9 @@ async def test_sqlite_migrations_run_with_foreign_keys_off(
     seen: list[int] = []
     upgrade_sync = storage.db._upgrade_sync
 
-    def observe(connection: Connection, url: str) -> None:
+    def observe(connection: Connection, *args: Any) -> None:
         seen.append(connection.exec_driver_sql("PRAGMA foreign_keys").scalar_one())
-        upgrade_sync(connection, url)
+        upgrade_sync(connection, *args)
 
     monkeypatch.setattr(storage.db, "_upgrade_sync", observe)
     async with Database(sqlite_url) as database, database.read() as conn:

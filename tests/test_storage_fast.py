@@ -4,10 +4,11 @@ the user-settings cache."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, Engine, event, func, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import Database
@@ -159,23 +160,23 @@ async def test_concurrent_submits_from_several_instances(db_url: str) -> None:
 # --- the SQLite writer ---------------------------------------------------------------------
 
 
-async def test_sqlite_files_write_through_one_hop_writer(db: Database) -> None:
+async def test_sqlite_files_write_in_the_writer_thread(db: Database) -> None:
+    # One sync function per write, for both databases; only where it runs differs.
+    where = await db.write_tx(lambda conn: (conn.dialect.name, threading.current_thread().name))
     if db.dialect == "sqlite":
-        assert db.sqlite_writer is not None
+        assert where == ("sqlite", "drawbridge-sqlite")
     else:
-        assert db.sqlite_writer is None
-        with pytest.raises(RuntimeError):
-            await db.run_sqlite(lambda conn: None)
+        assert where[0] == "postgresql" and where[1] != "drawbridge-sqlite"
 
 
 async def test_writer_uses_the_same_sqlite_settings(sqlite_url: str) -> None:
     async with Database(sqlite_url) as db:
 
-        def pragmas(conn: Any) -> dict[str, Any]:
+        def pragmas(conn: Connection) -> dict[str, Any]:
             names = ("journal_mode", "synchronous", "foreign_keys", "busy_timeout")
-            return {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in names}
+            return {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar() for name in names}
 
-        assert await db.run_sqlite(pragmas) == {
+        assert await db.write_tx(pragmas) == {
             "journal_mode": "wal",
             "synchronous": 1,
             "foreign_keys": 1,
@@ -183,21 +184,20 @@ async def test_writer_uses_the_same_sqlite_settings(sqlite_url: str) -> None:
         }
 
 
-async def test_writer_rolls_back_on_error(sqlite_url: str) -> None:
-    async with Database(sqlite_url) as db:
-        await db.quota.grant(USER, 5, allowance=10, today=DAY)
+async def test_writes_roll_back_on_error(db: Database) -> None:
+    await db.quota.grant(USER, 5, allowance=10, today=DAY)
 
-        def half_then_fail(conn: Any) -> None:
-            conn.execute("UPDATE quota_accounts SET bonus = bonus + 100")
-            raise RuntimeError("boom")
+    def half_then_fail(conn: Connection) -> None:
+        conn.exec_driver_sql("UPDATE quota_accounts SET bonus = bonus + 100")
+        raise RuntimeError("boom")
 
-        with pytest.raises(RuntimeError, match="boom"):
-            await db.run_sqlite(half_then_fail)
-        assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
-        # A check constraint failing inside the writer surfaces as SQLAlchemy's error.
-        with pytest.raises(IntegrityError):
-            await db.run_sqlite(lambda conn: conn.execute("UPDATE quota_accounts SET bonus = -1"))
-        assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
+    with pytest.raises(RuntimeError, match="boom"):
+        await db.write_tx(half_then_fail)
+    assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
+    # A check constraint failing inside a write surfaces as SQLAlchemy's error.
+    with pytest.raises(IntegrityError):
+        await db.write_tx(lambda conn: conn.exec_driver_sql("UPDATE quota_accounts SET bonus = -1"))
+    assert (await db.quota.show(USER, allowance=10, today=DAY)).bonus == 5
 
 
 async def test_cancelled_writes_leave_the_writer_usable(sqlite_url: str) -> None:
@@ -216,6 +216,58 @@ async def test_cancelled_writes_leave_the_writer_usable(sqlite_url: str) -> None
         reserves = [e for e in await db.quota.entries(user_key=USER) if e.kind == "reserve"]
         assert shown.available == 100 - len(reserves)
         assert await db.quota.ledger_balance(USER, allowance=100, today=DAY) == shown.available
+
+
+async def test_concurrent_writes_succeed_or_fail_each_on_its_own(db: Database) -> None:
+    # On SQLite, writes queued together run as one group commit, each in a savepoint.
+    await db.quota.grant(USER, 5, allowance=10, today=DAY)
+
+    def half_then_fail(conn: Connection) -> None:
+        conn.exec_driver_sql("UPDATE quota_accounts SET bonus = bonus + 100")
+        raise RuntimeError("boom")
+
+    outcomes = await asyncio.gather(
+        *(
+            db.write_tx(half_then_fail)
+            if i % 3 == 0
+            else db.quota.grant(USER, 1, allowance=10, today=DAY, reference=f"g{i}")
+            for i in range(30)
+        ),
+        *(submit(db, "dup", 0) for _ in range(3)),
+        return_exceptions=True,
+    )
+    failed = [o for o in outcomes[:30] if isinstance(o, RuntimeError)]
+    assert len(failed) == 10
+    dup = outcomes[30:]
+    assert sum(not isinstance(o, BaseException) for o in dup) == 1
+    assert sum(isinstance(o, ValueError) for o in dup) == 2
+    shown = await db.quota.show(USER, allowance=10, today=DAY)
+    assert shown.bonus == 5 + 20  # the 20 grants, none of the failed +100s
+    assert await db.quota.ledger_balance(USER, allowance=10, today=DAY) == shown.available
+
+
+async def test_a_write_cancelled_once_begun_still_commits(db: Database) -> None:
+    # The CLI's settle at exit, or a handler cancelled mid-write: a transaction that has
+    # begun ends committed, and only then does the cancellation reach the caller.
+    await submit(db, "j1", 2)
+    loop = asyncio.get_running_loop()
+    settling: list[asyncio.Task[bool]] = []
+    delivered = threading.Event()
+
+    def cancel_caller(conn: Any) -> None:
+        # Runs inside the write (the writer thread on SQLite, the event loop on PostgreSQL).
+        loop.call_soon_threadsafe(lambda: (settling[0].cancel(), delivered.set()))
+        if threading.current_thread() is not threading.main_thread():
+            delivered.wait(10)
+
+    event.listen(Engine, "commit", cancel_caller)
+    try:
+        settling.append(asyncio.create_task(db.quota.settle("j1")))
+        with pytest.raises(asyncio.CancelledError):
+            await settling[0]
+    finally:
+        event.remove(Engine, "commit", cancel_caller)
+    assert [e.kind for e in await db.quota.entries(job_id="j1")] == ["reserve", "settle"]
 
 
 async def test_engine_and_writer_writes_interleave(db: Database) -> None:

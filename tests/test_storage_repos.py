@@ -79,12 +79,15 @@ async def test_set_state_records_times_and_fields(db: Database) -> None:
     assert (running.state, running.backend, running.attempts) == ("running", "http://gpu:7860", 1)
     assert running.started_at is not None and running.finished_at is None
     refs = json.dumps(["ab" * 32, "cd" * 32])
-    assert await db.jobs.set_state(job_id, "done", result_refs=refs)
-    done = await db.jobs.get(job_id)
-    assert done is not None
-    assert done.state == "done" and json.loads(done.result_refs) == ["ab" * 32, "cd" * 32]
-    assert done.finished_at is not None and done.finished_at >= running.started_at
-    assert await db.jobs.set_state("missing", "done") is False
+    assert await db.jobs.set_state(job_id, "delivered", result_refs=refs)
+    delivered = await db.jobs.get(job_id)
+    assert delivered is not None
+    assert delivered.state == "delivered" and json.loads(delivered.result_refs) == [
+        "ab" * 32,
+        "cd" * 32,
+    ]
+    assert delivered.finished_at is not None and delivered.finished_at >= running.started_at
+    assert await db.jobs.set_state("missing", "delivered") is False
     with pytest.raises(TypeError):
         await db.jobs.set_state(job_id, "failed", prompt="changed")
     with pytest.raises(ValueError):
@@ -110,9 +113,13 @@ async def test_list_by_state_oldest_first_and_requeue_running(db: Database) -> N
     assert ids == ["j3", "j1", "j2", "j0"]
     await db.jobs.set_state("j1", "running", backend="http://a")
     await db.jobs.set_state("j2", "running")
-    await db.jobs.set_state("j3", "done")
+    await db.jobs.set_state("j3", "delivered")
     assert [j.id for j in await db.jobs.list_by_state(["queued"])] == ["j0"]
-    assert [j.id for j in await db.jobs.list_by_state(["running", "done"])] == ["j1", "j2", "j3"]
+    assert [j.id for j in await db.jobs.list_by_state(["running", "delivered"])] == [
+        "j1",
+        "j2",
+        "j3",
+    ]
     # After a restart, jobs the old process was running are queued again, in order.
     assert await db.jobs.requeue_running() == ["j1", "j2"]
     assert await db.jobs.requeue_running() == []
@@ -133,8 +140,8 @@ async def test_count_active(db: Database) -> None:
 
 async def test_delete_finished_before_takes_results_and_actions(db: Database) -> None:
     old, recent, queued = [await make_job(db) for _ in range(3)]
-    await db.jobs.set_state(old, "done", finished_at=T0)
-    await db.jobs.set_state(recent, "done", finished_at=T0 + timedelta(days=10))
+    await db.jobs.set_state(old, "delivered", finished_at=T0)
+    await db.jobs.set_state(recent, "delivered", finished_at=T0 + timedelta(days=10))
     await db.results.add(old, 0, "ref-old", 1, 64, 64, "")
     key = await db.actions.create(old, 0, "upscale")
     assert await db.jobs.delete_finished_before(T0 + timedelta(days=1)) == 1

@@ -24,6 +24,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,7 +116,45 @@ def _start_pg_server(stop: list[Callable[[], None]]) -> str:
         subprocess.run([*pg_ctl, "-m", "immediate", "stop"], capture_output=True, timeout=60)
 
     stop.insert(0, stop_server)
+    _control.update(pg_ctl=pg_ctl, log=str(base / "log"), options=options)
     return f"postgresql+asyncpg://postgres@127.0.0.1:{port}"
+
+
+_control: dict[str, Any] = {}
+
+
+class PgControl:
+    """Stop and start this session's own PostgreSQL server (outage tests)."""
+
+    def __init__(self, pg_ctl: list[str], log: str, options: str) -> None:
+        self._pg_ctl, self._log, self._options = pg_ctl, log, options
+
+    def stop(self) -> None:
+        """`pg_ctl stop -m fast`: sessions are terminated, as on an operator's restart."""
+        subprocess.run([*self._pg_ctl, "-m", "fast", "-w", "stop"], check=True, **_QUIET)
+
+    def start(self) -> None:
+        """Start it again (a no-op if it runs) and wait until it accepts connections."""
+        status = subprocess.run([*self._pg_ctl, "status"], **_QUIET)
+        if status.returncode == 0:
+            return
+        start = [*self._pg_ctl, "-l", self._log, "-o", self._options, "-w", "start"]
+        subprocess.run(start, check=True, **_QUIET)
+
+
+_QUIET: dict[str, Any] = {"capture_output": True, "timeout": 60}
+
+
+@pytest.fixture(name="pg_control")
+def fixture_pg_control(pg_server: str) -> Iterator[PgControl]:
+    """Control over the PostgreSQL server behind `pg_server`; started again afterwards."""
+    if not _control:
+        pytest.skip("the PostgreSQL server is not this test session's own (DRAWBRIDGE_TEST_PG_URL)")
+    control = PgControl(**_control)
+    try:
+        yield control
+    finally:
+        control.start()
 
 
 @pytest.fixture(scope="session", name="pg_server")
@@ -165,6 +204,12 @@ async def fixture_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 async def fixture_sqlite_url(tmp_path: Path) -> str:
     """A URL to a not yet existing SQLite file in a folder that does not exist either."""
     return f"sqlite+aiosqlite:///{tmp_path / 'nested' / 'drawbridge.db'}"
+
+
+@pytest.fixture(name="pg_url")
+async def fixture_pg_url(pg_server: str) -> str:
+    """A URL to an empty database on this session's PostgreSQL server."""
+    return await _create_pg_database(pg_server)
 
 
 @pytest.fixture(name="db")
