@@ -154,6 +154,9 @@ class Job(SQLModel, table=True):
     owner: str | None = Field(default=None, max_length=64)
     rendered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # What proves the running render on `backend` is this job's (the WebUI's job_timestamp or
+    # the request's task id), once the dispatcher saw it: a new owner interrupts only that.
+    backend_task: str | None = Field(default=None, max_length=128)
 
 
 class UserSettings(SQLModel, table=True):
