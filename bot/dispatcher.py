@@ -101,6 +101,15 @@ class Backend:
         return total
 
 
+def head_remaining(backend: Backend, head: Running) -> float:
+    """Estimated seconds until the running job on `backend` is done."""
+    return max(
+        0.0,
+        backend.remaining(time.monotonic())
+        - sum(r.entry.cost * backend.sec_per_credit for r in backend.inflight if r is not head),
+    )
+
+
 async def _finished(task: asyncio.Task[None] | None) -> None:
     """Let a bookkeeping task end before anything that must come after it."""
     if task is not None:
@@ -195,16 +204,19 @@ class Dispatcher:
         for backend in self.backends:
             for run in backend.inflight:
                 run.hand_back = True
+        expected: dict[int, float] = {}  # when each render should be done, as first estimated
         while any(b.inflight for b in self.backends):
-            left = deadline - loop.time()
-            if left <= 0:
+            now = loop.time()
+            if now >= deadline:
                 break
             for backend in self.backends:
                 head = backend.inflight[0] if backend.inflight else None
                 if head is None or head.interrupted or head.started_at is None:
                     continue
-                # A render that should be done well within the grace is left to finish.
-                if backend.remaining(time.monotonic()) > left / 2:
+                done_by = expected.setdefault(id(head), now + head_remaining(backend, head))
+                # One that should be done well within the grace is left to finish, unless
+                # it runs late (estimates before a job's first progress are rough).
+                if done_by > now + (deadline - now) / 2 or now > done_by + 1.0:
                     await self._interrupt_if_ours(head)
             await asyncio.sleep(min(self.progress_interval, max(0.0, deadline - loop.time())))
 
