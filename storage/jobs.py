@@ -64,6 +64,7 @@ def build_job(
     state: JobState | str = JobState.QUEUED,
     created_at: datetime | None = None,
     owner: str | None = None,
+    source: str | None = None,
 ) -> Job:
     """A new job row, not yet stored (see `JobRepo.create`)."""
     return Job(
@@ -79,6 +80,7 @@ def build_job(
         reply_ref=_json_text(reply_ref),
         created_at=created_at or utcnow(),
         owner=owner,
+        source=source,
     )
 
 
