@@ -86,7 +86,7 @@ from storage.instances import Orphans, new_instance_id
 from storage.jobs import new_job_id
 from storage.lifecycle import RenderedImage
 from storage.models import Job as JobRow
-from storage.vocab import InsufficientCredits, StorageFault, StorageFull
+from storage.vocab import DuplicateJob, InsufficientCredits, StorageFault, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -346,8 +346,10 @@ class Engine(Events):
         reply_ref: dict[str, Any] | None = None,
         init_size: tuple[int, int] | None = None,
         notes: Sequence[str] = (),
+        source: str | None = None,
     ) -> JobHandle:
-        """Validate, charge and queue a request; raises a DrawbridgeError with nothing charged."""
+        """Validate, charge and queue a request; raises a DrawbridgeError with nothing charged.
+        `source` names the platform command: the same one again is the same job."""
         if not self.accepting:
             raise ShuttingDown()
         validate_request(request, self.limits)
@@ -360,7 +362,9 @@ class Engine(Events):
         spec = resolve(
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
-        return await self.submit_spec(requester, spec, replier, reply_ref=reply_ref, notes=notes)
+        return await self.submit_spec(
+            requester, spec, replier, reply_ref=reply_ref, notes=notes, source=source
+        )
 
     async def submit_spec(
         self,
@@ -370,6 +374,7 @@ class Engine(Events):
         *,
         reply_ref: dict[str, Any] | None = None,
         notes: Sequence[str] = (),
+        source: str | None = None,
     ) -> JobHandle:
         """Charge and queue fully resolved values (reroll, variations, upscale reuse this).
 
@@ -397,6 +402,7 @@ class Engine(Events):
                 platform=requester.platform,
                 route=self.routes.get(requester.platform),
                 owner=self.instance,
+                source=source,
                 display_name=requester.display_name,
                 locale=requester.locale,
                 chat_id=requester.chat_id,
@@ -411,6 +417,11 @@ class Engine(Events):
             )
         except InsufficientCredits as exc:
             raise QuotaExceeded(cost=exc.cost, balance=exc.balance, reset=exc.reset) from None
+        except DuplicateJob as exc:
+            # handed over twice (replayed after a crash, or seen by a second process): the
+            # stored job goes on as it is; this copy says nothing and charges nothing
+            log.info("command %s was already taken in as job %s", source, exc.job_id)
+            return JobHandle(exc.job_id, 0, 0, 0.0)
         except StorageFault as exc:
             raise StorageError.from_fault(exc) from None
         finally:
@@ -554,6 +565,7 @@ class Engine(Events):
         replier: Replier | None = None,
         *,
         reply_ref: dict[str, Any] | None = None,
+        source: str | None = None,
     ) -> Pressed:
         """Run a result button: reroll/variations/upscale are new jobs charged to whoever
         pressed (they need the replier); delete is for the owner or an admin (the adapter
@@ -575,7 +587,7 @@ class Engine(Events):
         spec = Resolved.from_dict(params["spec"])
         if kind == "reroll":
             outcome.handle = await self.submit_spec(
-                requester, reroll_of(spec), replier, reply_ref=reply_ref
+                requester, reroll_of(spec), replier, reply_ref=reply_ref, source=source
             )
             return outcome
         result = await self._result(action.job_id, action.image_index)
@@ -594,7 +606,9 @@ class Engine(Events):
             raise NotFound("action.expired")
         if not await asyncio.to_thread(self.store.exists, result.image_ref):
             raise NotFound("action.expired")
-        outcome.handle = await self.submit_spec(requester, new, replier, reply_ref=reply_ref)
+        outcome.handle = await self.submit_spec(
+            requester, new, replier, reply_ref=reply_ref, source=source
+        )
         return outcome
 
     async def original(self, key: str) -> Original:

@@ -178,10 +178,15 @@ class Service:
         pictures: Pictures = Pictures(),
         reply_ref: dict[str, Any] | None = None,
         refuse_when_down: bool = False,
+        source: str | None = None,
     ) -> JobHandle:
         """Ingest the pictures, work out the mask, charge and queue; never waits for the job.
         Raises a DrawbridgeError with nothing charged (with `refuse_when_down`, also when no
-        backend is up: the terminal has nobody to wait for it)."""
+        backend is up: the terminal has nobody to wait for it).
+
+        The job is stored before `replier` hears of it: its first status update is the
+        acknowledgement. `source` names the platform command (e.g. "<chat>:<message id>"):
+        the same command handed over again is the same job, and says nothing."""
         settings = self.settings
         prepared = await prepare_images(
             self._engine.store,
@@ -201,6 +206,7 @@ class Service:
             reply_ref=reply_ref,
             init_size=prepared.init_size,
             notes=prepared.notes,
+            source=source,
         )
 
     async def press(
@@ -210,10 +216,11 @@ class Service:
         replier: Replier | None = None,
         *,
         reply_ref: dict[str, Any] | None = None,
+        source: str | None = None,
     ) -> Pressed:
         """A result button by the key it carries: reroll, variations and upscale start a job
-        (answered through `replier`); delete only checks who may."""
-        return await self._engine.press(requester, key, replier, reply_ref=reply_ref)
+        (answered through `replier`; `source` as for `draw`); delete only checks who may."""
+        return await self._engine.press(requester, key, replier, reply_ref=reply_ref, source=source)
 
     async def remember_reply(self, job_id: str, reply_ref: dict[str, Any]) -> None:
         """A replier's conversation moved (its first status message was sent, or replaced):
