@@ -112,6 +112,13 @@ async def on_message(rt: Runtime, message: discord.Message) -> None:
         )
         replier = DiscordReplier(rt, requester, target)
         pictures = Pictures(init=init_bytes, mask=mask_bytes)
-        await service.draw(requester, request, replier, pictures=pictures, reply_ref=replier.ref())
+        await service.draw(
+            requester,
+            request,
+            replier,
+            pictures=pictures,
+            reply_ref=replier.ref(),
+            source=f"{message.channel.id}:{message.id}",
+        )
     except DrawbridgeError as exc:
         await message.reply(cut(exc.render(locale), CONTENT_MAX), mention_author=False)

@@ -71,6 +71,8 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         locale=locale,
     )
     try:
-        await rt.service.press(requester, press.key, replier, reply_ref=replier.ref())
+        await rt.service.press(
+            requester, press.key, replier, reply_ref=replier.ref(), source=f"press:{query.id}"
+        )
     except DrawbridgeError as exc:
         await bot.send_message(chat_id, cut(exc.render(locale), TEXT_MAX), **kwargs)

@@ -69,7 +69,14 @@ async def draw(
             locale=locale,
         )
         await rt.service.draw(
-            requester, request, replier, pictures=pictures, reply_ref=replier.ref()
+            requester,
+            request,
+            replier,
+            pictures=pictures,
+            reply_ref=replier.ref(),
+            # Telegram hands an update over again when it was fetched but not confirmed
+            # (a process killed meanwhile): the same message is the same job
+            source=f"{message.chat_id}:{message.message_id}",
         )
     except DrawbridgeError as exc:
         await message.reply_text(cut(exc.render(locale), TEXT_MAX), do_quote=True)
