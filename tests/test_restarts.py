@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -133,6 +134,79 @@ async def test_sigterm_finishes_the_upload_hands_back_the_long_job_and_refuses_n
         assert renders(webui)["a long mural"] == 2 and photos(fake)["a long mural"] == 1
         assert photos(fake)["a quick sketch"] == 1
         await books_closed(url)
+
+
+async def test_kill_while_fifty_commands_arrive_loses_no_accepted_job(tmp_path) -> None:
+    async with FakeTelegram() as fake, DevWebUI(delay=0.05) as webui:
+        env = bot_env(tmp_path, fake, webui)
+        url = env["DATABASE_URL"]
+        users = [fake.user(2001 + n, f"User {n}") for n in range(5)]
+        sent: dict[str, dict] = {}
+
+        async def arrive(numbers: range) -> None:
+            for i in numbers:
+                user = users[i % len(users)]
+                sent[f"burst {i}"] = fake.send_text(user, user, f"/draw burst {i} --seed {i}")
+                await asyncio.sleep(0.02)
+
+        async with await BotProcess(tmp_path, env).start() as bot:
+            await arrive(range(25))
+            killed_at = time.monotonic()
+            await bot.kill()  # mid-burst: some taken in, some drawn, some in flight
+        await arrive(range(25, 50))
+        async with await BotProcess(tmp_path, env).start() as bot:
+            await until(lambda: not fake.pending_updates, 20, "every update fetched")
+            await until(lambda: all_final(url), 30, "every job ended")
+            await bot.terminate()
+        rows = await books_closed(url)
+        # answered (acknowledged, refused or delivered): a message replying to the command
+        answered = {
+            (call.chat_id, call.params["reply_parameters"]["message_id"])
+            for call in fake.calls
+            if call.ok and "reply_parameters" in call.params
+        }
+        stored = {job.prompt: job for job in rows}
+        resent = 0
+        for prompt, message in sent.items():
+            key = (message["chat"]["id"], message["message_id"])
+            if key in answered:
+                # every acknowledged command is a stored job: delivered once, or refunded
+                # with a message saying so
+                job = stored[prompt]
+                if job.state == "delivered":
+                    times = photo_times(fake, prompt)
+                    if len(times) == 2:
+                        # confirmed by Telegram just before the kill, but not yet settled:
+                        # sent again after the restart (at least once), and charged once
+                        assert times[0] < killed_at < times[1], prompt
+                        resent += 1
+                    else:
+                        assert len(times) == 1, (prompt, times)
+                else:
+                    texts = [m.get("text", "") for m in fake.bot_messages(message["chat"]["id"])]
+                    assert any("returned" in text for text in texts), (prompt, texts)
+            else:
+                # taken in by the killed process and lost before it was stored: never
+                # acknowledged, never charged
+                assert prompt not in stored, prompt
+        assert resent <= 2  # only what was between the upload and its settle
+        assert len(stored) >= 25  # everything after the restart, and what was stored before
+        # a render is drawn again only if the kill cut it off (one on the GPU, one waiting)
+        again = sum(n - 1 for n in renders(webui).values() if n > 1)
+        assert again <= 2, renders(webui)
+
+
+def photo_times(fake: FakeTelegram, prompt: str) -> list[float]:
+    return [
+        call.timestamp
+        for call in fake.calls_of("sendPhoto", ok=True)
+        if (call.params.get("caption") or "").split("\n", 1)[0] == prompt
+    ]
+
+
+async def all_final(url: str) -> bool:
+    rows = await jobs(url)
+    return bool(rows) and all(j.state in ("delivered", "failed", "cancelled") for j in rows)
 
 
 async def reserved(url: str, user: str) -> int:
