@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 FIRST_RETRY = 0.5  # seconds before the first retry of a write that met a storage fault
-LAST_RETRY = 10.0  # the backoff stops growing here
+LAST_RETRY = 5.0  # the backoff stops growing here
 
 
 class Chained(Protocol):
