@@ -230,16 +230,17 @@ class Engine(Events):
         """Go on with jobs taken over from stopped instances (bot.lease calls this)."""
         for row, refunded in orphans.failed:
             log.info("job %s of a stopped `drawbridge draw` failed; refunded %s", row.id, refunded)
+        # Renders of the dead may still be going on: stop them before their jobs are queued
+        # again, or they are drawn twice (all asked at once, a dead backend bounded).
+        if orphans.renders:
+            stops = [self.dispatcher.interrupt_orphan(*r) for r in orphans.renders.values()]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.webui_connect_timeout + 1.0):
+                    await asyncio.gather(*stops, return_exceptions=True)
         for row in orphans.queued:
             job = await self._adopt(row)
-            if job is None:
-                continue
-            render = orphans.renders.get(row.id)
-            if render is not None:
-                # its render may still be going on: stop it first, or it is drawn twice
-                with contextlib.suppress(Exception):
-                    await self.dispatcher.interrupt_orphan(*render)
-            self._enqueue(job)
+            if job is not None:
+                self._enqueue(job)
         for row in orphans.rendered:
             job = await self._adopt(row)
             if job is not None:
