@@ -43,10 +43,9 @@ async def test_two_processes_on_one_token_share_the_work_and_take_over_a_dead_on
         env = bot_env(tmp_path, fake, webui, LEASE_SECONDS=str(LEASE))
         url = env["DATABASE_URL"]
         users = [fake.user(3001 + n, f"User {n}") for n in range(4)]
-        async with (
-            await BotProcess(tmp_path, env).start() as first,
-            await BotProcess(tmp_path, env).start() as second,
-        ):
+        first, second = BotProcess(tmp_path, env), BotProcess(tmp_path, env)
+        await asyncio.gather(first.start(), second.start())
+        async with first, second:
             # the second poller is refused (409) while the first one polls
             await fake.wait_for("getUpdates", ok=False)
             for i in range(8):
@@ -88,9 +87,11 @@ async def test_bots_of_other_tokens_and_platforms_leave_a_dead_bots_jobs_alone(t
         env_b = bot_env(tmp_path, fake_b, webui, LEASE_SECONDS=str(LEASE))
         url = env_a["DATABASE_URL"]
         ann, ben = fake_a.user(4001, "Ann"), fake_b.user(4002, "Ben")
+        bot_a, bot_b = BotProcess(tmp_path, env_a), BotProcess(tmp_path, env_b)
+        await asyncio.gather(bot_a.start(), bot_b.start())
         async with (
-            await BotProcess(tmp_path, env_a).start() as bot_a,
-            await BotProcess(tmp_path, env_b).start() as bot_b,
+            bot_a,
+            bot_b,
             discord_env(tmp_path, webui=webui, presets=SMALL, lease_seconds=LEASE) as dc,
         ):
             for i in range(3):
@@ -103,12 +104,13 @@ async def test_bots_of_other_tokens_and_platforms_leave_a_dead_bots_jobs_alone(t
             # Ann's bot dies with work queued
             webui.delay = 30.0
             for i in range(3, 6):
-                fake_a.send_text(ann, ann, f"/draw ann {i}")
+                fake_a.send_text(ann, ann, f"/draw ann {i} --steps 40")
             await until(lambda: queued_count(url), 20, "Ann's jobs queued")
             await bot_a.kill()
             webui.delay = 0.2
-            # several leases later, neither Ben's bot nor the Discord bot has touched them
-            await asyncio.sleep(3 * LEASE)
+            # a lease later (three heartbeats each, and Ann's bot dead on this machine),
+            # neither Ben's bot nor the Discord bot has touched them
+            await asyncio.sleep(LEASE)
             left = {j.prompt: j.state for j in await jobs(url) if j.prompt.startswith("ann")}
             assert all(left[f"ann {i}"] in ("queued", "running") for i in range(3, 6)), left
             assert not any(call.chat_id == ann.id for call in fake_b.calls if call.params)
@@ -148,7 +150,11 @@ async def test_drawbridge_draw_beside_a_running_bot_touches_none_of_its_jobs(tmp
         assert len(list((tmp_path / "out").glob("*.png"))) == 1
 
 
-async def test_drawbridge_draw_settles_its_charge_before_it_exits(tmp_path, db_url) -> None:
+async def test_drawbridge_draw_settles_its_charge_on_postgresql_before_it_exits(
+    tmp_path, pg_url
+) -> None:
+    # (on SQLite: the test above) the SQLAlchemy settle must not be cancelled at exit
+    db_url = pg_url
     async with DevWebUI(delay=0.1) as webui:
         env = bot_env(tmp_path, None, webui, DATABASE_URL=db_url)
         code, _, err = await drawbridge(
@@ -160,7 +166,7 @@ async def test_drawbridge_draw_settles_its_charge_before_it_exits(tmp_path, db_u
             **{k: env[k] for k in ("DATABASE_URL", "DATA_DIR", "WEBUI_URLS", "PRESETS_FILE")},
         )
     assert code == 0, err
-    (job,) = await books_closed(db_url)  # reserve + settle, on SQLite and PostgreSQL alike
+    (job,) = await books_closed(db_url)  # reserve + settle
     assert (job.platform, job.state) == ("cli", "delivered")
     async with Database(db_url) as db:
         assert await db.instances.live() == []  # it deregistered on the way out
