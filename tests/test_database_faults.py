@@ -18,6 +18,7 @@ from storage.vocab import StorageFull
 from tests.harness.memory import MemoryChat, MemoryReplier, memory_service
 from tests.harness.process import books_closed, hold_sqlite_lock, until
 from tests.harness.storage import PgControl
+from tests.harness.telegram import telegram_env
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,6 +57,25 @@ async def test_a_write_lock_held_past_every_timeout_mid_job_loses_nothing(
         assert result.images and ann.replier.failures == []
     (job,) = await books_closed(url)
     assert job.state == "delivered"
+
+
+async def test_a_command_is_acknowledged_only_once_it_is_stored(tmp_path: Path) -> None:
+    async with telegram_env(tmp_path, db_busy_timeout=0.2, db_retry_seconds=0.3) as env:
+        alice = env.fake.user(1001, "Alice")
+        url = env.settings.database_url
+        locker = await hold_sqlite_lock(url)
+        try:
+            asked = env.fake.send_text(alice, alice, "/draw a refused fox")
+            answer = await env.wait_message(alice, "cannot reach its database")
+        finally:
+            locker.kill()
+            await locker.wait()
+        # that refusal is the only answer: no "Got it", no status for a job never stored
+        assert env.fake.bot_messages(alice) == [answer]
+        assert answer["reply_to_message"]["message_id"] == asked["message_id"]
+        assert await books_closed(url) == []
+        env.fake.send_text(alice, alice, "/draw a stored fox")
+        await env.wait_result(alice)
 
 
 async def test_postgresql_stopped_mid_job_loses_nothing(

@@ -124,6 +124,8 @@ async def test_sigterm_finishes_the_upload_hands_back_the_long_job_and_refuses_n
         assert not await job_in(url, "one more please", lambda j: True)
         states = {j.prompt: j.state for j in await jobs(url)}
         assert states == {"a quick sketch": "delivered", "a long mural": "queued"}
+        async with Database(url) as db:
+            assert await db.instances.live() == []  # deregistered: taken over at once
         fake.slow("sendPhoto", 0)
         webui.delay = 0.2
         async with await BotProcess(tmp_path, env).start() as bot:
