@@ -5,7 +5,12 @@ loop, started in a defined order and stopped in the reverse one.
 2. start the service: database, jobs queued at the last shutdown resumed (their repliers wait
    for their platform), dispatching, the scheduler;
 3. enter each adapter (log in, start taking updates);
-4. run until SIGINT/SIGTERM or until an adapter's connection ends by itself.
+4. run until SIGINT/SIGTERM or until an adapter's connection ends by itself;
+5. drain: new commands are answered "restarting, try again in a minute" (nothing charged),
+   running jobs are handed back (interrupted on their WebUI once proven ours), deliveries in
+   flight finish, all within SHUTDOWN_GRACE; then the adapters stop, and the service
+   (whatever is still pending is written, the instance deregistered, so the next process or
+   a peer takes the queued jobs over at once).
 """
 
 from __future__ import annotations
@@ -71,6 +76,8 @@ async def run(settings: Settings) -> int:
                 ", ".join(service.backends()),
             )
             await _until_stopped(stop, adapters)
+            log.info("drawbridge stopping: finishing deliveries, handing back running jobs")
+            await service.drain()
     except AdapterStartError as exc:
         log.error("adapter stopped: %s", exc)
     log.info("drawbridge stopped")

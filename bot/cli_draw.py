@@ -1,5 +1,12 @@
 """`drawbridge draw`: one job through the same parser, quota, queue and WebUI client — the
-terminal as one more adapter of the service."""
+terminal as one more adapter of the service.
+
+It runs as an instance of its own (platform "cli"), so beside a live bot on the same database
+it touches none of the bot's jobs, and the bot none of its. Before it exits its own job is
+final and its charge settled or released, on SQLite and PostgreSQL alike: the service drains
+(every write of the job waited for) before the database closes. Interrupted (Ctrl-C), it
+cancels its job and refunds it first.
+"""
 
 from __future__ import annotations
 
@@ -74,7 +81,7 @@ async def draw_once(
     out_dir: Path,
 ) -> DrawOutcome:
     """Parse, charge, queue and run one job; write its images to `out_dir`."""
-    service = Service(settings)
+    service = Service(settings, serves=["cli"])
     try:
         # before anything starts: a wrong flag or an unreadable file costs nothing
         request = service.parse(text)
@@ -91,7 +98,15 @@ async def draw_once(
         handle = await service.draw(
             requester, request, replier, pictures=pictures, refuse_when_down=True
         )
-        result = await _wait(service, replier, handle.job_id, requester)
+        try:
+            result = await _wait(service, replier, handle.job_id, requester)
+        except asyncio.CancelledError:
+            # Ctrl-C: nobody waits for the picture any more; refund it before leaving
+            await _cancel_quietly(service, requester, handle.job_id)
+            raise
+        finally:
+            # the settle (or release) lands before the database closes
+            await asyncio.shield(service.drain(settings.db_retry_seconds + 1.0))
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     paths = []
     for i, image in enumerate(result.images):
@@ -120,6 +135,14 @@ async def _wait(
         if loop.time() - down_since > service.settings.webui_connect_timeout:
             await service.cancel(requester, job_id)
             raise CliDrawError("error.input", detail="; ".join(problems))
+
+
+async def _cancel_quietly(service: Service, requester: Requester, job_id: str) -> None:
+    task = asyncio.ensure_future(service.cancel(requester, job_id))
+    try:
+        await asyncio.shield(task)
+    except (asyncio.CancelledError, DrawbridgeError):
+        pass  # finished meanwhile, or cancelled again: the claim of the next process refunds it
 
 
 def _read(path: Path) -> bytes:

@@ -9,6 +9,10 @@ cancellation stay exact for everything still queued.
 A backend that refuses connections, times out or makes no progress for `stall_timeout` is marked
 down; its jobs go back to the head of the queue (up to `max_attempts`), and the health check
 brings it back.
+
+At shutdown `drain` stops feeding and hands running jobs back: each is interrupted once its
+backend is proven to be drawing it (unless it will finish within the grace period anyway), and
+its request is waited for, so the WebUI is not left drawing an orphan.
 """
 
 from __future__ import annotations
@@ -58,6 +62,7 @@ class Running:
     task: asyncio.Task[Any] | None = None
     down_error: WebUIError | None = None
     ended: bool = False  # the request came back (or failed); nobody may cancel the task now
+    hand_back: bool = False  # shutting down: an interrupted result goes back to the queue
 
 
 @dataclass(eq=False)
@@ -96,6 +101,15 @@ class Backend:
         return total
 
 
+def head_remaining(backend: Backend, head: Running) -> float:
+    """Estimated seconds until the running job on `backend` is done."""
+    return max(
+        0.0,
+        backend.remaining(time.monotonic())
+        - sum(r.entry.cost * backend.sec_per_credit for r in backend.inflight if r is not head),
+    )
+
+
 async def _finished(task: asyncio.Task[None] | None) -> None:
     """Let a bookkeeping task end before anything that must come after it."""
     if task is not None:
@@ -123,6 +137,13 @@ class Events:
 
     async def discarded(self, run: Running) -> None:
         """A cancelled job's request came back; its result is dropped."""
+
+    async def bound(self, run: Running, task: str) -> None:
+        """The backend is proven to be drawing this job; `task` tells that render apart
+        (`interrupt_orphan` takes it if the process dies while it draws)."""
+
+    async def handed_back(self, run: Running) -> None:
+        """Shutting down: the job's render was interrupted (or failed); it is queued again."""
 
 
 class Dispatcher:
@@ -154,6 +175,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._paused = False  # draining: no new job goes to a backend
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -171,6 +193,52 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
+
+    async def drain(self, grace: float) -> None:
+        """Take no more jobs; hand back what runs: interrupt each render once it is proven ours
+        (unless it should finish within the grace period), and wait up to `grace` seconds for
+        the requests to come back. What is still out then is abandoned by `stop`."""
+        self._paused = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        for backend in self.backends:
+            for run in backend.inflight:
+                run.hand_back = True
+        expected: dict[int, float] = {}  # when each render should be done, as first estimated
+        while any(b.inflight for b in self.backends):
+            now = loop.time()
+            if now >= deadline:
+                break
+            for backend in self.backends:
+                head = backend.inflight[0] if backend.inflight else None
+                if head is None or head.interrupted or head.started_at is None:
+                    continue
+                done_by = expected.setdefault(id(head), now + head_remaining(backend, head))
+                # One that should be done well within the grace is left to finish, unless
+                # it runs late (estimates before a job's first progress are rough).
+                if done_by > now + (deadline - now) / 2 or now > done_by + 1.0:
+                    await self._interrupt_if_ours(head)
+            await asyncio.sleep(min(self.progress_interval, max(0.0, deadline - loop.time())))
+
+    async def interrupt_orphan(self, url: str, task: str) -> bool:
+        """Interrupt the render a dead process left drawing on backend `url`, but only if the
+        backend is provably still drawing it (`task` as `Events.bound` recorded it)."""
+        backend = next((b for b in self.backends if b.url == url), None)
+        if backend is None or not task.startswith("ts:"):
+            return False
+        stamp = task.removeprefix("ts:")
+        if any(run.timestamp in (None, stamp) for run in backend.inflight[:1]):
+            return False  # one of ours runs there now and might be the one it names
+        try:
+            prog = await backend.client.progress(skip_current_image=True)
+        except WebUIError:
+            return False
+        if not prog.active or prog.job_timestamp != stamp:
+            return False
+        log.info("interrupting an orphaned render on %s", backend.name)
+        with contextlib.suppress(WebUIError):
+            await backend.client.interrupt()
+        return True
 
     async def notify(self) -> None:
         """Wake the feeders (a job was queued, a backend came back, …)."""
@@ -215,7 +283,7 @@ class Dispatcher:
     # --- feeding --------------------------------------------------------------------
     def _ready(self, backend: Backend, now: float) -> float | None:
         """None if the backend can take a job now, else seconds until it should re-check."""
-        if not backend.up or len(self.queue) == 0:
+        if not backend.up or len(self.queue) == 0 or self._paused:
             return self.progress_interval
         if not backend.inflight:
             return None
@@ -245,9 +313,11 @@ class Dispatcher:
                     async with asyncio.timeout(self.progress_interval):
                         await wake.wait()
                 continue
-            if self._closing:
+            if self._closing or self._paused:
                 self.queue.push_front(entry)
-                return
+                if self._closing:
+                    return
+                continue
             run = Running(entry, backend, functools.partial(self.call_for, entry))
             backend.inflight.append(run)
             run.task = asyncio.create_task(self._run(run), name=f"job {entry.job_id}")
@@ -324,7 +394,9 @@ class Dispatcher:
             # this task while it is deciding the job's fate
             run.ended = True
             await _finished(started)
-            if exc.retryable or isinstance(exc, WebUINoAPI | WebUIAuthError):
+            if run.hand_back and not run.cancel_requested:
+                await self.events.handed_back(run)
+            elif exc.retryable or isinstance(exc, WebUINoAPI | WebUIAuthError):
                 self._mark_down(backend, exc, exclude=run)
                 await self._retry_or_fail(run, exc)
             elif run.cancel_requested:
@@ -359,6 +431,8 @@ class Dispatcher:
         self.attempts.pop(entry.job_id, None)
         if run.cancel_requested:
             await self.events.discarded(run)
+        elif run.hand_back and run.interrupted:
+            await self.events.handed_back(run)  # a partial picture: drawn again after restart
         else:
             await self.events.finished(run, result, elapsed)
 
@@ -439,7 +513,7 @@ class Dispatcher:
             return
         if prog.active:
             if head.timestamp is None:
-                head.timestamp = prog.job_timestamp
+                await self._adopt(head, prog.job_timestamp)
             if head.cancel_requested and not head.interrupted:
                 await self._interrupt(backend, head)
             if prog.progress != head.progress:
@@ -464,6 +538,9 @@ class Dispatcher:
     async def cancel_running(self, run: Running) -> bool:
         """Interrupt a job on its backend, but only once /progress shows it is the one running."""
         run.cancel_requested = True
+        return await self._interrupt_if_ours(run)
+
+    async def _interrupt_if_ours(self, run: Running) -> bool:
         backend = run.backend
         if not backend.inflight or backend.inflight[0] is not run or run.started_at is None:
             return False  # still waiting on the WebUI's lock; the poller interrupts it later
@@ -474,11 +551,17 @@ class Dispatcher:
         if not prog.active:
             return False
         if run.timestamp is None:
-            run.timestamp = prog.job_timestamp
+            await self._adopt(run, prog.job_timestamp)
         if prog.job_timestamp != run.timestamp:
             return False
         await self._interrupt(backend, run)
         return True
+
+    async def _adopt(self, run: Running, timestamp: str) -> None:
+        """The render running now is this job's: remember what tells it apart."""
+        run.timestamp = timestamp
+        with contextlib.suppress(Exception):  # bookkeeping must never break the job
+            await self.events.bound(run, f"ts:{timestamp}")
 
     async def _interrupt(self, backend: Backend, run: Running) -> None:
         run.interrupted = True

@@ -1,32 +1,49 @@
 """The engine behind the one door (`bot.service`): submit, cancel, buttons, status; it owns the
-queue, the dispatcher and the quotas. Nothing outside the core holds it."""
+queue, the dispatcher, the quotas and this process's instance. Nothing outside the core holds it.
+
+Every job moves through the state machine of storage/lifecycle.py, owned by this instance:
+
+    submit (stored, then acknowledged) → start → [bind] → render (stored) → deliver (settled)
+                                      ↘ requeue (backend lost, handed back) / fail / cancel
+
+The dispatcher's callbacks only record what happened and hand the job's next steps to
+`bot.steps.Steps` (in order per job, each write retried until the database takes it), so no
+database fault can fail a job whose picture was drawn or leave one running with its credits
+reserved. Jobs of instances that died are taken over by `bot.lease.Lease` and recovered here:
+queued ones queued again, lost renders interrupted (when provably still drawing) and drawn
+again, rendered results sent again. `drain` is the graceful half of a shutdown.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import contextlib
+import functools
 import itertools
 import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from bot import catalogue
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
 from bot.errors import (
+    DeliveryFailed,
     DrawbridgeError,
     NotAllowed,
     NotFound,
     QueueFull,
     QuotaExceeded,
+    ShuttingDown,
+    StorageError,
     WebUIError,
 )
 from bot.fairqueue import Entry, FairQueue
 from bot.images.store import ImageStore
+from bot.lease import Lease
 from bot.options import DrawParser, Limits, draw_options, validate_request
 from bot.payload import (
     Resolved,
@@ -40,6 +57,7 @@ from bot.payload import (
 from bot.presets import PresetBook, load_presets
 from bot.quota import Quotas
 from bot.settings import Settings
+from bot.steps import Steps, until_written
 from bot.types import (
     IMAGE_ACTIONS,
     JOB_ACTIONS,
@@ -63,9 +81,11 @@ from bot.types import (
 )
 from bot.webui.client import GenerationResult, WebUIClient
 from storage.db import Database
+from storage.instances import Orphans, new_instance_id
 from storage.jobs import new_job_id
 from storage.lifecycle import RenderedImage
-from storage.vocab import InsufficientCredits
+from storage.models import Job as JobRow
+from storage.vocab import DuplicateJob, InsufficientCredits, StorageFault, StorageFull
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +104,7 @@ class Job:
     started: float | None = None
     shown_position: int = 0
     notes: tuple[str, ...] = field(default=())
+    chain: asyncio.Task[Any] | None = None  # its latest bookkeeping step (bot.steps)
 
     def update(self, state: JobState, **fields: Any) -> JobUpdate:
         """A JobUpdate of this job, carrying its notes."""
@@ -101,6 +122,8 @@ class Engine(Events):
         clients: list[WebUIClient] | None = None,
         presets: PresetBook | None = None,
         store: ImageStore | None = None,
+        instance: str | None = None,
+        serves: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self.db = db
@@ -113,7 +136,22 @@ class Engine(Events):
         self.queue = FairQueue()
         self.jobs: dict[str, Job] = {}
         self._pending: dict[str, int] = {}
+        # platform → the bot this process answers it with ("telegram:123"), and by that bot,
+        # how a job taken over finds its conversation again
+        self.routes: dict[str, str] = {}
         self.repliers: dict[str, ReplierFactory] = {}
+        self.instance = instance or new_instance_id()
+        self._serves = list(serves)
+        self.accepting = True
+        self.steps = Steps()
+        self.lease = Lease(
+            db,
+            self.instance,
+            lease_seconds=settings.lease_seconds,
+            today=self.quotas.today,
+            claimed=self._recover,
+            lost=self._reconcile,
+        )
         auth = settings.webui_credentials()
         self._own_clients = clients is None
         self.clients = clients or [
@@ -144,43 +182,159 @@ class Engine(Events):
         await self.stop()
 
     async def start(self) -> None:
-        """Resume jobs left queued by a previous run, then start dispatching."""
-        await self._resume()
+        """Register this instance, take over the jobs of stopped ones, start dispatching."""
+        platforms = {*self.routes.values(), *self._serves}
+        # rows written before jobs named their bot carry the bare platform
+        platforms |= {p for p, route in self.routes.items() if route != p}
+        await self.lease.start(sorted(platforms))
         await self.dispatcher.start()
 
+    async def drain(self, grace: float) -> None:
+        """The graceful half of a shutdown: refuse new work, hand back running jobs (each
+        interrupted once it is proven ours, unless it finishes within the grace) and let
+        deliveries in flight finish, all within `grace` seconds."""
+        self.accepting = False
+        self.lease.hold()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await self.dispatcher.drain(grace)
+        await self.steps.wait(max(0.0, deadline - loop.time()))
+
     async def stop(self) -> None:
-        """Stop dispatching; queued jobs stay in storage for the next start."""
+        """Stop dispatching, hand back what still runs, write what is pending (briefly),
+        deregister. Queued jobs stay queued for the next owner."""
+        self.accepting = False
         await self.dispatcher.stop()
+        for job in list(self.jobs.values()):
+            if job.state is JobState.RUNNING:
+                self._hand_back(job, "stopped while drawing")
+        await self.steps.wait(min(5.0, self.settings.shutdown_grace + 1.0))
+        await self.steps.cancel()
+        await self.lease.stop()
         if self._own_clients:
             for client in self.clients:
                 await client.aclose()
 
-    def register_replier(self, platform: str, factory: ReplierFactory) -> None:
-        """Let jobs of `platform` be resumed after a restart (reply_ref → Replier)."""
-        self.repliers[platform] = factory
+    def register_replier(
+        self, platform: str, factory: ReplierFactory, *, route: str | None = None
+    ) -> None:
+        """Answer jobs of `platform` with the bot `route` (default: the platform itself), and
+        let such jobs be taken over after a restart (reply_ref → Replier)."""
+        route = route or platform
+        self.routes[platform] = route
+        self.repliers[route] = factory
 
-    async def _resume(self) -> None:
-        await self.db.jobs.requeue_running()
-        for row in await self.db.jobs.list_by_state(["queued"]):
-            params = _json(row.params)
+    # --- taking over ---------------------------------------------------------------------
+    async def _recover(self, orphans: Orphans) -> None:
+        """Go on with jobs taken over from stopped instances (bot.lease calls this)."""
+        for row, refunded in orphans.failed:
+            log.info("job %s of a stopped `drawbridge draw` failed; refunded %s", row.id, refunded)
+        # Renders of the dead may still be going on: stop them before their jobs are queued
+        # again, or they are drawn twice (all asked at once, a dead backend bounded).
+        if orphans.renders:
+            stops = [self.dispatcher.interrupt_orphan(*r) for r in orphans.renders.values()]
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.settings.webui_connect_timeout + 1.0):
+                    await asyncio.gather(*stops, return_exceptions=True)
+        for row in orphans.queued:
+            job = await self._adopt(row)
+            if job is not None:
+                self._enqueue(job)
+        for row in orphans.rendered:
+            job = await self._adopt(row)
+            if job is not None:
+                job.state = JobState.RENDERED
+                self.steps.then(job, "deliver again", functools.partial(self._resend, job, row))
+        if orphans.queued:
+            await self.dispatcher.notify()
+            await self._refresh_positions()
+
+    async def _adopt(self, row: JobRow) -> Job | None:
+        """A Job from its row, answered through its bot's replier; None if it cannot be."""
+        if row.id in self.jobs:
+            return None
+        params = _json(row.params) or {}
+        route = row.platform
+        factory = self.repliers.get(route) or self.repliers.get(self.routes.get(route, ""))
+        try:
             requester = Requester(**params["requester"])
-            factory = self.repliers.get(requester.platform)
             if factory is None:
-                refunded = await self.quotas.release(row.id)
-                await self.db.jobs.set_state(
-                    row.id, "failed", error="not resumable after restart", finished_at=_now()
-                )
-                log.info("job %s not resumable (%s); refunded %s", row.id, row.platform, refunded)
-                continue
+                raise LookupError(f"no replier for {route}")
             replier = factory(requester, _json(row.reply_ref) or {})
             spec = Resolved.from_dict(params["spec"])
-            notes = tuple(params.get("notes") or ())
-            job = Job(
-                row.id, requester, spec, row.cost, replier, created=time.monotonic(), notes=notes
+        except Exception as exc:
+            log.warning("job %s cannot be resumed (%s); refunding it", row.id, exc)
+            refunded = await until_written(
+                lambda: self.db.jobs.fail(
+                    row.id,
+                    owner=self.instance,
+                    error="not resumable after restart",
+                    today=self.quotas.today(),
+                ),
+                f"job {row.id}: fail",
             )
-            self._enqueue(job)
-        if self.jobs:
-            log.info("resumed %d queued jobs", len(self.jobs))
+            log.info("job %s refunded %s", row.id, refunded)
+            return None
+        notes = tuple(params.get("notes") or ())
+        return Job(
+            row.id, requester, spec, row.cost, replier, created=time.monotonic(), notes=notes
+        )
+
+    async def _resend(self, job: Job, row: JobRow) -> None:
+        """Send a result stored before the last owner stopped (it was not confirmed sent)."""
+        results = await until_written(
+            lambda: self.db.results.for_job(job.id), f"job {job.id}: read results"
+        )
+        actions = await until_written(
+            lambda: self.db.actions.for_job(job.id), f"job {job.id}: read buttons"
+        )
+        try:
+            pngs = [await asyncio.to_thread(self.store.get, r.image_ref) for r in results]
+        except DrawbridgeError as exc:  # the stored picture is gone
+            await self._fail(job, exc)
+            return
+        images = [
+            ImageResult(png, r.seed, r.width, r.height, r.infotext)
+            for png, r in zip(pngs, results, strict=True)
+        ]
+        own: dict[str, str] = {}
+        for action in actions:
+            if action.kind in JOB_ACTIONS:
+                own[action.kind] = action.key
+            elif action.kind in IMAGE_ACTIONS and action.image_index < len(images):
+                images[action.image_index].keys[action.kind] = action.key
+        elapsed = 0.0
+        if row.started_at is not None and row.rendered_at is not None:
+            elapsed = max(0.0, (row.rendered_at - row.started_at).total_seconds())
+        infotext = results[0].infotext if results else ""
+        result = JobResult(
+            job.id,
+            images,
+            job.spec.prompt,
+            job.spec.model or _model_of(infotext),
+            elapsed,
+            job.cost,
+            mode=job.spec.mode,
+            notes=list(job.notes),
+            keys=own,
+        )
+        await self._deliver(job, result)
+
+    async def _reconcile(self) -> None:
+        """The lease ran out and others may have taken jobs: drop what is not ours now."""
+        owned = {row.id for row in await self.db.instances.owned(self.instance)}
+        for job in list(self.jobs.values()):
+            if job.id not in owned:
+                self._lose(job)
+
+    def _lose(self, job: Job) -> None:
+        """Another instance owns the job now: forget it here (its result would be dropped)."""
+        log.warning("job %s belongs to another instance now; dropping it here", job.id)
+        self.jobs.pop(job.id, None)
+        self.queue.remove(job.id)
+        run = self.dispatcher.find(job.id)
+        if run is not None:
+            self.steps.spawn(f"interrupt {job.id}", lambda: self.dispatcher.cancel_running(run))
 
     # --- submitting ----------------------------------------------------------------------
     async def submit(
@@ -192,16 +346,25 @@ class Engine(Events):
         reply_ref: dict[str, Any] | None = None,
         init_size: tuple[int, int] | None = None,
         notes: Sequence[str] = (),
+        source: str | None = None,
     ) -> JobHandle:
-        """Validate, charge and queue a request; raises a DrawbridgeError with nothing charged."""
+        """Validate, charge and queue a request; raises a DrawbridgeError with nothing charged.
+        `source` names the platform command: the same one again is the same job."""
+        if not self.accepting:
+            raise ShuttingDown()
         validate_request(request, self.limits)
         user = requester.key
-        settings_row = await self.db.users.get_settings(user)
+        try:
+            settings_row = await self.db.users.get_settings(user)
+        except StorageFault as exc:
+            raise StorageError.from_fault(exc) from None
         defaults = _row_dict(settings_row)
         spec = resolve(
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
-        return await self.submit_spec(requester, spec, replier, reply_ref=reply_ref, notes=notes)
+        return await self.submit_spec(
+            requester, spec, replier, reply_ref=reply_ref, notes=notes, source=source
+        )
 
     async def submit_spec(
         self,
@@ -211,8 +374,14 @@ class Engine(Events):
         *,
         reply_ref: dict[str, Any] | None = None,
         notes: Sequence[str] = (),
+        source: str | None = None,
     ) -> JobHandle:
-        """Charge and queue fully resolved values (reroll, variations, upscale reuse this)."""
+        """Charge and queue fully resolved values (reroll, variations, upscale reuse this).
+
+        The job is stored (or refused) before the replier hears of it: its first status
+        update is the acknowledgement the platform shows."""
+        if not self.accepting:
+            raise ShuttingDown()
         user = requester.key
         catalogue.check(spec, self.dispatcher.backends)
         job_cost = cost(spec)
@@ -231,6 +400,9 @@ class Engine(Events):
                 id=job_id,
                 user_key=user,
                 platform=requester.platform,
+                route=self.routes.get(requester.platform),
+                owner=self.instance,
+                source=source,
                 display_name=requester.display_name,
                 locale=requester.locale,
                 chat_id=requester.chat_id,
@@ -245,6 +417,13 @@ class Engine(Events):
             )
         except InsufficientCredits as exc:
             raise QuotaExceeded(cost=exc.cost, balance=exc.balance, reset=exc.reset) from None
+        except DuplicateJob as exc:
+            # handed over twice (replayed after a crash, or seen by a second process): the
+            # stored job goes on as it is; this copy says nothing and charges nothing
+            log.info("command %s was already taken in as job %s", source, exc.job_id)
+            return JobHandle(exc.job_id, 0, 0, 0.0)
+        except StorageFault as exc:
+            raise StorageError.from_fault(exc) from None
         finally:
             self._pending[user] -= 1
         job = Job(
@@ -257,6 +436,14 @@ class Engine(Events):
         with contextlib.suppress(Exception):
             await replier.update(job.update(JobState.QUEUED, position=position, eta_seconds=eta))
         return JobHandle(job_id, job_cost, position, eta, job.notes)
+
+    async def remember_reply(self, job_id: str, reply_ref: dict[str, Any]) -> None:
+        """The job's conversation moved (its status message was sent or replaced): store where,
+        so whoever delivers it after a restart edits that message. Best effort."""
+        try:
+            await self.db.jobs.set_reply_ref(job_id, _dumps(reply_ref), owner=self.instance)
+        except StorageFault as exc:
+            log.info("job %s: where its status is could not be stored (%s)", job_id, exc)
 
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
@@ -332,9 +519,18 @@ class Engine(Events):
             if run is None:
                 raise NotFound("queue.job_not_found", job=job.id)
             await self.dispatcher.cancel_running(run)
-        refunded = await self.quotas.release(job.id)
-        await self._finish(job, JobState.CANCELLED)
-        await self._refresh_positions()
+        job.state = JobState.CANCELLED
+        self.jobs.pop(job.id, None)
+        written = self.steps.then(job, "cancel", lambda: self._cancel_write(job))
+        refunded = job.cost
+        # After the job's earlier steps; if the database is away, the refund lands later.
+        with contextlib.suppress(TimeoutError):
+            landed = await asyncio.wait_for(
+                asyncio.shield(written), self.settings.db_retry_seconds + 1.0
+            )
+            refunded = job.cost if landed is None else landed
+        with contextlib.suppress(Exception):
+            await self._refresh_positions()
         with contextlib.suppress(Exception):
             await job.replier.fail(
                 job.id, DrawbridgeError("queue.cancelled", credits=refunded), refunded
@@ -342,9 +538,21 @@ class Engine(Events):
         await self.dispatcher.notify()
         return Cancelled(job.id, refunded)
 
+    async def _cancel_write(self, job: Job) -> int | None:
+        refunded = await until_written(
+            lambda: self.db.jobs.cancel(job.id, owner=self.instance, today=self.quotas.today()),
+            f"job {job.id}: cancel",
+        )
+        if refunded is None:
+            log.info("job %s was not ours to cancel any more", job.id)
+        return refunded
+
     async def _job_of_cancel_button(self, key: str) -> Job | None:
         # Cancel buttons carry the job id; those drawn before that carried an action key.
-        action = await self.db.actions.get(key)
+        try:
+            action = await self.db.actions.get(key)
+        except StorageFault as exc:
+            raise StorageError.from_fault(exc) from None
         if action is None or action.kind != "cancel":
             return None
         return self.jobs.get(action.job_id)
@@ -357,6 +565,7 @@ class Engine(Events):
         replier: Replier | None = None,
         *,
         reply_ref: dict[str, Any] | None = None,
+        source: str | None = None,
     ) -> Pressed:
         """Run a result button: reroll/variations/upscale are new jobs charged to whoever
         pressed (they need the replier); delete is for the owner or an admin (the adapter
@@ -378,7 +587,7 @@ class Engine(Events):
         spec = Resolved.from_dict(params["spec"])
         if kind == "reroll":
             outcome.handle = await self.submit_spec(
-                requester, reroll_of(spec), replier, reply_ref=reply_ref
+                requester, reroll_of(spec), replier, reply_ref=reply_ref, source=source
             )
             return outcome
         result = await self._result(action.job_id, action.image_index)
@@ -397,7 +606,9 @@ class Engine(Events):
             raise NotFound("action.expired")
         if not await asyncio.to_thread(self.store.exists, result.image_ref):
             raise NotFound("action.expired")
-        outcome.handle = await self.submit_spec(requester, new, replier, reply_ref=reply_ref)
+        outcome.handle = await self.submit_spec(
+            requester, new, replier, reply_ref=reply_ref, source=source
+        )
         return outcome
 
     async def original(self, key: str) -> Original:
@@ -408,10 +619,13 @@ class Engine(Events):
         return Original(action.job_id, action.image_index, png)
 
     async def _action(self, key: str) -> tuple[Any, dict[str, Any]]:
-        action = await self.db.actions.get(key)
+        try:
+            action = await self.db.actions.get(key)
+            row = None if action is None else await self.db.jobs.get(action.job_id)
+        except StorageFault as exc:
+            raise StorageError.from_fault(exc) from None
         if action is None:
             raise NotFound("action.expired")
-        row = await self.db.jobs.get(action.job_id)
         if row is None:
             raise NotFound("action.expired")
         return action, _json(row.params)
@@ -421,11 +635,6 @@ class Engine(Events):
             if result.image_index == index:
                 return result
         raise NotFound("action.expired")
-
-    async def _finish(self, job: Job, state: JobState, **fields: Any) -> None:
-        job.state = state
-        self.jobs.pop(job.id, None)
-        await self.db.jobs.set_state(job.id, state.value, finished_at=_now(), **fields)
 
     # --- dispatcher events ---------------------------------------------------------------
     async def _call_for(self, entry: Entry) -> WebUICall:
@@ -476,17 +685,33 @@ class Engine(Events):
         job: Job = run.entry.item
         job.state = JobState.RUNNING
         job.started = time.monotonic()
-        await self._refresh_positions()
-        await self.db.jobs.set_state(
-            job.id,
-            "running",
-            only_from=["queued"],
-            backend=run.backend.url,
-            started_at=_now(),
-            attempts=self.dispatcher.attempts.get(job.id, 1),
-        )
+        backend = run.backend.url
+        attempts = self.dispatcher.attempts.get(job.id, 1)
+        self.steps.then(job, "start", lambda: self._start_write(job, backend, attempts))
+        with contextlib.suppress(Exception):
+            await self._refresh_positions()
         with contextlib.suppress(Exception):
             await job.replier.update(job.update(JobState.RUNNING, progress=0.0))
+
+    async def _start_write(self, job: Job, backend: str, attempts: int) -> None:
+        moved = await until_written(
+            lambda: self.db.jobs.start(
+                job.id, owner=self.instance, backend=backend, attempts=attempts
+            ),
+            f"job {job.id}: start",
+        )
+        if not moved and job.id in self.jobs:
+            self._lose(job)
+
+    async def bound(self, run: Running, task: str) -> None:
+        job: Job = run.entry.item
+
+        async def bind() -> None:
+            # once: it only helps a later owner tell an orphan render apart
+            with contextlib.suppress(StorageFault):
+                await self.db.jobs.bind(job.id, owner=self.instance, task=task)
+
+        self.steps.then(job, "bind", bind)
 
     async def progress(self, run: Running, fraction: float, preview: bytes | None) -> None:
         job: Job = run.entry.item
@@ -499,24 +724,43 @@ class Engine(Events):
         job: Job = run.entry.item
         if job.id not in self.jobs:
             return  # cancelled meanwhile
+        # The picture exists: from here on the job is delivered or refunded, never cancelled.
+        job.state = JobState.RENDERED
+        self.jobs.pop(job.id, None)
+        backend_model = run.backend.model
+        self.steps.then(
+            job, "render", lambda: self._keep_and_deliver(job, result, elapsed, backend_model)
+        )
+
+    async def _keep_and_deliver(
+        self, job: Job, result: GenerationResult, elapsed: float, backend_model: str | None
+    ) -> None:
+        """Store the pictures (files, then the render transaction), then deliver."""
         images = []
         stored: list[RenderedImage] = []
-        for i, data in enumerate(result.images):
-            ref = await asyncio.to_thread(self.store.put, data)
-            seed = result.seeds[i] if i < len(result.seeds) else job.spec.seed + i
-            info = result.infotexts[i] if i < len(result.infotexts) else ""
-            width, height = _png_size(data) or (result.width, result.height)
-            images.append(ImageResult(data, seed, width, height, info))
-            stored.append(RenderedImage(ref, seed, width, height, info))
-        model = result.model or job.spec.model or run.backend.model or ""
+        try:
+            for i, data in enumerate(result.images):
+                ref = await asyncio.to_thread(self.store.put, data)
+                seed = result.seeds[i] if i < len(result.seeds) else job.spec.seed + i
+                info = result.infotexts[i] if i < len(result.infotexts) else ""
+                width, height = _png_size(data) or (result.width, result.height)
+                images.append(ImageResult(data, seed, width, height, info))
+                stored.append(RenderedImage(ref, seed, width, height, info))
+        except OSError as exc:
+            log.error("job %s: its pictures could not be stored (%s); refunding", job.id, exc)
+            await self._fail(job, StorageError.from_fault(StorageFull()))
+            return
+        model = result.model or job.spec.model or backend_model or ""
         # Stored (results, button keys, state rendered) in one transaction before the upload;
         # settled only once the platform confirmed it.
         wanted, own = _result_actions(len(images), job.spec.mode)
-        keys = await self.db.jobs.render(job.id, owner=None, images=stored, actions=wanted)
+        keys = await until_written(
+            lambda: self.db.jobs.render(job.id, owner=self.instance, images=stored, actions=wanted),
+            f"job {job.id}: render",
+        )
         if keys is None:
-            return  # cancelled meanwhile
-        job.state = JobState.RENDERED
-        self.jobs.pop(job.id, None)
+            log.info("job %s is not ours any more; its picture is dropped", job.id)
+            return
         delivered = JobResult(
             job.id,
             images,
@@ -528,33 +772,85 @@ class Engine(Events):
             notes=list(job.notes),
             keys=_assign_keys(keys, wanted, own, images),
         )
+        await self._deliver(job, delivered)
+
+    async def _deliver(self, job: Job, result: JobResult) -> None:
+        """Hand the result to the platform; settle once it confirmed, else refund and say so.
+
+        Cancelled here (a shutdown past its grace), the job stays rendered: the next owner
+        sends it again."""
         try:
-            await job.replier.deliver(delivered)
-        except Exception:
-            log.exception("delivering job %s failed; refunding", job.id)
-            today = self.quotas.today()
-            await self.db.jobs.fail(job.id, owner=None, error="delivery failed", today=today)
+            await job.replier.deliver(result)
+        except DeliveryFailed as exc:
+            log.warning("job %s could not be delivered; refunding it", job.id)
+            await self._fail(job, exc, error_text="delivery failed")
             return
-        await self.db.jobs.deliver(job.id, owner=None)
+        except Exception as exc:
+            log.warning("delivering job %s failed (%s); refunding it", job.id, _brief(exc))
+            await self._fail(job, DeliveryFailed(), error_text="delivery failed")
+            return
+        await until_written(
+            lambda: self.db.jobs.deliver(job.id, owner=self.instance), f"job {job.id}: deliver"
+        )
 
     async def failed(self, run: Running, error: DrawbridgeError) -> None:
         job: Job = run.entry.item
         if job.id not in self.jobs:
             return
-        refunded = await self.quotas.release(job.id)
-        await self._finish(job, JobState.FAILED, error=error.render("en")[:500])
+        job.state = JobState.FAILED
+        self.jobs.pop(job.id, None)
+        self.steps.then(job, "fail", lambda: self._fail(job, error))
+        with contextlib.suppress(Exception):
+            await self._refresh_positions()
+
+    async def _fail(self, job: Job, error: DrawbridgeError, *, error_text: str = "") -> None:
+        """fail (refunded in the same transaction), then tell the user."""
+        job.state = JobState.FAILED
+        self.jobs.pop(job.id, None)
+        text = (error_text or error.render("en"))[:500]
+        refunded = await until_written(
+            lambda: self.db.jobs.fail(
+                job.id, owner=self.instance, error=text, today=self.quotas.today()
+            ),
+            f"job {job.id}: fail",
+        )
+        if refunded is None:
+            log.info("job %s had ended or is not ours any more; nothing refunded", job.id)
+            return
         with contextlib.suppress(Exception):
             await job.replier.fail(job.id, error, refunded)
 
     async def retrying(self, run: Running, error: WebUIError) -> None:
         job: Job = run.entry.item
         job.state = JobState.QUEUED
-        await self.db.jobs.set_state(job.id, "queued", error=error.render("en")[:500])
+        text = error.render("en")[:500]
+        self.steps.then(job, "requeue", lambda: self._requeue_write(job, text))
         attempt = self.dispatcher.attempts.get(job.id, 1) + 1
         with contextlib.suppress(Exception):
             await job.replier.update(
                 job.update(JobState.QUEUED, attempt=attempt, note="queue.retrying")
             )
+
+    async def _requeue_write(self, job: Job, error: str) -> bool:
+        moved = await until_written(
+            lambda: self.db.jobs.requeue(job.id, owner=self.instance, error=error),
+            f"job {job.id}: requeue",
+        )
+        if not moved and job.id in self.jobs:
+            self._lose(job)
+        return moved
+
+    async def handed_back(self, run: Running) -> None:
+        job: Job = run.entry.item
+        if job.id in self.jobs:
+            self._hand_back(job, "handed back at shutdown")
+
+    def _hand_back(self, job: Job, why: str) -> None:
+        """Queued again in storage (and nowhere here): the next owner draws it."""
+        job.state = JobState.QUEUED
+        self.jobs.pop(job.id, None)
+        self.queue.remove(job.id)
+        self.steps.then(job, "hand back", lambda: self._requeue_write(job, why))
 
     async def discarded(self, run: Running) -> None:
         log.info("dropped the result of cancelled job %s", run.entry.job_id)
@@ -581,14 +877,23 @@ def _assign_keys(
     return result
 
 
+def _model_of(infotext: str) -> str:
+    """The model an infotext names ("…, Model: name, …"), or ""."""
+    for part in infotext.rsplit("\n", 1)[-1].split(", "):
+        name, sep, value = part.partition(": ")
+        if sep and name == "Model":
+            return value
+    return ""
+
+
+def _brief(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
+
+
 def _png_size(data: bytes) -> tuple[int, int] | None:
     if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
     return None
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _dumps(value: Any) -> str:

@@ -7,11 +7,13 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 ├── RefusedError                the request is fine but not allowed now
 │   ├── QuotaExceeded           not enough credits
 │   ├── QueueFull               per-user cap on queued jobs reached
-│   └── NotAllowed              e.g. cancelling another user's job
+│   ├── NotAllowed              e.g. cancelling another user's job
+│   └── ShuttingDown            drawbridge is restarting: try again in a minute
 ├── NotFound                    unknown job, preset, model …
 ├── DatabaseError               the database cannot be used (operator-facing, CLI only)
 ├── StorageError                the database failed; the write was rolled back whole (the
 │                               storage.vocab.StorageFault it stands for says which sentence)
+├── DeliveryFailed              a drawn result could not be sent (the platform's retries ran out)
 └── WebUIError                  a backend failed; carries the backend URL
     ├── WebUIUnreachable        connection refused / DNS / reset
     ├── WebUITimeout            no answer within the timeout
@@ -84,6 +86,12 @@ class NotAllowed(RefusedError):
     key = "error.not_allowed"
 
 
+class ShuttingDown(RefusedError):
+    """drawbridge is stopping (a restart or a deploy) and takes no new work; nothing charged."""
+
+    key = "service.restarting"
+
+
 class NotFound(DrawbridgeError):
     """Something the user named does not exist."""
 
@@ -94,6 +102,15 @@ class DatabaseError(DrawbridgeError):
     """The database cannot be reached or used; the key names the reason (db.auth, …)."""
 
     key = "db.unreachable"
+
+
+class DeliveryFailed(DrawbridgeError):
+    """`Replier.deliver` gave up: the platform did not confirm the result within its retries.
+
+    The engine fails the job and refunds it, then asks the replier to tell the user (the
+    adapter sends that once the platform is reachable again)."""
+
+    key = "delivery.failed"
 
 
 class WebUIError(DrawbridgeError):

@@ -726,6 +726,15 @@ MESSAGES: dict[str, dict[str, str]] = {
         "please try again in a minute.",
         "zh": "机器人暂时无法访问数据库。没有扣除额度，请一分钟后重试。",
     },
+    "service.restarting": {
+        "en": "🔄 drawbridge is restarting right now. Nothing was charged; "
+        "please send that again in a minute.",
+        "zh": "🔄 drawbridge 正在重启。没有扣除额度，请一分钟后再发送一次。",
+    },
+    "delivery.failed": {
+        "en": "the picture was drawn, but it could not be sent here.",
+        "zh": "图片已经画好，但无法发送到这里。",
+    },
     "storage.full": {
         "en": "The bot's storage is full, so it cannot take new work. Nothing was charged; "
         "please tell the operator.",

@@ -8,14 +8,18 @@ private core module that owns the topic (engine: jobs and buttons; bot.defaults:
 bot.images.inputs: pictures; bot.quota: credits). Adding a command means adding one method
 here, next to its topic, and one declaration in `bot.commands`.
 
-Lifecycle: build it, let each adapter `register_replier` (so jobs resumed at start find their
-conversation), then `async with service:` opens the database, resumes queued jobs and starts
-dispatching (and, with `schedule=True`, the periodic jobs of `drawbridge run`).
+Lifecycle: build it, let each adapter `register_replier` (so jobs taken over at start find
+their conversation, and this process claims its bots' jobs), then `async with service:` opens
+the database, registers this process as an instance, takes over the jobs of stopped ones and
+starts dispatching (and, with `schedule=True`, the periodic jobs of `drawbridge run`). To stop
+gracefully, `await service.drain()` while the adapters still run (deliveries finish, new work
+is refused politely), then leave the adapters and the service.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -77,18 +81,34 @@ class Service:
         store: ImageStore | None = None,
         run_jobs: bool = True,
         schedule: bool = False,
+        serves: Sequence[str] = (),
     ) -> None:
         self.settings = settings
         self._db = Database(settings.database_url, **settings.database_options())
-        self._engine = Engine(settings, self._db, clients=clients, presets=presets, store=store)
+        self._engine = Engine(
+            settings, self._db, clients=clients, presets=presets, store=store, serves=serves
+        )
         self._run_jobs = run_jobs
         self._schedule = schedule
         self._scheduler: AsyncIOScheduler | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
-    def register_replier(self, platform: str, factory: ReplierFactory) -> None:
-        """Let jobs of `platform` be resumed after a restart; call before the service starts."""
-        self._engine.register_replier(platform, factory)
+    def register_replier(
+        self, platform: str, factory: ReplierFactory, *, route: str | None = None
+    ) -> None:
+        """Answer jobs of `platform` as the bot `route` (e.g. "telegram:123"; default the
+        platform) and let them be taken over after a restart; call before the service starts."""
+        self._engine.register_replier(platform, factory, route=route)
+
+    async def drain(self, grace: float | None = None) -> None:
+        """Stop taking work (new jobs are refused with ShuttingDown, nothing charged), hand
+        back running jobs and let deliveries finish, within `grace` (SHUTDOWN_GRACE) seconds."""
+        await self._engine.drain(self.settings.shutdown_grace if grace is None else grace)
+
+    @property
+    def instance(self) -> str:
+        """This process's instance id (who owns its jobs)."""
+        return self._engine.instance
 
     async def __aenter__(self) -> Self:
         await self._db.start()
@@ -158,10 +178,15 @@ class Service:
         pictures: Pictures = Pictures(),
         reply_ref: dict[str, Any] | None = None,
         refuse_when_down: bool = False,
+        source: str | None = None,
     ) -> JobHandle:
         """Ingest the pictures, work out the mask, charge and queue; never waits for the job.
         Raises a DrawbridgeError with nothing charged (with `refuse_when_down`, also when no
-        backend is up: the terminal has nobody to wait for it)."""
+        backend is up: the terminal has nobody to wait for it).
+
+        The job is stored before `replier` hears of it: its first status update is the
+        acknowledgement. `source` names the platform command (e.g. "<chat>:<message id>"):
+        the same command handed over again is the same job, and says nothing."""
         settings = self.settings
         prepared = await prepare_images(
             self._engine.store,
@@ -181,6 +206,7 @@ class Service:
             reply_ref=reply_ref,
             init_size=prepared.init_size,
             notes=prepared.notes,
+            source=source,
         )
 
     async def press(
@@ -190,10 +216,16 @@ class Service:
         replier: Replier | None = None,
         *,
         reply_ref: dict[str, Any] | None = None,
+        source: str | None = None,
     ) -> Pressed:
         """A result button by the key it carries: reroll, variations and upscale start a job
-        (answered through `replier`); delete only checks who may."""
-        return await self._engine.press(requester, key, replier, reply_ref=reply_ref)
+        (answered through `replier`; `source` as for `draw`); delete only checks who may."""
+        return await self._engine.press(requester, key, replier, reply_ref=reply_ref, source=source)
+
+    async def remember_reply(self, job_id: str, reply_ref: dict[str, Any]) -> None:
+        """A replier's conversation moved (its first status message was sent, or replaced):
+        store the new `reply_ref`, so a restart edits that message. Best effort, never raises."""
+        await self._engine.remember_reply(job_id, reply_ref)
 
     async def original(self, key: str) -> Original:
         """The PNG as the WebUI made it, behind an 📄 Original key."""

@@ -38,6 +38,11 @@ class Settings(BaseSettings):
     database_connect_timeout: float = 60.0
     db_retry_seconds: float = Field(default=60.0, ge=0)
     db_busy_timeout: float = Field(default=30.0, gt=0)
+    # --- restarts and high availability ---
+    # seconds before another process takes over the jobs of one that died (its lease)
+    lease_seconds: float = Field(default=30.0, gt=0)
+    # seconds a stopping process lets deliveries in flight finish before it hands back the rest
+    shutdown_grace: float = Field(default=8.0, ge=0)
 
     @field_validator("database_url")
     @classmethod

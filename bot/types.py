@@ -255,16 +255,27 @@ class Checkpoint:
 
 
 class Replier(Protocol):
-    """The reply capability bound to one conversation; one implementation per adapter."""
+    """The reply capability bound to one conversation; one implementation per adapter.
+
+    The core calls it only for a job that is stored: the first `update` of a job is its
+    acknowledgement. When the message that shows the job's status is sent or replaced, the
+    adapter hands its new reply_ref to `Service.remember_reply`, so whoever delivers the job
+    after a restart edits that message rather than leave it behind.
+    """
 
     async def update(self, update: JobUpdate) -> None:
-        """Show queue position, progress or a state change."""
+        """Show queue position, progress or a state change (never blocks on the platform)."""
 
     async def deliver(self, result: JobResult) -> None:
-        """Post the images with their actions."""
+        """Post the images with their actions; return only once the platform confirmed every
+        message of the result (the core settles the credits then). Raise
+        bot.errors.DeliveryFailed when the platform's retries are exhausted: the core fails
+        and refunds the job and calls `fail` with it. Cancelled (a shutdown), the job stays
+        rendered and the next owner delivers it again."""
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
-        """Tell the user the job failed or was cancelled, and what was refunded."""
+        """Tell the user the job failed or was cancelled, and what was refunded (for
+        DeliveryFailed: in a new message, once the platform is reachable again)."""
 
 
 # Rebuilds the replier of a job resumed after a restart from what it stored (its reply_ref).

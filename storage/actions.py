@@ -39,6 +39,11 @@ def _get(conn: Connection, key: str) -> Action | None:
     return None if row is None else Action.model_validate(dict(row._mapping))
 
 
+def _for_job(conn: Connection, job_id: str) -> list[Action]:
+    stmt = select(ACTIONS).where(ACTIONS.c.job_id == job_id).order_by(ACTIONS.c.image_index)
+    return [Action.model_validate(dict(row._mapping)) for row in conn.execute(stmt)]
+
+
 class ActionRepo:
     """Actions behind message buttons, kept so buttons work after a restart."""
 
@@ -68,3 +73,7 @@ class ActionRepo:
     async def get(self, key: str) -> Action | None:
         """The action, or None (unknown or deleted with its job)."""
         return await self._db.read_tx(partial(_get, key=key))
+
+    async def for_job(self, job_id: str) -> list[Action]:
+        """A job's actions (its result's buttons), by image index."""
+        return await self._db.read_tx(partial(_for_job, job_id=job_id))

@@ -418,15 +418,22 @@ class Database:
         chat_id: str = "",
         reply_ref: str | dict[str, Any] | None = None,
         owner: str | None = None,
+        route: str | None = None,
+        source: str | None = None,
     ) -> Reservation:
         """A submit in ONE transaction: upsert the user, reserve `cost` credits, store the
         queued job owned by instance `owner`. Raises InsufficientCredits (or IntegrityError, …)
         with nothing written. Repeated after a lost COMMIT, it returns the stored reservation.
+
+        `route` names the bot that answers the job (e.g. "telegram:123"): the job row's
+        platform, which decides who may take the job over (claim_orphans); default `platform`.
+        `source` names the command it came from: a second submit for the same command of
+        the same bot raises DuplicateJob with nothing written.
         """
         job = build_job(
             id=id,
             user_key=user_key,
-            platform=platform,
+            platform=route or platform,
             prompt=prompt,
             params=params,
             cost=cost,
@@ -435,6 +442,7 @@ class Database:
             reply_ref=reply_ref,
             state=JobState.QUEUED,
             owner=owner,
+            source=source,
         )
         user = {
             "key": user_key,

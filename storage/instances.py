@@ -64,6 +64,8 @@ class Orphans:
 
     queued: list[Job] = field(default_factory=list)  # queue again (oldest first)
     requeued: list[str] = field(default_factory=list)  # ids in `queued` that were running
+    # job id → (backend, backend_task) of a requeued job whose render may still run there
+    renders: dict[str, tuple[str, str]] = field(default_factory=dict)
     rendered: list[Job] = field(default_factory=list)  # send the stored result again
     failed: list[tuple[Job, int]] = field(default_factory=list)  # CLI jobs: ended, refunded
 
@@ -184,6 +186,8 @@ def _claim(
             orphans.rendered.append(job)
         else:
             if job.state == JobState.RUNNING.value:
+                if job.backend and job.backend_task:
+                    orphans.renders[job.id] = (job.backend, job.backend_task)
                 lifecycle.requeue(conn, job.id, owner=instance, error=job.error)
                 orphans.requeued.append(job.id)
             orphans.queued.append(job)
@@ -197,6 +201,7 @@ def _claim(
     return Orphans(
         queued=[fresh[job.id] for job in orphans.queued],
         requeued=orphans.requeued,
+        renders=orphans.renders,
         rendered=[fresh[job.id] for job in orphans.rendered],
         failed=[(fresh[job.id], refunded) for job, refunded in orphans.failed],
     )

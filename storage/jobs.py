@@ -64,6 +64,7 @@ def build_job(
     state: JobState | str = JobState.QUEUED,
     created_at: datetime | None = None,
     owner: str | None = None,
+    source: str | None = None,
 ) -> Job:
     """A new job row, not yet stored (see `JobRepo.create`)."""
     return Job(
@@ -79,6 +80,7 @@ def build_job(
         reply_ref=_json_text(reply_ref),
         created_at=created_at or utcnow(),
         owner=owner,
+        source=source,
     )
 
 
@@ -114,6 +116,15 @@ def _set_state(
     if only_from is not None:
         # Compare-and-set, e.g. cancel only while still queued, even against a worker.
         stmt = stmt.where(JOBS.c.state.in_(only_from))
+    return conn.execute(stmt).rowcount == 1
+
+
+def _set_reply_ref(conn: Connection, id: str, owner: str | None, reply_ref: str) -> bool:
+    stmt = (
+        update(JOBS)
+        .where(JOBS.c.id == id, JOBS.c.state.in_(NON_FINAL), lifecycle.owned_by(owner))
+        .values(reply_ref=reply_ref)
+    )
     return conn.execute(stmt).rowcount == 1
 
 
@@ -263,6 +274,18 @@ class JobRepo:
     async def requeue(self, id: str, *, owner: str | None, error: str | None = None) -> bool:
         """running → queued (render lost, or retried on another backend)."""
         tx = partial(lifecycle.requeue, job_id=id, owner=owner, error=error)
+        return await self._db.write_tx(tx, again=tx)
+
+    async def bind(self, id: str, *, owner: str | None, task: str) -> bool:
+        """Record what proves the backend's running render is this job's; False if not running."""
+        tx = partial(lifecycle.bind, job_id=id, owner=owner, task=task)
+        return await self._db.write_tx(tx, again=tx)
+
+    async def set_reply_ref(
+        self, id: str, reply_ref: str | dict[str, Any], *, owner: str | None
+    ) -> bool:
+        """Where the job's conversation is now (its status message moved); False if ended."""
+        tx = partial(_set_reply_ref, id=id, owner=owner, reply_ref=_json_text(reply_ref))
         return await self._db.write_tx(tx, again=tx)
 
     async def render(

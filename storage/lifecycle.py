@@ -16,11 +16,12 @@ instance that lost its job (lease expired, job claimed by another) cannot move i
 | submit     | (none)          | user upsert + quota reservation (ledger 'reserve') + job row |
 |            |                 | state queued, owner = the submitting instance                |
 | start      | queued          | state running, backend, attempts, started_at                 |
-| requeue    | running         | state queued, error; backend and started_at cleared          |
+| requeue    | running         | state queued, error; backend, backend_task, started_at cleared |
 | render     | running         | state rendered, rendered_at, result_refs, one `results` row |
 |            |                 | per image, the result's button keys (`actions`)              |
 | deliver    | rendered        | state delivered, delivered_at, finished_at + ledger 'settle' |
 | fail       | any non-final   | state failed, error, finished_at + ledger 'release'          |
+| (bind)     | running         | backend_task: what proves the backend's current render is it |
 | cancel     | queued, running | state cancelled, finished_at + ledger 'release'              |
 
 The picture is stored (image file first, by the caller, then `render`) before anything is
@@ -115,7 +116,12 @@ def _is(conn: Connection, job_id: str, owner: str | None, state: JobState) -> bo
 
 def start(conn: Connection, job_id: str, *, owner: str | None, backend: str, attempts: int) -> bool:
     """queued → running on `backend`; False if the job is not queued (or not `owner`'s)."""
-    values = {"state": JobState.RUNNING.value, "backend": backend, "attempts": attempts}
+    values = {
+        "state": JobState.RUNNING.value,
+        "backend": backend,
+        "attempts": attempts,
+        "backend_task": None,
+    }
     if _move(conn, job_id, owner, [JobState.QUEUED.value], started_at=utcnow(), **values):
         return True
     return _is(conn, job_id, owner, JobState.RUNNING)
@@ -123,10 +129,26 @@ def start(conn: Connection, job_id: str, *, owner: str | None, backend: str, att
 
 def requeue(conn: Connection, job_id: str, *, owner: str | None, error: str | None = None) -> bool:
     """running → queued (the render was lost or will be retried); False if not running."""
-    values = {"state": JobState.QUEUED.value, "backend": None, "started_at": None}
+    values = {
+        "state": JobState.QUEUED.value,
+        "backend": None,
+        "backend_task": None,
+        "started_at": None,
+    }
     if _move(conn, job_id, owner, [JobState.RUNNING.value], error=error, **values):
         return True
     return _is(conn, job_id, owner, JobState.QUEUED)
+
+
+def bind(conn: Connection, job_id: str, *, owner: str | None, task: str) -> bool:
+    """Record what proves the running render on the job's backend is this job's (not a state
+    change: a new owner interrupts the orphan render only when it still matches)."""
+    stmt = (
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.state == JobState.RUNNING.value, owned_by(owner))
+        .values(backend_task=task)
+    )
+    return conn.execute(stmt).rowcount == 1
 
 
 def render(

@@ -131,6 +131,8 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_state_created", "state", "created_at"),
         Index("ix_jobs_user_state", "user_key", "state"),
         Index("ix_jobs_platform_state", "platform", "state"),
+        # one job per command a platform delivered (NULLs never collide)
+        Index("uq_jobs_platform_source", "platform", "source", unique=True),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -154,6 +156,12 @@ class Job(SQLModel, table=True):
     owner: str | None = Field(default=None, max_length=64)
     rendered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    # What proves the running render on `backend` is this job's (the WebUI's job_timestamp or
+    # the request's task id), once the dispatcher saw it: a new owner interrupts only that.
+    backend_task: str | None = Field(default=None, max_length=128)
+    # The command it came from ("<chat>:<message id>", a button press id): the same command
+    # delivered twice (replayed after a crash, seen by two processes) is one job.
+    source: str | None = Field(default=None, max_length=128)
 
 
 class UserSettings(SQLModel, table=True):

@@ -39,7 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from storage._sql import PerDialect, insert_ignore, upsert
 from storage.models import QuotaLedger, UTCDateTime, metadata, utcnow
-from storage.vocab import InsufficientCredits
+from storage.vocab import DuplicateJob, InsufficientCredits
 
 if TYPE_CHECKING:
     from storage._conn import Connections
@@ -207,6 +207,10 @@ def reserve(
         found = _stored_reservation(conn, user_key, job_id, cost, allowance, today, job)
         if found is not None:
             return found
+    if job is not None and job.get("source"):
+        taken = _job_of_source(conn, job["platform"], job["source"])
+        if taken is not None:
+            raise DuplicateJob(taken)
     now = utcnow()
     if user is not None:
         conn.execute(_UPSERT_USER[conn.dialect.name], dict(user))
@@ -233,6 +237,12 @@ def reserve(
     if job is not None:
         conn.execute(_INSERT_JOB, dict(job))
     return Reservation(job_id, cost, daily, cost - daily, daily_left + bonus_left)
+
+
+def _job_of_source(conn: Connection, platform: str, source: str) -> str | None:
+    stmt = select(JOBS.c.id).where(JOBS.c.platform == platform, JOBS.c.source == source)
+    row = conn.execute(stmt).first()
+    return None if row is None else str(row.id)
 
 
 def _stored_reservation(
@@ -466,6 +476,13 @@ class QuotaRepo:
             # The ledger's UNIQUE(job_id, kind) refused a second reserve for this job.
             if await self._db.read_tx(partial(_has_reservation, job_id=job_id)):
                 raise ValueError(f"job {job_id!r} already has a reservation") from None
+            # Or another process stored a job for the same command at the same moment.
+            if job is not None and job.get("source"):
+                taken = await self._db.read_tx(
+                    partial(_job_of_source, platform=job["platform"], source=job["source"])
+                )
+                if taken is not None:
+                    raise DuplicateJob(taken) from None
             raise
 
     async def settle(self, job_id: str) -> bool:

@@ -46,6 +46,15 @@ class InsufficientCredits(Exception):
         return {"cost": self.cost, "balance": self.balance, "reset": self.reset}
 
 
+class DuplicateJob(Exception):
+    """A job for this command is already stored (the platform handed the same message or
+    press over twice: a replay after a crash, two processes on one bot); nothing was written."""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+        super().__init__(f"already taken in as job {job_id}")
+
+
 class StorageFault(Exception):
     """The database failed; what the write would have changed was rolled back whole.
 

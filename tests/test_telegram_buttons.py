@@ -107,8 +107,9 @@ async def test_buttons_and_queued_jobs_survive_a_restart(tmp_path) -> None:
             # the WebUI dies; the next job waits in the queue when we shut down
             await webui.kill()
             fake.send_text(alice, alice, "/draw a patient owl")
+            # the job is stored first; its first status ("Queued…") is the acknowledgement
             acks = await fake.wait_for(
-                "sendMessage", lambda c: "Got it" in c.params["text"], count=2
+                "sendMessage", lambda c: c.params["text"].startswith("Queued"), count=2
             )
             waiting = acks[-1].result  # the owl's status message
             backend = env.engine.dispatcher.backends[0]

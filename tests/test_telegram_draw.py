@@ -36,8 +36,11 @@ async def test_draw_sends_exact_values_and_a_photo_comes_back(tmp_path) -> None:
             b["callback_data"] for row in result["reply_markup"]["inline_keyboard"] for b in row
         ]
         assert all(len(d.encode()) <= 64 for d in data)
-        # the status message was edited in place, then removed when the result came
-        assert env.fake.calls_of("editMessageText")
+        # the job was stored, then acknowledged by its status message (replying to the
+        # command), which was removed when the result came
+        (ack, *_) = env.fake.calls_of("sendMessage")
+        assert ack.params["reply_parameters"]["message_id"] == sent["message_id"]
+        assert ack.params["text"].startswith(("Queued", "Drawing"))
         await env.until(lambda: env.texts(alice) == [caption])
         view = await env.settled(alice)
         assert view.available == 10_000 - 1

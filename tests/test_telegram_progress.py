@@ -43,6 +43,8 @@ async def test_progress_edits_one_status_message_with_previews_throttled(tmp_pat
             for c in calls
             if c.method in STATUS_METHODS
             or (c.method == "sendPhoto" and "Drawing" in (c.params.get("caption") or ""))
+            # the first status, sent once the job is stored: the acknowledgement
+            or (c.method == "sendMessage" and "reply_markup" in c.params)
         ]
         media_edits = [c for c in status_calls if c.method == "editMessageMedia"]
         assert media_edits, status_calls
@@ -75,8 +77,14 @@ async def test_queue_position_and_estimate_then_running(tmp_path) -> None:
             for c in env.fake.calls_of("editMessageText")
             if c.params["message_id"] == status["message_id"]
         ]
-        assert edits[0].startswith("Queued: position 2, starting in about ")
-        assert len(edits) >= 2 and edits[-1] != edits[0]  # moved up or started, in place
+        # sent as the acknowledgement once stored, then edited in place as it moved up
+        (sent,) = [
+            c
+            for c in env.fake.calls_of("sendMessage", ok=True)
+            if c.result["message_id"] == status["message_id"]
+        ]
+        assert sent.params["text"].startswith("Queued: position 2, starting in about ")
+        assert edits and edits[-1] != sent.params["text"]  # moved up or started, in place
 
 
 async def test_cancel_own_job_from_its_status_message(tmp_path) -> None:

@@ -52,6 +52,8 @@ async def on_press(rt: Runtime, interaction: discord.Interaction, kind: str, key
     target = interaction_target(rt, interaction, message_id)
     replier = DiscordReplier(rt, requester, target)
     try:
-        await service.press(requester, key, replier, reply_ref=replier.ref())
+        await service.press(
+            requester, key, replier, reply_ref=replier.ref(), source=f"ix:{interaction.id}"
+        )
     except DrawbridgeError as exc:
         await refuse_after_defer(interaction, render(exc, locale, service.options))

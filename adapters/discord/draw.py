@@ -125,6 +125,13 @@ async def start_job(
         requester = rt.requester(interaction.user, interaction.channel_id, locale)
         replier = DiscordReplier(rt, requester, interaction_target(rt, interaction, message_id))
         pictures = Pictures(init=init_bytes, mask=mask_bytes)
-        await service.draw(requester, request, replier, pictures=pictures, reply_ref=replier.ref())
+        await service.draw(
+            requester,
+            request,
+            replier,
+            pictures=pictures,
+            reply_ref=replier.ref(),
+            source=f"ix:{interaction.id}",  # one job per interaction, however often delivered
+        )
     except DrawbridgeError as exc:
         await refuse_after_defer(interaction, render(exc, locale, service.options))

@@ -94,6 +94,7 @@ class DiscordReplier:
         self.locale = target.locale
         self.job_id: str | None = None
         self._cancel: discord.ui.View | None = None
+        self._posted = target.message_id is not None  # the status message exists
         self.status = StatusMessage(
             self._show, rt.spawn, interval=rt.settings.discord_edit_interval
         )
@@ -179,7 +180,40 @@ class DiscordReplier:
             fields["attachments"] = [
                 discord.File(io.BytesIO(view.preview), name, spoiler=self.target.spoiler)
             ]
+        if self._first_status():
+            return await self._post_status(client, fields)
         return await self._edit(client, fields)
+
+    def _first_status(self) -> bool:
+        """A job started by a reply has no status message until its first status (the
+        acknowledgement, sent once the job is stored)."""
+        target = self.target
+        first = target.message_id is None and not target.interaction and not self._posted
+        self._posted = self._posted or first
+        return first
+
+    async def _post_status(self, client: discord.Client, fields: dict[str, Any]) -> bool:
+        target = self.target
+        channel = client.get_partial_messageable(target.channel_id)
+        reference = None
+        if target.reply_to is not None:
+            reference = discord.MessageReference(
+                message_id=target.reply_to, channel_id=target.channel_id, fail_if_not_exists=False
+            )
+        files = fields.pop("attachments", None)
+        if files:
+            fields["files"] = files
+        if fields.get("view") is None:
+            fields.pop("view", None)
+        sent = await channel.send(
+            reference=reference,  # type: ignore[arg-type]
+            allowed_mentions=discord.AllowedMentions.none(),
+            **fields,
+        )
+        target.message_id = sent.id
+        if self.job_id is not None:
+            await self.rt.service.remember_reply(self.job_id, self.ref())
+        return True
 
     # --- talking to Discord ------------------------------------------------------------------
     def _token_alive(self) -> bool:

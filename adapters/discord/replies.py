@@ -96,21 +96,29 @@ async def on_message(rt: Runtime, message: discord.Message) -> None:
         return
     if not request.prompt:
         request.prompt = prompt_of(replied)
-    status = await message.reply(t(locale, "discord.received"), mention_author=False)
     try:
         init_bytes = await download(rt, init)
         mask_bytes = await download(rt, mask) if mask is not None else None
         requester = rt.requester(message.author, message.channel.id, locale)
+        # No status message yet: the job is stored first, and its first status (posted by
+        # the replier as a reply to this message) is the acknowledgement.
         target = Target(
             channel_id=message.channel.id,
             user_id=message.author.id,
             locale=locale,
-            message_id=status.id,
+            message_id=None,
             reply_to=message.id,
             spoiler=rt.spoiler(message.channel, in_guild),
         )
         replier = DiscordReplier(rt, requester, target)
         pictures = Pictures(init=init_bytes, mask=mask_bytes)
-        await service.draw(requester, request, replier, pictures=pictures, reply_ref=replier.ref())
+        await service.draw(
+            requester,
+            request,
+            replier,
+            pictures=pictures,
+            reply_ref=replier.ref(),
+            source=f"{message.channel.id}:{message.id}",
+        )
     except DrawbridgeError as exc:
-        await status.edit(content=cut(exc.render(locale), CONTENT_MAX))
+        await message.reply(cut(exc.render(locale), CONTENT_MAX), mention_author=False)

@@ -26,6 +26,7 @@ class Runtime(KitRuntime[discord.Client]):
     """Shared state of one bot; `set_ready(client)` once it has logged in."""
 
     platform = PLATFORM
+    token_setting = "discord_token"
 
     def __init__(self, service: Service, settings: Settings) -> None:
         super().__init__(service, settings)

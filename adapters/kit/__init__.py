@@ -5,7 +5,7 @@ Nothing here imports a platform library; each adapter plugs its own calls in.
 """
 
 from adapters.kit.adapter import Adapter, AdapterStartError
-from adapters.kit.runtime import NotReady, Runtime, token_of
+from adapters.kit.runtime import NotReady, Runtime, bot_route, token_of
 from adapters.kit.status import StatusMessage, StatusView
 from adapters.kit.tasks import TaskSet
 
@@ -17,5 +17,6 @@ __all__ = [
     "StatusMessage",
     "StatusView",
     "TaskSet",
+    "bot_route",
     "token_of",
 ]

@@ -4,6 +4,9 @@ platform's client once it is usable, and the background tasks shutdown cancels."
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import hashlib
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Self, TypeVar
 
@@ -28,10 +31,15 @@ class Runtime(Generic[Client]):
     """Shared state of one bot of `platform`; `set_ready(client)` once it can send."""
 
     platform: str = ""
+    token_setting: str = ""  # the Settings field holding this platform's token
 
     def __init__(self, service: Service, settings: Settings) -> None:
         self.service = service
         self.settings = settings
+        secret = getattr(settings, self.token_setting, None) if self.token_setting else None
+        token = secret.get_secret_value() if isinstance(secret, SecretStr) else None
+        # which bot answers this platform's jobs: only processes running it take them over
+        self.route = bot_route(self.platform, token)
         self.client: Client | None = None
         self.tasks = TaskSet()
         self._ready = asyncio.Event()
@@ -40,7 +48,7 @@ class Runtime(Generic[Client]):
         """Register how a job of this platform finds its conversation again after a restart
         (`from_ref(runtime, requester, reply_ref)`); before the service starts."""
         self.service.register_replier(
-            self.platform, lambda requester, ref: from_ref(self, requester, ref)
+            self.platform, lambda requester, ref: from_ref(self, requester, ref), route=self.route
         )
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
@@ -83,6 +91,25 @@ class Runtime(Generic[Client]):
             locale=locale,
             is_admin=self.settings.is_admin(f"{self.platform}:{user_id}"),
         )
+
+
+def bot_route(platform: str, token: str | None) -> str:
+    """The bot a token belongs to, as "platform:bot id", without the token's secret part:
+    Telegram's numeric id before the colon, Discord's user id its first segment encodes (both
+    stay when the token is reset), else a short hash. The platform alone without a token."""
+    if not token:
+        return platform
+    head, colon, _ = token.partition(":")
+    if colon and head.isdigit():
+        return f"{platform}:{head}"
+    first = token.split(".", 1)[0]
+    try:
+        decoded = base64.b64decode(first + "=" * (-len(first) % 4), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    if decoded.isdigit():
+        return f"{platform}:{decoded}"
+    return f"{platform}:{hashlib.blake2b(token.encode(), digest_size=6).hexdigest()}"
 
 
 def token_of(

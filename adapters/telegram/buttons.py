@@ -60,17 +60,19 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         name = file_name(original.job_id, original.index)
         await bot.send_document(chat_id, original.png, filename=name, **kwargs)
         return
-    status = await bot.send_message(chat_id, t(locale, "telegram.received"), **kwargs)
+    # The job is stored first; its first status (sent by the replier) acknowledges it.
     replier = TelegramReplier(
         rt,
         requester,
         chat_id=chat_id,
-        status_id=status.message_id,
+        status_id=None,
         reply_to=reply_id,
         thread_id=thread_id,
         locale=locale,
     )
     try:
-        await rt.service.press(requester, press.key, replier, reply_ref=replier.ref())
+        await rt.service.press(
+            requester, press.key, replier, reply_ref=replier.ref(), source=f"press:{query.id}"
+        )
     except DrawbridgeError as exc:
-        await status.edit_text(cut(exc.render(locale), TEXT_MAX))
+        await bot.send_message(chat_id, cut(exc.render(locale), TEXT_MAX), **kwargs)

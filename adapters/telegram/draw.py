@@ -17,7 +17,7 @@ from telegram.ext import ContextTypes
 
 from adapters.telegram.media import ImageRef, fetch, image_of, is_image_file, not_an_image
 from adapters.telegram.replier import TelegramReplier
-from adapters.telegram.runtime import Runtime, send_kwargs
+from adapters.telegram.runtime import Runtime
 from adapters.telegram.texts import TEXT_MAX, prompt_from_caption, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
@@ -51,31 +51,35 @@ async def draw(
         await message.reply_text(cut(exc.render(locale), TEXT_MAX), do_quote=True)
         return
     thread_id = message.message_thread_id if message.is_topic_message else None
-    status = await bot.send_message(
-        message.chat_id,
-        t(locale, "telegram.received"),
-        **send_kwargs(message.message_id, thread_id),
-    )
     try:
         max_bytes = rt.settings.max_upload_bytes
         pictures = Pictures(
             init=await fetch(bot, rt.service, init, max_bytes) if init is not None else None,
             mask=await fetch(bot, rt.service, mask, max_bytes) if mask is not None else None,
         )
+        # No status message yet: the job is stored first, and its first status is the
+        # acknowledgement (the replier sends it, replying to the user's message).
         replier = TelegramReplier(
             rt,
             requester,
             chat_id=message.chat_id,
-            status_id=status.message_id,
+            status_id=None,
             reply_to=message.message_id,
             thread_id=thread_id,
             locale=locale,
         )
         await rt.service.draw(
-            requester, request, replier, pictures=pictures, reply_ref=replier.ref()
+            requester,
+            request,
+            replier,
+            pictures=pictures,
+            reply_ref=replier.ref(),
+            # Telegram hands an update over again when it was fetched but not confirmed
+            # (a process killed meanwhile): the same message is the same job
+            source=f"{message.chat_id}:{message.message_id}",
         )
     except DrawbridgeError as exc:
-        await status.edit_text(cut(exc.render(locale), TEXT_MAX))
+        await message.reply_text(cut(exc.render(locale), TEXT_MAX), do_quote=True)
 
 
 async def on_draw_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

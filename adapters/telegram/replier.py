@@ -54,6 +54,7 @@ class TelegramReplier:
         reply_to: int | None = None,
         thread_id: int | None = None,
         locale: str | None = None,
+        status_is_photo: bool = False,
     ) -> None:
         self.rt = rt
         self.requester = requester
@@ -63,7 +64,7 @@ class TelegramReplier:
         self.thread_id = thread_id
         self.locale = locale or requester.locale
         self.job_id: str | None = None
-        self.status_is_photo = False
+        self.status_is_photo = status_is_photo
         self.status = StatusMessage(
             self._show, rt.spawn, interval=rt.settings.telegram_edit_interval
         )
@@ -79,11 +80,15 @@ class TelegramReplier:
             reply_to=ref.get("reply_to"),
             thread_id=ref.get("thread_id"),
             locale=ref.get("locale"),
+            status_is_photo=bool(ref.get("photo")),
         )
 
     def ref(self) -> dict[str, Any]:
         """What to store with the job so `from_ref` can rebuild this replier."""
-        return reply_ref(self.chat_id, self.status_id, self.reply_to, self.thread_id, self.locale)
+        ref = reply_ref(self.chat_id, self.status_id, self.reply_to, self.thread_id, self.locale)
+        if self.status_is_photo:
+            ref["photo"] = True  # a photo status is edited by caption, not text
+        return ref
 
     # --- engine callbacks ------------------------------------------------------------------
     async def update(self, update: JobUpdate) -> None:
@@ -145,6 +150,7 @@ class TelegramReplier:
                 **self._reply_kwargs(),
             )
             old, self.status_id, self.status_is_photo = self.status_id, sent.message_id, True
+            await self._moved()
             if old is not None:
                 with contextlib.suppress(BadRequest, Forbidden):
                     await bot.delete_message(self.chat_id, old)
@@ -153,6 +159,12 @@ class TelegramReplier:
             return
         sent = await self._send_text(bot, text, markup)
         self.status_id, self.status_is_photo = sent.message_id, False
+        await self._moved()
+
+    async def _moved(self) -> None:
+        """The status message is a new one: the job's stored reply_ref must name it."""
+        if self.job_id is not None:
+            await self.rt.service.remember_reply(self.job_id, self.ref())
 
     async def _edit(self, bot: Bot, text: str, markup: InlineKeyboardMarkup | None) -> bool:
         """Edit the status message in place; False when there is none (any more)."""

@@ -18,6 +18,7 @@ class Runtime(KitRuntime[Bot]):
     """Shared state of one bot; `set_ready(bot)` once the Application is initialized."""
 
     platform = PLATFORM
+    token_setting = "telegram_token"
     username: str = ""
 
     def requester(self, user: User | None, chat: Chat | None) -> Requester:

@@ -31,6 +31,9 @@ What it does, in short:
   ``/cmd@this_bot``, in a text or a caption), replies to the bot's messages and button presses
   reach the bot; everything in private chats does. Filtered updates go to
   :attr:`FakeTelegram.dropped_updates`.
+* Faults on command: ``fail_next`` (an error code for the next calls of a method), ``slow`` (a
+  method takes seconds before it is processed, e.g. an upload), and ``refuse_second_poller``
+  (a getUpdates while another waits gets 409, as a second process on the same token sees).
 
 Known simplifications: no inline mode, no webhooks delivery (``setWebhook`` is only stored, and
 makes ``getUpdates`` answer 409 as the real server does), no video/audio, files sent by URL fail
@@ -863,6 +866,7 @@ class FakeTelegram:
         first_name: str = "Drawbridge",
         privacy_mode: bool = True,
         host: str = "127.0.0.1",
+        refuse_second_poller: bool = False,
     ) -> None:
         bot_id, sep, _ = token.partition(":")
         if not sep or not bot_id.isdigit():
@@ -899,6 +903,11 @@ class FakeTelegram:
         self._group_ids = itertools.count(1)
         self._media_group_ids = itertools.count(13_000_000_000_000_001)
         self._poll_generation = 0
+        # True: a getUpdates while another one is waiting gets 409 (a second bot process on
+        # the same token), instead of ending the waiting one (the real server's newest-wins)
+        self.refuse_second_poller = refuse_second_poller
+        self._polling = 0
+        self._delays: dict[str, float] = {}
         self._poll_event = asyncio.Event()
         self._calls_event = asyncio.Event()
         self._closing = False
@@ -1114,6 +1123,12 @@ class FakeTelegram:
             }.get(error_code, "Error")
         canonical = self._methods_by_lower.get(method.lower(), method)
         self._failures[canonical].append(_Failure(error_code, description, parameters, times))
+
+    def slow(self, method: str, seconds: float) -> None:
+        """Make every ``method`` call take ``seconds`` before it is processed (0: normal); a
+        client that goes away meanwhile leaves no trace (the upload never arrived)."""
+        canonical = self._methods_by_lower.get(method.lower(), method)
+        self._delays[canonical] = seconds
 
     def messages(self, chat: ChatLike) -> list[dict[str, Any]]:
         """The chat's current messages (not deleted), oldest first, as full Message dicts."""
@@ -1452,6 +1467,8 @@ class FakeTelegram:
         try:
             call.params, call.files = await self._read_params(request)
             self._inject_failure(method)
+            if self._delays.get(method):
+                await asyncio.sleep(self._delays[method])
             result = await self._handlers[method](call.params, call.files)
         except ApiError as exc:
             call.ok, call.error_code, call.description = False, exc.code, exc.description
@@ -1776,6 +1793,12 @@ class FakeTelegram:
                 "Conflict: can't use getUpdates method while webhook is active; use "
                 "deleteWebhook to delete the webhook first",
             )
+        if self.refuse_second_poller and self._polling:
+            raise ApiError(
+                409,
+                "Conflict: terminated by other getUpdates request; make sure that only one "
+                "bot instance is running",
+            )
         offset = params.get("offset")
         limit = params.get("limit") or 100
         limit = min(max(int(limit), 1), 100)
@@ -1787,6 +1810,13 @@ class FakeTelegram:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         elif isinstance(offset, int) and offset < 0:
             self._updates = self._updates[offset:]
+        self._polling += 1
+        try:
+            return await self._long_poll(offset, limit, timeout)
+        finally:
+            self._polling -= 1
+
+    async def _long_poll(self, offset: Any, limit: int, timeout: float) -> list[dict[str, Any]]:
         # A new getUpdates terminates the previous one, as on the real server.
         self._poll_generation += 1
         generation = self._poll_generation
