@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     draw.add_argument("words", nargs=argparse.REMAINDER, help="PROMPT and draw flags")
-    sub.add_parser("backends", help=_help("backends"))
+    backends = sub.add_parser("backends", help=_help("backends"))
+    backends.add_argument(
+        "--refresh",
+        action="store_true",
+        help="let every WebUI rescan its checkpoint and LoRA folders first",
+    )
     quota = sub.add_parser("quota", help=_help("quota"))
     qsub = quota.add_subparsers(dest="quota_command", required=True, metavar="ACTION")
     show = qsub.add_parser("show", help=_help("quota show"))
@@ -85,12 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
     dev = sub.add_parser(
         "dev-webui",
         help=_help("dev-webui"),
-        description="Serves the SD-WebUI API on 127.0.0.1 and answers with placeholder PNGs of "
-        "the right size. It draws no real images.",
+        description="Serves the SD-WebUI API (AUTOMATIC1111, Forge or SD.Next, by --flavor) on "
+        "127.0.0.1 and answers with placeholder PNGs of the right size. It draws no real images.",
     )
-    dev.add_argument("--port", type=int, default=7860)
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--delay", type=float, default=2.0, help="seconds per job (default 2)")
+    from devwebui import add_arguments
+
+    add_arguments(dev)
+    dev.set_defaults(delay=2.0)
     return parser
 
 
@@ -127,14 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "dev-webui":
-        from devwebui import serve
+        from devwebui import options_of, serve
 
         print(
-            f"dev-webui: a stand-in SD-WebUI drawing PLACEHOLDER images on "
+            f"dev-webui: a stand-in SD-WebUI ({args.flavor}) drawing PLACEHOLDER images on "
             f"http://{args.host}:{args.port} ({args.delay:g} s per job). Ctrl-C stops it.",
             file=sys.stderr,
         )
-        await serve(args.port, args.delay, host=args.host)
+        await serve(args.port, args.delay, host=args.host, **options_of(args))
         return 0
     settings = load_settings()
     from bot.logs import setup_logging
@@ -172,7 +178,7 @@ async def _with_database(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "draw":
         return await _draw(settings, list(args.words))
     if args.command == "backends":
-        return await _backends(settings)
+        return await _backends(settings, refresh=args.refresh)
     if args.command == "quota":
         return await _quota(settings, args)
     if args.command == "db":
@@ -229,11 +235,11 @@ async def _draw(settings: Settings, words: list[str]) -> int:
     return 0
 
 
-async def _backends(settings: Settings) -> int:
+async def _backends(settings: Settings, *, refresh: bool = False) -> int:
     from bot.service import Service
 
     async with Service(settings, run_jobs=False) as service:
-        lines, any_up = await service.backend_report()
+        lines, any_up = await service.backend_report(refresh=refresh)
     for line in lines:
         print(line)
     return 0 if any_up else EXIT_FAILED
