@@ -303,6 +303,7 @@ class DevWebUI:
             self.options_data["sd_model_checkpoint"] = self.loaded.title
             self.options_data["sd_checkpoint_hash"] = self.loaded.sha256
         self.requests: list[tuple[str, Any]] = []
+        self.arrived: list[float] = []  # time.monotonic() of each of them
         # (steps done, steps asked) of each sampling pass stopped by /skip or /interrupt
         self.cut_short: list[tuple[int, int]] = []
         self.passes: list[Pass] = []
@@ -485,6 +486,7 @@ class DevWebUI:
         except ValueError:
             body = None
         self.requests.append((request.path, body))
+        self.arrived.append(time.monotonic())
 
         path = request.path
         # The Lora extension registers its routes itself: they exist without --api and
