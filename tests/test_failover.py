@@ -11,7 +11,7 @@ import time
 import pytest
 
 from bot.backend_report import backend_lines
-from bot.types import GenerationRequest, Requester
+from bot.types import Requester
 from devwebui import DevWebUI
 from tests.harness.engine import ALICE, eventually, running_engine, small
 from tests.harness.memory import MemoryReplier
