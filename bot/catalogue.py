@@ -91,7 +91,14 @@ def undrawable(needs: Needs, backends: Sequence[Backend]) -> NoBackendCanDraw:
     kinds = [k for k in KINDS if any(m.kind == k for m in named)]
 
     def missing(locale: str | None) -> str:
-        return ", ".join(t(locale, f"route.missing.{m.kind}", name=m.name) for m in named)
+        return ", ".join(
+            t(
+                locale,
+                f"route.missing.{m.kind}",
+                name=model_label(m.name) if m.kind == "model" else m.name,
+            )
+            for m in named
+        )
 
     def offers(locale: str | None) -> str:
         lines = []

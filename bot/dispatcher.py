@@ -148,6 +148,7 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._asked_at = -ON_DEMAND_GAP  # the last refresh for a name nobody listed
         self._state_written: asyncio.Task[None] | None = None
         self._state_again = False
 
@@ -211,7 +212,16 @@ class Dispatcher:
         """Health-check every backend (the scheduler's job)."""
         await asyncio.gather(*(self.check(b) for b in self.backends))
 
-    async def refresh_catalogues(self, min_age: float = ON_DEMAND_GAP) -> bool:
+    async def refresh_for_unknown(self) -> bool:
+        """Before refusing a name no backend listed: fetch the catalogues again (at most once
+        per ON_DEMAND_GAP seconds); True when one was fetched."""
+        now = time.monotonic()
+        if now - self._asked_at < ON_DEMAND_GAP:
+            return False
+        self._asked_at = now
+        return await self.refresh_catalogues(min_age=0.0)
+
+    async def refresh_catalogues(self, min_age: float = 0.0) -> bool:
         """Fetch every up backend's catalogue again (unless fetched in the last `min_age`
         seconds); True when one was fetched. Failures leave the old catalogue."""
 

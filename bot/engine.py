@@ -225,7 +225,7 @@ class Engine(Events):
         """Charge and queue fully resolved values (reroll, variations, upscale reuse this)."""
         user = requester.key
         dispatcher = self.dispatcher
-        await catalogue.check_fresh(spec, dispatcher.backends, dispatcher.refresh_catalogues)
+        await catalogue.check_fresh(spec, dispatcher.backends, dispatcher.refresh_for_unknown)
         # charged what the backends that may draw it really draw (img2img steps differ)
         job_cost = cost_on(spec, (b.flavour for b in dispatcher.can_draw(needs_of(spec))))
         # count first, synchronously, so concurrent submits cannot both pass the cap

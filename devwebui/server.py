@@ -274,6 +274,7 @@ class DevWebUI:
         flavor: str = "a1111",
         freeze_settings: bool = False,
         nowebui: bool = False,
+        loras: Sequence[str] = LORAS,
     ) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {', '.join(FLAVORS)}, not {flavor!r}")
@@ -291,6 +292,7 @@ class DevWebUI:
         self.freeze_settings = freeze_settings
         self.nowebui = nowebui
         self.checkpoints = [Checkpoint(name) for name in models]
+        self.loras = list(loras)
         # checkpoint files on disk the WebUI has not scanned yet (POST /refresh-checkpoints)
         self.unscanned: list[Checkpoint] = []
         # the weights in memory; options_data["sd_model_checkpoint"] is the *setting*, which
@@ -1243,7 +1245,7 @@ class DevWebUI:
         return web.json_response(
             [
                 {"name": n, "alias": n, "path": f"/models/Lora/{n}.safetensors", "metadata": {}}
-                for n in LORAS
+                for n in self.loras
             ]
         )
 
