@@ -230,6 +230,11 @@ class Backend:
         return self.client.display
 
     @property
+    def model(self) -> str | None:
+        """The checkpoint we believe it has loaded (its title)."""
+        return self.loaded
+
+    @property
     def flavour(self) -> Flavour:
         """Its fork (A1111 until a health check said otherwise)."""
         return self.identity.flavour if self.identity else Flavour.A1111

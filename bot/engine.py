@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot import catalogue
+from bot.backend_report import state_path
 from bot.backends import needs_of
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
 from bot.errors import (
@@ -142,7 +143,7 @@ class Engine(Events):
             cooloff_max=settings.backend_cooloff_max,
             restore=settings.webui_restore_settings,
             refresh_interval=settings.catalogue_refresh_interval,
-            state_file=settings.data_dir / "backends.json",
+            state_file=state_path(settings),
         )
 
     # --- lifecycle -------------------------------------------------------------------
@@ -531,7 +532,7 @@ class Engine(Events):
             width, height = _png_size(data) or (result.width, result.height)
             images.append(ImageResult(data, seed, width, height, info))
             stored.append(RenderedImage(ref, seed, width, height, info))
-        model = result.model or job.spec.model or run.backend.loaded or ""
+        model = result.model or job.spec.model or run.backend.model or ""
         # Stored (results, button keys, state rendered) in one transaction before the upload;
         # settled only once the platform confirmed it.
         wanted, own = _result_actions(len(images), job.spec.mode)
