@@ -152,3 +152,17 @@ async def test_unknown_names_are_still_refused_after_a_refresh(tmp_path):
             raise AssertionError("an unknown checkpoint was queued")
         assert [p for p, _ in webui.requests].count("/sdapi/v1/sd-models") == before + 1
         assert t("en", "route.missing.model", name="x") == "the checkpoint 'x'"
+
+
+async def test_the_health_check_refreshes_a_stale_catalogue(tmp_path):
+    async with (
+        DevWebUI(delay=0.05) as webui,
+        running_engine(tmp_path, [webui], catalogue_refresh_interval=0.2) as engine,
+    ):
+        listed = [p for p, _ in webui.requests].count("/sdapi/v1/sd-models")
+        await engine.dispatcher.check_all()  # fresh: only a ping
+        assert [p for p, _ in webui.requests].count("/sdapi/v1/sd-models") == listed
+        webui.add_checkpoint("scheduled.safetensors", scanned=True)
+        await asyncio.sleep(0.25)
+        await engine.dispatcher.check_all()  # what the scheduler runs every HEALTH_CHECK_INTERVAL
+        assert "scheduled" in [c.label for c in engine.checkpoints()]
