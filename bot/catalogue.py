@@ -1,27 +1,38 @@
-"""What the backends can draw with (checkpoints, samplers, LoRAs), and a request checked against
-it: the WebUI silently swaps an unknown sampler and ignores an unknown model."""
+"""What the backends can draw with (checkpoints, samplers, upscalers, LoRAs), and a request
+checked against it: the WebUI silently swaps an unknown sampler and ignores an unknown model,
+so a job is queued only when some backend has everything it needs, and the user who asks for
+what none has is told which backends exist and what each offers."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
+from bot.backends import Backend, Needs, needs_of
 from bot.checkpoints import model_key, model_label
-from bot.dispatcher import Backend
-from bot.errors import OptionError
+from bot.errors import NoBackendCanDraw, OptionError
+from bot.i18n import Phrase, t
 from bot.payload import Resolved
 from bot.types import Catalogue, Checkpoint
 
 log = logging.getLogger(__name__)
 
 LORA_TIMEOUT = 5.0  # seconds to wait for a backend's LoRA list
+OFFER_LIMIT = 12  # names listed per backend in a refusal
+
+# the order missing things are named in, and the catalogue key of each kind
+KINDS = ("model", "sampler", "upscaler", "lora")
 
 
 def check(spec: Resolved, backends: Sequence[Backend]) -> None:
-    """Reject a sampler or model no backend has; names are matched as people write them."""
-    known_samplers = {s for b in backends for s in b.samplers}
-    if known_samplers and spec.sampler not in known_samplers:
+    """Reject what no backend can draw; names are matched as people write them (the sampler
+    and model are rewritten to a backend's spelling)."""
+    listed = [b for b in backends if b.listing is not None]
+    if not listed:
+        return  # nothing answered yet: the job waits for a backend that can draw it
+    known_samplers = {s for b in listed for s in b.offers("sampler")}
+    if spec.sampler not in known_samplers:
         match = {s.lower(): s for s in known_samplers}.get(spec.sampler.lower())
         if match is None:
             raise OptionError(
@@ -32,9 +43,25 @@ def check(spec: Resolved, backends: Sequence[Backend]) -> None:
             )
         spec.sampler = match
     if spec.model:
-        titles = {m["title"]: m for b in backends for m in b.models}
+        titles = {title: None for b in listed for title in b.listing.titles() if title}  # type: ignore[union-attr]
         if titles:
             spec.model = match_model(spec.model, list(titles))
+    needs = needs_of(spec)
+    if not any(not b.lacks(needs) for b in listed):
+        raise undrawable(needs, listed)
+
+
+async def check_fresh(
+    spec: Resolved, backends: Sequence[Backend], refresh: Callable[[], Awaitable[bool]]
+) -> None:
+    """`check`, and when it refuses, once more after fetching the catalogues again: a model
+    added to a WebUI while drawbridge runs is usable without a restart."""
+    try:
+        check(spec, backends)
+    except (OptionError, NoBackendCanDraw):
+        if not await refresh():
+            raise
+        check(spec, backends)
 
 
 def match_model(name: str, titles: list[str]) -> str:
@@ -54,11 +81,52 @@ def match_model(name: str, titles: list[str]) -> str:
     )
 
 
+def undrawable(needs: Needs, backends: Sequence[Backend]) -> NoBackendCanDraw:
+    """The refusal for a job no backend can draw: what it needs that is missing, and what each
+    backend offers of those kinds (backends by their public name, never host:port)."""
+    listed = [b for b in backends if b.listing is not None]
+    lacking = {m for b in listed for m in b.lacks(needs) if m.kind in KINDS}
+    anywhere = {m for m in lacking if all(m in b.lacks(needs) for b in listed)}
+    named = sorted(anywhere or lacking, key=lambda m: (KINDS.index(m.kind), m.name))
+    kinds = [k for k in KINDS if any(m.kind == k for m in named)]
+
+    def missing(locale: str | None) -> str:
+        return ", ".join(
+            t(
+                locale,
+                f"route.missing.{m.kind}",
+                name=model_label(m.name) if m.kind == "model" else m.name,
+            )
+            for m in named
+        )
+
+    def offers(locale: str | None) -> str:
+        lines = []
+        for backend in listed:
+            parts = []
+            for kind in kinds:
+                names = backend.offers(kind)
+                shown = ", ".join(names[:OFFER_LIMIT]) + (" …" if len(names) > OFFER_LIMIT else "")
+                parts.append(t(locale, f"route.offer.{kind}", names=shown or "–"))
+            lines.append(
+                t(
+                    locale,
+                    "route.offer",
+                    backend=backend.public_name().render(locale),
+                    what="; ".join(parts),
+                )
+            )
+        return "\n".join(lines)
+
+    key = "route.none" if anywhere else "route.none_together"
+    return NoBackendCanDraw(key, missing=Phrase(missing), offers=Phrase(offers))
+
+
 def samplers(backends: Sequence[Backend]) -> list[str]:
     """Sampler names of every backend, without repeats."""
     names: dict[str, None] = {}
     for backend in backends:
-        names.update(dict.fromkeys(backend.samplers))
+        names.update(dict.fromkeys(backend.offers("sampler")))
     return list(names)
 
 
@@ -66,30 +134,32 @@ def checkpoints(backends: Sequence[Backend]) -> list[Checkpoint]:
     """Checkpoints of every backend, without repeats."""
     found: dict[str, Checkpoint] = {}
     for backend in backends:
-        for model in backend.models:
+        if backend.listing is None:
+            continue
+        for model in backend.listing.checkpoints:
             title = str(model.get("title") or model.get("model_name") or "")
             name = str(model.get("model_name") or "")
-            if title and title not in found:
+            if title and title not in found and backend.checkpoint_for(title):
                 found[title] = Checkpoint(model_label(title), title, name)
     return list(found.values())
 
 
 async def gather(backends: Sequence[Backend]) -> Catalogue:
-    """Checkpoints, samplers and LoRAs (asked of the first backend that answers), no repeats."""
-    titles: dict[str, None] = {}
-    for backend in backends:
-        for model in backend.models:
-            title = model_label(str(model.get("title") or model.get("model_name") or ""))
-            titles[title] = None
+    """Checkpoints, samplers and LoRAs of every backend, no repeats (LoRAs asked afresh of the
+    first backend that answers when none were listed)."""
+    titles = {c.label: None for c in checkpoints(backends)}
     loras: dict[str, None] = {}
     for backend in backends:
-        if not backend.up:
-            continue
-        try:
-            async with asyncio.timeout(LORA_TIMEOUT):
-                for lora in await backend.client.loras():
-                    loras[str(lora.get("name") or lora.get("alias"))] = None
-            break
-        except Exception as exc:  # a WebUI without the Lora extension, or down
-            log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
+        loras.update(dict.fromkeys(backend.offers("lora")))
+    if not loras:
+        for backend in backends:
+            if not backend.up:
+                continue
+            try:
+                async with asyncio.timeout(LORA_TIMEOUT):
+                    for lora in await backend.client.loras():
+                        loras[str(lora.get("name") or lora.get("alias"))] = None
+                break
+            except Exception as exc:  # a WebUI without the Lora extension, or down
+                log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
     return Catalogue([n for n in titles if n], samplers(backends), list(loras))

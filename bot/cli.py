@@ -63,7 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     draw.add_argument("words", nargs=argparse.REMAINDER, help="PROMPT and draw flags")
-    sub.add_parser("backends", help=_help("backends"))
+    backends = sub.add_parser("backends", help=_help("backends"))
+    backends.add_argument(
+        "--refresh",
+        action="store_true",
+        help="let every WebUI rescan its checkpoint and LoRA folders first",
+    )
     quota = sub.add_parser("quota", help=_help("quota"))
     qsub = quota.add_subparsers(dest="quota_command", required=True, metavar="ACTION")
     show = qsub.add_parser("show", help=_help("quota show"))
@@ -82,16 +87,33 @@ def build_parser() -> argparse.ArgumentParser:
         "drawbridge runs). For PostgreSQL it prints the pg_dump command to use instead.",
     )
     backup.add_argument("file", type=Path, metavar="FILE")
-    dev = sub.add_parser(
-        "dev-webui",
-        help=_help("dev-webui"),
-        description="Serves the SD-WebUI API on 127.0.0.1 and answers with placeholder PNGs of "
-        "the right size. It draws no real images.",
-    )
-    dev.add_argument("--port", type=int, default=7860)
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--delay", type=float, default=2.0, help="seconds per job (default 2)")
+    # its options are dev-webui's own (parsed by _dev_webui), so the tool is imported only
+    # when it runs, not for every drawbridge command
+    sub.add_parser("dev-webui", help=_help("dev-webui"), add_help=False)
     return parser
+
+
+DEV_WEBUI = (
+    "Serves the SD-WebUI API (AUTOMATIC1111, Forge or SD.Next, by --flavor) on 127.0.0.1 and "
+    "answers with placeholder PNGs of the right size. It draws no real images."
+)
+
+
+def _dev_webui(argv: list[str]) -> int:
+    """`drawbridge dev-webui [options]`: the stand-in WebUI until Ctrl-C."""
+    from devwebui import add_arguments, options_of, run_devwebui
+
+    parser = argparse.ArgumentParser(prog="drawbridge dev-webui", description=DEV_WEBUI)
+    add_arguments(parser)
+    parser.set_defaults(delay=2.0)
+    args = parser.parse_args(argv)
+    print(
+        f"dev-webui: a stand-in SD-WebUI ({args.flavor}) drawing PLACEHOLDER images on "
+        f"http://{args.host}:{args.port} ({args.delay:g} s per job). Ctrl-C stops it.",
+        file=sys.stderr,
+    )
+    run_devwebui(args.host, args.port, args.delay, **options_of(args))
+    return 0
 
 
 def user_key(name: str) -> str:
@@ -112,7 +134,12 @@ def load_settings() -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `drawbridge` console script."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "dev-webui":
+        return _dev_webui(unknown)
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         return asyncio.run(_dispatch(args))
     except CliError as exc:
@@ -126,16 +153,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "dev-webui":
-        from devwebui import serve
-
-        print(
-            f"dev-webui: a stand-in SD-WebUI drawing PLACEHOLDER images on "
-            f"http://{args.host}:{args.port} ({args.delay:g} s per job). Ctrl-C stops it.",
-            file=sys.stderr,
-        )
-        await serve(args.port, args.delay, host=args.host)
-        return 0
     settings = load_settings()
     from bot.logs import setup_logging
 
@@ -172,7 +189,7 @@ async def _with_database(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "draw":
         return await _draw(settings, list(args.words))
     if args.command == "backends":
-        return await _backends(settings)
+        return await _backends(settings, refresh=args.refresh)
     if args.command == "quota":
         return await _quota(settings, args)
     if args.command == "db":
@@ -229,11 +246,11 @@ async def _draw(settings: Settings, words: list[str]) -> int:
     return 0
 
 
-async def _backends(settings: Settings) -> int:
+async def _backends(settings: Settings, *, refresh: bool = False) -> int:
     from bot.service import Service
 
     async with Service(settings, run_jobs=False) as service:
-        lines, any_up = await service.backend_report()
+        lines, any_up = await service.backend_report(refresh=refresh)
     for line in lines:
         print(line)
     return 0 if any_up else EXIT_FAILED

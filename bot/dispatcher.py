@@ -1,14 +1,24 @@
-"""Backend pool and dispatcher: late choice, one prefetch per backend, progress, failover.
+"""Backend pool and dispatcher: late choice by capability, one prefetch per backend, progress
+bound to the job, failover and cool-off.
 
 Each backend has a feeder task. A feeder takes the next job from the fair queue only when its
 backend is about to be free: when it has nothing in flight, or when the running job's estimated
 remainder is under `prefetch_seconds`. Then at most one extra request waits on the WebUI's FIFO
-lock, so the GPU goes from one job to the next without waiting for us, while fairness and
-cancellation stay exact for everything still queued.
+lock (none on SD.Next, whose lock has no order), so the GPU goes from one job to the next
+without waiting for us, while fairness and cancellation stay exact for everything still queued.
+A feeder only takes a job its backend can draw: it has the job's checkpoint, sampler, upscaler
+and LoRAs (bot.backends); the fair head waits for a backend that has them.
 
-A backend that refuses connections, times out or makes no progress for `stall_timeout` is marked
-down; its jobs go back to the head of the queue (up to `max_attempts`), and the health check
-brings it back.
+Failures: a backend that refuses connections (or our credentials) is marked down; its jobs go
+back to the head of the queue and the health check brings it back. An answer that is the
+backend's failure, not the job's — 5xx (CUDA out of memory included), a 200 without pictures,
+a stall, a timeout — sends the job to another backend (up to `max_attempts` tries) and cools
+the backend off, twice as long each time in a row. A timed-out or stalled job is interrupted
+first when it is proven ours, so the GPU does not render it twice. A model load (no sampling
+step yet) is not a stall.
+
+Progress and interrupts are bound to the job (bot.binding): nothing of another job's progress
+reaches a user, and nothing not proven ours is interrupted.
 
 At shutdown `drain` stops feeding and hands running jobs back: each is interrupted once its
 backend is proven to be drawing it (unless it will finish within the grace period anyway), and
@@ -19,94 +29,61 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
+import json
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from bot.checkpoints import model_key
+from bot import binding
+from bot.backends import (
+    ORPHAN_WATCH,
+    Backend,
+    Needs,
+    Running,
+    WebUICall,
+    frozen_notice,
+)
+from bot.catalogue import undrawable
+from bot.checkpoints import model_key, model_label
 from bot.errors import (
     DrawbridgeError,
     WebUIAuthError,
+    WebUIEmptyResult,
     WebUIError,
     WebUINoAPI,
+    WebUIServerError,
+    WebUITimeout,
+    WebUIUnreachable,
 )
 from bot.fairqueue import Entry, FairQueue
-from bot.webui.client import GenerationResult, WebUIClient
+from bot.payload import Target
+from bot.types import Mode
+from bot.webui.client import GenerationResult, Progress, TaskProgress, WebUIClient
+from bot.webui.flavour import Flavour
 
 log = logging.getLogger(__name__)
 
-# what a job asks of a backend: built just before sending, so queued jobs hold no payload
-WebUICall = Callable[[WebUIClient], Awaitable[GenerationResult]]
+__all__ = ["Backend", "Dispatcher", "Events", "Running", "WebUICall"]
 
 SKIP_LIMIT = 3  # a job waiting for its model may be passed over this many times, then it runs
+ON_DEMAND_GAP = (
+    5.0  # seconds: a user naming something unknown refreshes a catalogue at most this often
+)
 
 
-@dataclass(eq=False)
-class Running:
-    """A job handed to a backend."""
-
-    entry: Entry
-    backend: Backend
-    prepare: Callable[[], Awaitable[WebUICall]]
-    sent_at: float = 0.0
-    started_at: float | None = None
-    timestamp: str | None = None
-    progress: float = 0.0
-    progress_at: float = 0.0
-    eta_relative: float | None = None
-    cancel_requested: bool = False
-    interrupted: bool = False
-    task: asyncio.Task[Any] | None = None
-    down_error: WebUIError | None = None
-    ended: bool = False  # the request came back (or failed); nobody may cancel the task now
-    hand_back: bool = False  # shutting down: an interrupted result goes back to the queue
-
-
-@dataclass(eq=False)
-class Backend:
-    """One SD-WebUI server and what we know of it."""
-
-    client: WebUIClient
-    up: bool = True
-    model: str | None = None
-    last_error: str = ""
-    inflight: list[Running] = field(default_factory=list)
-    sec_per_credit: float = 1.0
-    jobs_done: int = 0
-    models: list[dict[str, Any]] = field(default_factory=list)
-    samplers: list[str] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.client.base_url
-
-    @property
-    def name(self) -> str:
-        return self.client.display
-
-    def remaining(self, now: float) -> float:
-        """Estimated seconds until everything in flight is done."""
-        total = 0.0
-        for run in self.inflight:
-            expected = run.entry.cost * self.sec_per_credit
-            if run.started_at is None:
-                total += expected
-            elif run.eta_relative is not None and run.progress > 0:
-                total += max(0.0, run.eta_relative - (now - run.progress_at))
-            else:
-                total += max(0.0, expected - (now - run.started_at))
-        return total
-
-
-def head_remaining(backend: Backend, head: Running) -> float:
-    """Estimated seconds until the running job on `backend` is done."""
+def head_remaining(backend: Backend, run: Running) -> float:
+    """Estimated seconds until `run` (sent and drawing on `backend`) is done."""
     return max(
         0.0,
         backend.remaining(time.monotonic())
-        - sum(r.entry.cost * backend.sec_per_credit for r in backend.inflight if r is not head),
+        - sum(r.entry.cost * backend.sec_per_credit for r in backend.inflight if r is not run),
     )
 
 
@@ -155,13 +132,23 @@ class Dispatcher:
         queue: FairQueue,
         events: Events,
         *,
-        call_for: Callable[[Entry], Awaitable[WebUICall]],
+        call_for: Callable[[Entry, Target], Awaitable[WebUICall]],
+        labels: list[str] | None = None,
         progress_interval: float = 1.0,
         stall_timeout: float = 180.0,
         max_attempts: int = 3,
         prefetch_seconds: float = 2.0,
+        cooloff: float = 2.0,
+        cooloff_max: float = 300.0,
+        restore: bool = True,
+        refresh_interval: float = 300.0,
+        state_file: Path | None = None,
     ) -> None:
-        self.backends = [Backend(c) for c in clients]
+        labels = labels or []
+        self.backends = [
+            Backend(c, index=i + 1, label=labels[i] if i < len(labels) else "")
+            for i, c in enumerate(clients)
+        ]
         self.queue = queue
         self.events = events
         self.call_for = call_for
@@ -169,13 +156,22 @@ class Dispatcher:
         self.stall_timeout = stall_timeout
         self.max_attempts = max_attempts
         self.prefetch_seconds = prefetch_seconds
+        self.cooloff = cooloff
+        self.cooloff_max = cooloff_max
+        self.restore = restore
+        self.refresh_interval = refresh_interval
+        self.state_file = state_file
         self.attempts: dict[str, int] = {}
+        self.avoid: dict[str, set[int]] = {}  # job id → backends (index) it failed on
         # one wake-up event per backend: notify() sets them all, each feeder clears its own
         self._wake = {id(b): asyncio.Event() for b in self.backends}
         self._tasks: list[asyncio.Task[Any]] = []
         self._runs: set[asyncio.Task[Any]] = set()
         self._closing = False
         self._paused = False  # draining: no new job goes to a backend
+        self._asked_at = -ON_DEMAND_GAP  # the last refresh for a name nobody listed
+        self._state_written: asyncio.Task[None] | None = None
+        self._state_again = False
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -193,6 +189,7 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         self._tasks.clear()
+        await _finished(self._state_written)
 
     async def drain(self, grace: float) -> None:
         """Take no more jobs; hand back what runs: interrupt each render once it is proven ours
@@ -210,30 +207,38 @@ class Dispatcher:
             if now >= deadline:
                 break
             for backend in self.backends:
-                head = backend.inflight[0] if backend.inflight else None
-                if head is None or head.interrupted or head.started_at is None:
-                    continue
-                done_by = expected.setdefault(id(head), now + head_remaining(backend, head))
-                # One that should be done well within the grace is left to finish, unless
-                # it runs late (estimates before a job's first progress are rough).
-                if done_by > now + (deadline - now) / 2 or now > done_by + 1.0:
-                    await self._interrupt_if_ours(head)
+                for run in self._sent(backend):
+                    if run.interrupted or run.started_at is None:
+                        continue
+                    done_by = expected.setdefault(id(run), now + head_remaining(backend, run))
+                    # One that should be done well within the grace is left to finish, unless
+                    # it runs late (estimates before a job's first progress are rough).
+                    if done_by > now + (deadline - now) / 2 or now > done_by + 1.0:
+                        await self._interrupt_if_ours(run)
             await asyncio.sleep(min(self.progress_interval, max(0.0, deadline - loop.time())))
 
     async def interrupt_orphan(self, url: str, task: str) -> bool:
         """Interrupt the render a dead process left drawing on backend `url`, but only if the
-        backend is provably still drawing it (`task` as `Events.bound` recorded it)."""
+        backend is provably still drawing it (`task` as `Events.bound` recorded it: a task id
+        the WebUI binds progress to, or the job_timestamp it ran under)."""
         backend = next((b for b in self.backends if b.url == url), None)
-        if backend is None or not task.startswith("ts:"):
+        if backend is None:
             return False
-        stamp = task.removeprefix("ts:")
-        if any(run.timestamp in (None, stamp) for run in backend.inflight[:1]):
-            return False  # one of ours runs there now and might be the one it names
         try:
-            prog = await backend.client.progress(skip_current_image=True)
+            if task.startswith("task:"):
+                seen = await backend.client.task_progress(task.removeprefix("task:"))
+                drawing = seen.active
+            elif task.startswith("ts:"):
+                stamp = task.removeprefix("ts:")
+                if any(run.timestamp in (None, stamp) for run in self._sent(backend)):
+                    return False  # one of ours runs there now and might be the one it names
+                prog = await backend.client.progress(skip_current_image=True)
+                drawing = prog.active and prog.job_timestamp == stamp
+            else:
+                return False
         except WebUIError:
             return False
-        if not prog.active or prog.job_timestamp != stamp:
+        if not drawing:
             return False
         log.info("interrupting an orphaned render on %s", backend.name)
         with contextlib.suppress(WebUIError):
@@ -245,31 +250,36 @@ class Dispatcher:
         for event in self._wake.values():
             event.set()
 
-    # --- health ---------------------------------------------------------------------
+    # --- health and catalogues ---------------------------------------------------------
     async def check(self, backend: Backend) -> bool:
-        """Health check: liveness plus the loaded model and catalogues; brings a backend back."""
+        """Health check: liveness, then (when it came back or they are stale) its flavour,
+        frozen settings and catalogue; brings a backend back."""
         try:
             await backend.client.ping()
-            options = await backend.client.options()
-            if not backend.models:
-                backend.models = await backend.client.sd_models()
-                backend.samplers = [s["name"] for s in await backend.client.samplers()]
+            listing = backend.listing
+            stale = listing is None or time.monotonic() - listing.fetched_at > self.refresh_interval
+            if backend.identity is None or not backend.up or stale:
+                await backend.identify()
+                await backend.refresh()
         except WebUIError as exc:
             if backend.up:
                 log.warning("backend %s is down: %s", backend.name, exc.render("en"))
             backend.up = False
             backend.last_error = exc.render("en")
+            self._state_changed()
             return False
         except Exception as exc:  # a malformed answer is as bad as none
+            if backend.up:
+                log.warning("backend %s is down: %s: %s", backend.name, type(exc).__name__, exc)
             backend.up = False
             backend.last_error = f"{type(exc).__name__}: {exc}"
+            self._state_changed()
             return False
-        if not backend.inflight:
-            backend.model = options.get("sd_model_checkpoint") or backend.model
         if not backend.up:
             log.info("backend %s is back", backend.name)
         backend.up = True
         backend.last_error = ""
+        self._state_changed()
         await self.notify()
         return True
 
@@ -277,17 +287,50 @@ class Dispatcher:
         """Health-check every backend (the scheduler's job)."""
         await asyncio.gather(*(self.check(b) for b in self.backends))
 
+    async def refresh_for_unknown(self) -> bool:
+        """Before refusing a name no backend listed: fetch the catalogues again (at most once
+        per ON_DEMAND_GAP seconds); True when one was fetched."""
+        now = time.monotonic()
+        if now - self._asked_at < ON_DEMAND_GAP:
+            return False
+        self._asked_at = now
+        return await self.refresh_catalogues(min_age=0.0)
+
+    async def refresh_catalogues(self, min_age: float = 0.0) -> bool:
+        """Fetch every up backend's catalogue again (unless fetched in the last `min_age`
+        seconds); True when one was fetched. Failures leave the old catalogue."""
+
+        async def one(backend: Backend) -> bool:
+            try:
+                return await backend.refresh(min_age=min_age)
+            except Exception as exc:
+                log.info("catalogue of %s not refreshed: %s", backend.name, exc)
+                return False
+
+        fetched = await asyncio.gather(*(one(b) for b in self.backends if b.up))
+        if any(fetched):
+            await self.notify()
+        return any(fetched)
+
     def up_backends(self) -> list[Backend]:
+        """Backends that answer (cooling off or not)."""
         return [b for b in self.backends if b.up]
+
+    def can_draw(self, needs: Needs) -> list[Backend]:
+        """Backends whose catalogue has everything `needs` asks for."""
+        return [b for b in self.backends if b.listing is not None and not b.lacks(needs)]
 
     # --- feeding --------------------------------------------------------------------
     def _ready(self, backend: Backend, now: float) -> float | None:
         """None if the backend can take a job now, else seconds until it should re-check."""
         if not backend.up or len(self.queue) == 0 or self._paused:
             return self.progress_interval
+        cooling = backend.cooling(now)
+        if cooling > 0:
+            return min(self.progress_interval, cooling)
         if not backend.inflight:
             return None
-        if len(backend.inflight) >= 2:
+        if len(backend.inflight) >= 2 or not backend.prefetch:
             return self.progress_interval
         left = backend.remaining(now)
         # Commit the next job as late as still keeps the GPU fed: at most half the running job
@@ -308,6 +351,7 @@ class Dispatcher:
                         await wake.wait()
             entry = self._choose(backend)
             if entry is None:  # nothing suits this backend now: wait for the queue to move
+                await self._fail_undrawable(backend)
                 wake.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.progress_interval):
@@ -325,29 +369,51 @@ class Dispatcher:
             run.task.add_done_callback(self._runs.discard)
             run.task.add_done_callback(functools.partial(self._cancelled_before_start, run))
 
-    @staticmethod
-    def _next_model(backend: Backend) -> str:
+    def _next_model(self, backend: Backend) -> str:
         """The model a job sent now would find loaded: that of the backend's last in-flight job
-        naming one (the WebUI runs them in order), else the one the backend reported."""
+        naming one (the WebUI runs them in order), else the one we believe it has."""
         for run in reversed(backend.inflight):
             if run.entry.model:
                 return model_key(run.entry.model)
-        return model_key(backend.model)
+        return model_key(backend.loaded)
+
+    def _fits(self, backend: Backend, entry: Entry) -> bool:
+        """Whether `backend` may draw `entry`: it has what the job needs, and it is not a
+        backend the job already failed on while another one that can draw it is around."""
+        needs = entry.needs
+        if isinstance(needs, Needs) and backend.lacks(needs):
+            return False
+        failed_on = self.avoid.get(entry.job_id)
+        if failed_on and backend.index in failed_on:
+            return not any(
+                b is not backend
+                and b.up
+                and b.index not in failed_on
+                and not (isinstance(needs, Needs) and b.lacks(needs))
+                for b in self.backends
+            )
+        return True
 
     def _choose(self, backend: Backend) -> Entry | None:
-        """The next job for this backend: the fair head, unless another backend has its model."""
+        """The next job for this backend: the fair head if it can draw it and no other backend
+        has its model loaded, else the first job it suits."""
         head = self.queue.peek()
         if head is None:
             return None
+        if not self._fits(backend, head):
+            # the head waits for a backend that has what it needs; this one takes another
+            match = self.queue.first_matching(lambda e: self._fits(backend, e), depth=64)
+            return self.queue.take(match.job_id) if match is not None else None
         mine = self._next_model(backend)
         wanted = model_key(head.model)
         if not wanted or wanted == mine or head.skips >= SKIP_LIMIT:
             return self.queue.take(head.job_id)
-        others = [b for b in self.backends if b is not backend and b.up]
-        holders = [b for b in others if self._next_model(b) == wanted]
+        others = [b for b in self.backends if b is not backend and b.available()]
+        holders = [b for b in others if self._next_model(b) == wanted and self._fits(b, head)]
         if holders:
             match = self.queue.first_matching(
-                lambda e: not e.model or model_key(e.model) == mine, depth=64
+                lambda e: self._fits(backend, e) and (not e.model or model_key(e.model) == mine),
+                depth=64,
             )
             # Leaving the head to a backend that has its model costs it at most about one job
             # when that backend is as far along as this one; only a longer delay counts.
@@ -362,18 +428,47 @@ class Dispatcher:
                 return None  # only a prefetch: leave the head to the backend that has its model
             if len(self.queue) <= len(holders) and soonest <= 3 * job_time:
                 return None  # idle, but they take what is queued soon: keep this model loaded
-        elif backend.inflight and any(not b.inflight for b in others):
+        elif backend.inflight and any(not b.inflight and self._fits(b, head) for b in others):
             return None  # someone must switch: an idle backend, rather than a busy one
         return self.queue.take(head.job_id)
+
+    async def _fail_undrawable(self, backend: Backend) -> None:
+        """A queued job no backend can draw any more (its checkpoint was removed, say) fails and
+        is refunded instead of waiting for ever; only backends that listed a catalogue judge."""
+        head = self.queue.peek()
+        if head is None or not isinstance(head.needs, Needs):
+            return
+        listed = [b for b in self.backends if b.listing is not None]
+        if not listed or any(not b.lacks(head.needs) for b in listed):
+            return
+        if self.queue.take(head.job_id) is None:
+            return
+        log.info("job %s: no backend can draw it any more", head.job_id)
+        run = Running(head, backend, functools.partial(self.call_for, head))
+        await self.events.failed(run, undrawable(head.needs, self.backends))
 
     # --- running --------------------------------------------------------------------
     async def _run(self, run: Running) -> None:
         backend = run.backend
         entry = run.entry
-        self.attempts[entry.job_id] = self.attempts.get(entry.job_id, 0) + 1
+        attempt = self.attempts[entry.job_id] = self.attempts.get(entry.job_id, 0) + 1
         started: asyncio.Task[None] | None = None
+        target: Target | None = None
         try:
-            call = await run.prepare()
+            if backend.binds_tasks and run.needs.mode is not Mode.UPSCALE:
+                run.task_id = binding.task_id(entry.job_id, attempt)
+            target = backend.target_for(run.needs, restore=self.restore, task_id=run.task_id)
+            call = await run.prepare(target)
+            if run.cancel_requested:  # cancelled while we got it ready: never sent
+                run.ended = True
+                await self.events.discarded(run)
+                return
+            if not self._sent(backend):
+                backend.changed_at = time.monotonic()  # the stall watch starts with this job
+            if run.task_id is None:
+                # timestamp mode: what /progress shows before this request exists
+                baseline = await backend.client.progress(skip_current_image=True)
+                run.baseline = baseline.job_timestamp
             run.sent_at = time.monotonic()
             if len(backend.inflight) == 1 or backend.inflight[0] is run:
                 run.started_at = run.sent_at
@@ -381,6 +476,7 @@ class Dispatcher:
             started = asyncio.create_task(self.events.started(run))
             result = await call(backend.client)
             run.ended = True
+            self._verify(run, target, result)
             await started
         except asyncio.CancelledError:
             if run.down_error is None or self._closing:
@@ -394,15 +490,7 @@ class Dispatcher:
             # this task while it is deciding the job's fate
             run.ended = True
             await _finished(started)
-            if run.hand_back and not run.cancel_requested:
-                await self.events.handed_back(run)
-            elif exc.retryable or isinstance(exc, WebUINoAPI | WebUIAuthError):
-                self._mark_down(backend, exc, exclude=run)
-                await self._retry_or_fail(run, exc)
-            elif run.cancel_requested:
-                await self.events.discarded(run)
-            else:
-                await self.events.failed(run, exc)
+            await self._failed_on_backend(run, exc)
             return
         except DrawbridgeError as exc:  # e.g. the stored init image expired
             run.ended = True
@@ -417,24 +505,96 @@ class Dispatcher:
             return
         finally:
             self._leave(run)
-        elapsed = time.monotonic() - (run.started_at or run.sent_at)
-        backend.jobs_done += 1
-        if entry.cost > 0 and elapsed > 0:
-            rate = elapsed / entry.cost
-            backend.sec_per_credit = (
-                rate if backend.jobs_done == 1 else 0.7 * backend.sec_per_credit + 0.3 * rate
-            )
-        if result.model:
-            backend.model = result.model
-        elif entry.model:
-            backend.model = entry.model
+        self._succeeded(run, target, result)
         self.attempts.pop(entry.job_id, None)
+        self.avoid.pop(entry.job_id, None)
         if run.cancel_requested:
             await self.events.discarded(run)
         elif run.hand_back and run.interrupted:
             await self.events.handed_back(run)  # a partial picture: drawn again after restart
         else:
-            await self.events.finished(run, result, elapsed)
+            await self.events.finished(
+                run, result, time.monotonic() - (run.started_at or run.sent_at)
+            )
+
+    def _verify(self, run: Running, target: Target, result: GenerationResult) -> None:
+        """A result drawn with another checkpoint than the one named is not the job's: A1111
+        silently ignores a checkpoint it does not know (its catalogue was stale)."""
+        named = target.checkpoint if run.needs.model else None
+        if named and result.model and model_key(result.model) != model_key(named):
+            log.warning(
+                "backend %s drew job %s with %s instead of %s; its catalogue is stale",
+                run.backend.name,
+                run.entry.job_id,
+                result.model,
+                model_label(named),
+            )
+            run.backend.listing = None  # refreshed by the next health check; lacks() all now
+            raise WebUIEmptyResult("webui.wrong_model", url=run.backend.name, path="/sdapi/v1")
+
+    def _succeeded(self, run: Running, target: Target | None, result: GenerationResult) -> None:
+        backend = run.backend
+        entry = run.entry
+        elapsed = time.monotonic() - (run.started_at or run.sent_at)
+        backend.jobs_done += 1
+        backend.failures = 0
+        backend.cooling_until = 0.0
+        if entry.cost > 0 and elapsed > 0:
+            rate = elapsed / entry.cost
+            backend.sec_per_credit = (
+                rate if backend.jobs_done == 1 else 0.7 * backend.sec_per_credit + 0.3 * rate
+            )
+        restores_at_once = backend.flavour is Flavour.SDNEXT and self.restore
+        if target is not None and target.checkpoint and backend.frozen is not None:
+            if not restores_at_once:  # SD.Next reloads its own model at once when restoring
+                backend.loaded = target.checkpoint
+        if run.task_id and backend.identity and "force_task_id" not in result.parameters:
+            # an A1111 older than 1.6 drops the field: bind its progress by timestamp instead
+            log.info(
+                "backend %s ignores force_task_id; binding progress by timestamp", backend.name
+            )
+            backend.identity = dataclasses.replace(backend.identity, binds_tasks=False)
+
+    async def _failed_on_backend(self, run: Running, exc: WebUIError) -> None:
+        """Decide a job's fate after its request failed on its backend."""
+        backend = run.backend
+        if run.cancel_requested:
+            # our own interrupt's partial or empty answer: nobody's failure
+            await self.events.discarded(run)
+            return
+        if run.hand_back:
+            await self.events.handed_back(run)  # shutting down: drawn again after restart
+            return
+        if isinstance(exc, WebUIUnreachable | WebUINoAPI | WebUIAuthError):
+            self._mark_down(backend, exc, exclude=run)
+            await self._retry_or_fail(run, exc)
+            return
+        if not exc.retryable:
+            await self.events.failed(run, exc)
+            return
+        if isinstance(exc, WebUITimeout):
+            await self._abandon(run)
+        if exc.key == "webui.wrong_model":
+            log.info("job %s goes to a backend that has its checkpoint", run.entry.job_id)
+        else:
+            self._cool_off(backend, exc)
+        await self._retry_or_fail(run, exc)
+
+    async def _abandon(self, run: Running) -> None:
+        """A request we stop waiting for keeps running on the WebUI: interrupt it now if it is
+        proven ours and running, else (task mode) watch for it to start and interrupt it then."""
+        backend = run.backend
+        with contextlib.suppress(WebUIError):
+            if run.task_id is not None:
+                seen = await backend.client.task_progress(run.task_id)
+                if seen.active:
+                    await self._interrupt(backend, run)
+                elif seen.queued:
+                    backend.orphans[run.task_id] = time.monotonic() + ORPHAN_WATCH
+            elif run.timestamp is not None:
+                prog = await backend.client.progress(skip_current_image=True)
+                if prog.active and prog.job_timestamp == run.timestamp:
+                    await self._interrupt(backend, run)
 
     def _cancelled_before_start(self, run: Running, task: asyncio.Task[Any]) -> None:
         """A task cancelled before its first step never enters `_run`, so no handler saw it:
@@ -465,6 +625,12 @@ class Dispatcher:
             log.warning("backend %s marked down: %s", backend.name, error.render("en"))
         backend.up = False
         backend.last_error = error.render("en")
+        self._state_changed()
+        self._cancel_inflight(backend, error, exclude=exclude)
+
+    def _cancel_inflight(
+        self, backend: Backend, error: WebUIError, *, exclude: Running | None
+    ) -> None:
         for other in list(backend.inflight):
             if (
                 other is not exclude
@@ -475,6 +641,21 @@ class Dispatcher:
                 other.down_error = error
                 other.task.cancel()
 
+    def _cool_off(self, backend: Backend, error: WebUIError) -> None:
+        """A backend that failed a job takes none for a while, twice as long each time in a row."""
+        backend.failures += 1
+        delay = min(self.cooloff_max, self.cooloff * 2 ** (backend.failures - 1))
+        backend.cooling_until = max(backend.cooling_until, time.monotonic() + delay)
+        backend.last_error = error.render("en")
+        log.warning(
+            "backend %s failed a job (%s); it cools off for %g s (%d failure(s) in a row)",
+            backend.name,
+            backend.last_error,
+            delay,
+            backend.failures,
+        )
+        self._state_changed()
+
     async def _retry_or_fail(self, run: Running, error: WebUIError) -> None:
         entry = run.entry
         tries = self.attempts.get(entry.job_id, 0)
@@ -482,8 +663,10 @@ class Dispatcher:
             await self.events.discarded(run)
         elif tries >= self.max_attempts:
             self.attempts.pop(entry.job_id, None)
+            self.avoid.pop(entry.job_id, None)
             await self.events.failed(run, error)
         else:
+            self.avoid.setdefault(entry.job_id, set()).add(run.backend.index)
             entry.skips = 0
             self.queue.push_front(entry)
             await self.events.retrying(run, error)
@@ -493,75 +676,187 @@ class Dispatcher:
     async def _poll(self, backend: Backend) -> None:
         while not self._closing:
             await asyncio.sleep(self.progress_interval)
-            if not backend.up or not backend.inflight:
+            if not backend.up:
                 continue
-            head = backend.inflight[0]
-            if head.started_at is None:
+            if not any(r.sent_at and not r.ended for r in backend.inflight) and not backend.orphans:
                 continue
             try:
-                await self._poll_once(backend, head)
+                await self._poll_once(backend)
             except WebUIError as exc:
-                if exc.retryable:
+                if exc.retryable and not isinstance(exc, WebUIServerError):
                     self._mark_down(backend, exc, exclude=None)
             except Exception:
                 log.exception("progress poll on %s failed", backend.name)
 
-    async def _poll_once(self, backend: Backend, head: Running) -> None:
-        prog = await backend.client.progress()
+    def _sent(self, backend: Backend) -> list[Running]:
+        return [r for r in backend.inflight if r.sent_at and not r.ended]
+
+    async def _poll_once(self, backend: Backend) -> None:
+        runs = self._sent(backend)
+        by_stamp = [r for r in runs if r.task_id is None]
+        prog = await backend.client.progress(skip_current_image=not by_stamp)
         now = time.monotonic()
-        if head not in backend.inflight or head is not backend.inflight[0]:
+        sig = binding.signature(prog)
+        if sig != backend.signature:
+            backend.signature, backend.changed_at = sig, now
+        backend.sampling = binding.sampling(prog)
+        for run in runs:
+            if run.task_id is not None and not run.ended:
+                seen = await backend.client.task_progress(run.task_id, preview_id=run.preview_id)
+                if not run.ended and run in backend.inflight:
+                    await self._observe_task(run, seen, time.monotonic())
+        if by_stamp:
+            await self._observe_timestamp(backend, [r for r in runs if not r.ended], prog, now)
+        await self._watch_orphans(backend)
+        await self._check_stall(backend, now)
+
+    async def _observe_task(self, run: Running, seen: TaskProgress, now: float) -> None:
+        """Task mode: /internal/progress for the job's own task id."""
+        run.proven = seen.active
+        if seen.completed:
+            run.server_done = True
+        if not seen.active:
             return
-        if prog.active:
-            if head.timestamp is None:
-                await self._adopt(head, prog.job_timestamp)
-            if head.cancel_requested and not head.interrupted:
-                await self._interrupt(backend, head)
-            if prog.progress != head.progress:
-                head.progress = prog.progress
-                head.progress_at = now
-                head.eta_relative = prog.eta_relative
-                await self.events.progress(head, min(prog.progress, 1.0), prog.current_image)
-        if head.progress_at == 0.0:
-            head.progress_at = head.started_at or now
-        if now - head.progress_at > self.stall_timeout:
-            self._mark_down(
-                backend,
-                WebUIError(
-                    "webui.timeout",
-                    url=backend.name,
-                    path="/sdapi/v1/progress",
-                    seconds=int(self.stall_timeout),
-                ),
-                exclude=None,
-            )
+        if run.task_id is not None:
+            await self._announce(run, f"task:{run.task_id}")
+        if seen.preview is not None and seen.preview_id >= 0:
+            run.preview_id = seen.preview_id
+        await self._use(run, seen.progress or 0.0, seen.eta, seen.preview, now)
+
+    async def _observe_timestamp(
+        self, backend: Backend, runs: list[Running], prog: Progress, now: float
+    ) -> None:
+        """Timestamp mode: adopt a changed job_timestamp, then compare it before every use."""
+        for run in runs:
+            run.proven = False
+        if not prog.active or not prog.job_timestamp:
+            return
+        stamp = prog.job_timestamp
+        owner = next((r for r in runs if r.timestamp == stamp), None)
+        if owner is None:
+            for i, run in enumerate(runs):
+                if run.timestamp is not None:
+                    continue
+                earlier_bound = all(r.timestamp is not None for r in runs[:i])
+                if (
+                    earlier_bound
+                    and run.task_id is None
+                    and stamp != run.baseline
+                    and stamp not in backend.seen_timestamps
+                    and binding.looks_like(prog, run.needs, backend.flavour)
+                ):
+                    run.timestamp = stamp
+                    backend.seen_timestamps = [*backend.seen_timestamps, stamp][
+                        -binding.SEEN_KEPT :
+                    ]
+                    owner = run
+                    await self._announce(run, f"ts:{stamp}")
+                break
+        if owner is None or owner.server_done:
+            return
+        if binding.fell_back(owner.progress, prog.progress) or not binding.looks_like(
+            prog, owner.needs, backend.flavour
+        ):
+            owner.server_done = True  # a new job started within the same second
+            return
+        owner.proven = True
+        await self._use(owner, prog.progress, prog.eta_relative, prog.current_image, now)
+
+    async def _use(
+        self, run: Running, fraction: float, eta: float | None, preview: bytes | None, now: float
+    ) -> None:
+        """A look proven to be this job's: interrupt it if it was cancelled, else report it."""
+        if run.started_at is None:
+            run.started_at = now
+        if run.cancel_requested:
+            if not run.interrupted and binding.interruptible(eta):
+                await self._interrupt(run.backend, run)
+            return
+        if fraction != run.progress or preview is not None:
+            run.progress = fraction
+            run.progress_at = now
+            run.eta_relative = eta
+            await self.events.progress(run, min(fraction, 1.0), preview)
+
+    async def _watch_orphans(self, backend: Backend) -> None:
+        """Interrupt abandoned requests of ours once they run; forget them when done."""
+        now = time.monotonic()
+        for task_id, until in list(backend.orphans.items()):
+            if now > until:
+                backend.orphans.pop(task_id, None)
+                continue
+            seen = await backend.client.task_progress(task_id)
+            if seen.active:
+                log.info("interrupting abandoned request %s on %s", task_id, backend.name)
+                backend.orphans.pop(task_id, None)
+                with contextlib.suppress(WebUIError):
+                    await backend.client.interrupt()
+            elif seen.completed or not seen.known:
+                backend.orphans.pop(task_id, None)
+
+    async def _check_stall(self, backend: Backend, now: float) -> None:
+        """Sampling that shows no change for `stall_timeout`: interrupt the job if it is ours,
+        send our jobs elsewhere and cool the backend off. Loading a model is not a stall."""
+        runs = self._sent(backend)
+        if not runs or not backend.sampling or backend.changed_at == 0.0:
+            return
+        if now - backend.changed_at <= self.stall_timeout:
+            return
+        error = WebUITimeout(
+            "webui.stalled",
+            url=backend.name,
+            path="/sdapi/v1/progress",
+            seconds=f"{self.stall_timeout:g}",
+        )
+        backend.changed_at = now
+        for run in runs:
+            if run.proven and not run.interrupted:
+                await self._interrupt(backend, run)
+            elif run.task_id is not None:
+                backend.orphans[run.task_id] = now + ORPHAN_WATCH
+        self._cool_off(backend, error)
+        self._cancel_inflight(backend, error, exclude=None)
 
     async def cancel_running(self, run: Running) -> bool:
-        """Interrupt a job on its backend, but only once /progress shows it is the one running."""
+        """Interrupt a job on its backend, but only once it is proven to be the one running
+        there (else the poller interrupts it when it is, or its result is dropped)."""
         run.cancel_requested = True
         return await self._interrupt_if_ours(run)
 
     async def _interrupt_if_ours(self, run: Running) -> bool:
+        """Interrupt the job's render if the backend is proven to be drawing it now."""
         backend = run.backend
-        if not backend.inflight or backend.inflight[0] is not run or run.started_at is None:
-            return False  # still waiting on the WebUI's lock; the poller interrupts it later
+        if run.ended or not run.sent_at:
+            return False
         try:
-            prog = await backend.client.progress(skip_current_image=True)
+            if run.task_id is not None:
+                seen = await backend.client.task_progress(run.task_id)
+                ours, eta = seen.active, seen.eta
+            else:
+                prog = await backend.client.progress(skip_current_image=True)
+                ours = (
+                    prog.active
+                    and run.timestamp is not None
+                    and prog.job_timestamp == run.timestamp
+                    and not run.server_done
+                    and not binding.fell_back(run.progress, prog.progress)
+                    and binding.looks_like(prog, run.needs, backend.flavour)
+                )
+                eta = prog.eta_relative
         except WebUIError:
             return False
-        if not prog.active:
-            return False
-        if run.timestamp is None:
-            await self._adopt(run, prog.job_timestamp)
-        if prog.job_timestamp != run.timestamp:
+        if not ours or run.ended or not binding.interruptible(eta):
             return False
         await self._interrupt(backend, run)
         return True
 
-    async def _adopt(self, run: Running, timestamp: str) -> None:
-        """The render running now is this job's: remember what tells it apart."""
-        run.timestamp = timestamp
+    async def _announce(self, run: Running, task: str) -> None:
+        """Tell the engine, once, that the backend is proven to be drawing this job."""
+        if run.bound:
+            return
+        run.bound = True
         with contextlib.suppress(Exception):  # bookkeeping must never break the job
-            await self.events.bound(run, f"ts:{timestamp}")
+            await self.events.bound(run, task)
 
     async def _interrupt(self, backend: Backend, run: Running) -> None:
         run.interrupted = True
@@ -585,3 +880,59 @@ class Dispatcher:
         """Mean measured seconds per credit over backends that have run something."""
         rates = [b.sec_per_credit for b in self.backends if b.jobs_done]
         return sum(rates) / len(rates) if rates else 1.0
+
+    # --- what `drawbridge backends` reads ------------------------------------------------
+    def _state_changed(self) -> None:
+        """Write the pool's state file soon (writes are coalesced, and run off the loop)."""
+        if self.state_file is None or self._closing:
+            return
+        if self._state_written is not None and not self._state_written.done():
+            self._state_again = True
+            return
+        with contextlib.suppress(RuntimeError):  # no running loop: nothing to write from
+            self._state_written = asyncio.get_running_loop().create_task(self._write_state())
+
+    async def _write_state(self) -> None:
+        while True:
+            self._state_again = False
+            assert self.state_file is not None
+            data = state_of(self.backends)
+            try:
+                await asyncio.to_thread(write_state, self.state_file, data)
+            except OSError as exc:
+                log.warning("could not write %s: %s", self.state_file, exc)
+                return
+            if not self._state_again:
+                return
+
+
+def state_of(backends: list[Backend]) -> dict[str, Any]:
+    """What the running service knows of its backends that a fresh probe cannot see: cool-off,
+    failures in a row, the last error."""
+    wall = time.time()
+    now = time.monotonic()
+    return {
+        "written_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "backends": [
+            {
+                "url": b.url,
+                "up": b.up,
+                "flavour": b.flavour.value,
+                "failures": b.failures,
+                "cooling_until": wall + b.cooling(now) if b.cooling(now) else None,
+                "last_error": b.last_error,
+                "frozen": frozen_notice(b) if b.frozen != frozenset() else None,
+            }
+            for b in backends
+        ],
+    }
+
+
+def write_state(path: Path, data: dict[str, Any]) -> None:
+    """Replace the state file atomically (a reader never sees half of it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    tmp.replace(path)

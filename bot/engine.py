@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import catalogue
+from bot.backend_report import state_path
+from bot.backends import needs_of
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
 from bot.errors import (
     DeliveryFailed,
@@ -39,16 +41,19 @@ from bot.errors import (
     QuotaExceeded,
     ShuttingDown,
     StorageError,
+    WebUIEmptyResult,
     WebUIError,
 )
 from bot.fairqueue import Entry, FairQueue
+from bot.images.ingest import image_size
 from bot.images.store import ImageStore
 from bot.lease import Lease
 from bot.options import DrawParser, Limits, draw_options, validate_request
 from bot.payload import (
     Resolved,
+    Target,
     build_payload,
-    cost,
+    cost_on,
     reroll_of,
     resolve,
     upscale_of,
@@ -168,9 +173,15 @@ class Engine(Events):
             self.queue,
             self,
             call_for=self._call_for,
+            labels=settings.webui_names,
             progress_interval=settings.progress_interval,
             stall_timeout=settings.stall_timeout,
             max_attempts=settings.max_attempts,
+            cooloff=settings.backend_cooloff,
+            cooloff_max=settings.backend_cooloff_max,
+            restore=settings.webui_restore_settings,
+            refresh_interval=settings.catalogue_refresh_interval,
+            state_file=state_path(settings),
         )
 
     # --- lifecycle -------------------------------------------------------------------
@@ -383,8 +394,10 @@ class Engine(Events):
         if not self.accepting:
             raise ShuttingDown()
         user = requester.key
-        catalogue.check(spec, self.dispatcher.backends)
-        job_cost = cost(spec)
+        dispatcher = self.dispatcher
+        await catalogue.check_fresh(spec, dispatcher.backends, dispatcher.refresh_for_unknown)
+        # charged what the backends that may draw it really draw (img2img steps differ)
+        job_cost = cost_on(spec, (b.flavour for b in dispatcher.can_draw(needs_of(spec))))
         # count first, synchronously, so concurrent submits cannot both pass the cap
         queued = self.queue.count(user) + self._pending.get(user, 0)
         if queued >= self.settings.max_queued_per_user:
@@ -447,7 +460,9 @@ class Engine(Events):
 
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
-        self.queue.push(Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job))
+        entry = Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job)
+        entry.needs = needs_of(job.spec)
+        self.queue.push(entry)
 
     # --- status ------------------------------------------------------------------------
     def position(self, job_id: str) -> tuple[int, float]:
@@ -637,26 +652,35 @@ class Engine(Events):
         raise NotFound("action.expired")
 
     # --- dispatcher events ---------------------------------------------------------------
-    async def _call_for(self, entry: Entry) -> WebUICall:
+    async def _call_for(self, entry: Entry, target: Target) -> WebUICall:
+        """The request for one job on the backend `target` describes (its flavour, names)."""
         job: Job = entry.item
         spec = job.spec
         if spec.mode is Mode.UPSCALE:
             assert spec.init_image is not None
             source = await asyncio.to_thread(self.store.get, spec.init_image)
+            upscaler = target.upscaler or spec.hr_upscaler
 
             async def upscale(client: WebUIClient) -> GenerationResult:
                 png = await client.extra_single_image(
-                    source, upscaler=spec.hr_upscaler, scale=spec.hr_scale
+                    source, upscaler=upscaler, scale=spec.hr_scale
                 )
-                width, height = _png_size(png) or spec.final_size
+                width, height = await asyncio.to_thread(image_size, png)
+                if spec.hr_scale > 1 and (width, height) == (spec.width, spec.height):
+                    # SD.Next answers 200 with the picture unchanged for an upscaler it lacks
+                    raise WebUIEmptyResult(
+                        "webui.not_upscaled",
+                        url=client.display,
+                        path="/sdapi/v1/extra-single-image",
+                    )
                 return GenerationResult([png], {}, [spec.seed], [""], width, height, "")
 
             return upscale
         if spec.init_image is None:
-            payload = build_payload(spec)
+            payload = build_payload(spec, target)
             return lambda client: client.txt2img(payload)
         init_b64, mask_b64 = await asyncio.to_thread(self._encode_inputs, spec)
-        payload = build_payload(spec, init_b64=init_b64, mask_b64=mask_b64)
+        payload = build_payload(spec, target, init_b64=init_b64, mask_b64=mask_b64)
         return lambda client: client.img2img(payload)
 
     def _encode_inputs(self, spec: Resolved) -> tuple[str, str | None]:

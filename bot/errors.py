@@ -8,7 +8,8 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 │   ├── QuotaExceeded           not enough credits
 │   ├── QueueFull               per-user cap on queued jobs reached
 │   ├── NotAllowed              e.g. cancelling another user's job
-│   └── ShuttingDown            drawbridge is restarting: try again in a minute
+│   ├── ShuttingDown            drawbridge is restarting: try again in a minute
+│   └── NoBackendCanDraw        no backend has what the request needs (checkpoint, LoRA …)
 ├── NotFound                    unknown job, preset, model …
 ├── DatabaseError               the database cannot be used (operator-facing, CLI only)
 ├── StorageError                the database failed; the write was rolled back whole (the
@@ -19,7 +20,10 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
     ├── WebUITimeout            no answer within the timeout
     ├── WebUIAuthError          401: WEBUI_AUTH missing or wrong
     ├── WebUINoAPI              404 on /sdapi/v1/*: started without --api
-    └── WebUIRequestError       4xx/5xx with a JSON error body (422, 500 …)
+    ├── WebUIRequestError       4xx/5xx with a JSON error body (422, 500 …)
+    │   └── WebUIServerError    5xx: the backend failed (OOM, restarting); another may not
+    └── WebUIEmptyResult        200 without the pictures asked for (SD.Next on any error,
+                                an interrupted model load, an upscale that did nothing)
 """
 
 from __future__ import annotations
@@ -92,6 +96,12 @@ class ShuttingDown(RefusedError):
     key = "service.restarting"
 
 
+class NoBackendCanDraw(RefusedError):
+    """No backend has everything the request needs; the sentence names what they offer."""
+
+    key = "route.none"
+
+
 class NotFound(DrawbridgeError):
     """Something the user named does not exist."""
 
@@ -155,6 +165,20 @@ class WebUIRequestError(WebUIError):
     """The WebUI rejected the request or failed while running it."""
 
     key = "webui.request"
+
+
+class WebUIServerError(WebUIRequestError):
+    """A 5xx answer (CUDA out of memory, a proxy's 502/503/504): the backend's failure, so the
+    job is tried on another backend."""
+
+    retryable = True
+
+
+class WebUIEmptyResult(WebUIError):
+    """A 200 that carries none of the pictures asked for: the backend's failure, not the job's."""
+
+    key = "webui.empty"
+    retryable = True
 
 
 class StorageError(DrawbridgeError):

@@ -27,6 +27,7 @@ class Entry:
     cost: float
     model: str | None = None
     item: Any = None
+    needs: Any = None  # what it needs of a backend (bot.backends.Needs), for routing
     tag: float = field(default=0.0)
     seq: int = 0
     skips: int = 0

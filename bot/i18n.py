@@ -235,6 +235,129 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The WebUI at {url} sent an answer on {path} that is not an image result.",
         "zh": "{url} 的 WebUI 对 {path} 的返回不是图片结果。",
     },
+    # --- backends as they really are (flavours, routing, cool-off; issue 9) ---------------
+    "webui.empty": {
+        "en": "A drawing server answered without any picture (it does that when it runs out of "
+        "GPU memory or is interrupted while loading a model).",
+        "zh": "绘图服务器没有返回任何图片（显存不足或加载模型时被中断时会这样）。",
+    },
+    "webui.wrong_model": {
+        "en": "A drawing server drew with another checkpoint than the one asked for, so the "
+        "picture was not used.",
+        "zh": "绘图服务器用了与要求不同的模型作画，所以这张图没有采用。",
+    },
+    "webui.not_upscaled": {
+        "en": "A drawing server returned the picture without upscaling it.",
+        "zh": "绘图服务器返回的图片没有被放大。",
+    },
+    "webui.stalled": {
+        "en": "A drawing server made no progress for {seconds} s.",
+        "zh": "绘图服务器 {seconds} 秒没有任何进展。",
+    },
+    "backends.numbered": {"en": "backend {n}", "zh": "后端 {n}"},
+    "route.none": {
+        "en": "None of the drawing servers has {missing}. What each one offers:\n{offers}",
+        "zh": "没有任何绘图服务器有{missing}。各服务器提供的：\n{offers}",
+    },
+    "route.none_together": {
+        "en": "No single drawing server has {missing} together. What each one offers:\n{offers}",
+        "zh": "没有一台绘图服务器同时具备{missing}。各服务器提供的：\n{offers}",
+    },
+    "route.offer": {"en": "• {backend}: {what}", "zh": "• {backend}：{what}"},
+    "route.offer.model": {"en": "checkpoints {names}", "zh": "模型 {names}"},
+    "route.offer.sampler": {"en": "samplers {names}", "zh": "采样器 {names}"},
+    "route.offer.upscaler": {"en": "upscalers {names}", "zh": "放大器 {names}"},
+    "route.offer.lora": {"en": "LoRAs {names}", "zh": "LoRA {names}"},
+    "route.missing.model": {"en": "the checkpoint {name!r}", "zh": "模型 {name!r}"},
+    "route.missing.sampler": {"en": "the sampler {name!r}", "zh": "采样器 {name!r}"},
+    "route.missing.upscaler": {"en": "the upscaler {name!r}", "zh": "放大器 {name!r}"},
+    "route.missing.lora": {"en": "the LoRA {name!r}", "zh": "LoRA {name!r}"},
+    # operator-facing (the log and `drawbridge backends`; never shown in chat)
+    "backends.frozen_all": {
+        "en": "backend {backend} refuses to change its settings (--freeze-settings): drawbridge "
+        "sends it no override_settings, so its jobs draw with its loaded checkpoint {model} and "
+        "its own clip skip and ENSD; jobs naming another checkpoint go to other backends.",
+        "zh": "后端 {backend} 禁止修改设置（--freeze-settings）：drawbridge 不向它发送 "
+        "override_settings，它的任务使用其已加载的模型 {model} 以及它自己的 clip skip 和 ENSD；"
+        "指定其他模型的任务会交给别的后端。",
+    },
+    "backends.frozen_some": {
+        "en": "backend {backend} refuses to change {keys} (--freeze-specific-settings): "
+        "drawbridge never overrides those on it.",
+        "zh": "后端 {backend} 禁止修改 {keys}（--freeze-specific-settings）：drawbridge 不会在它上面"
+        "覆盖这些设置。",
+    },
+    "backends.line_up": {
+        "en": "{name} ({where})  UP  {flavour}  model {model}  {busy}  drawbridge jobs on it: {jobs}",
+        "zh": "{name}（{where}）  在线  {flavour}  模型 {model}  {busy}  drawbridge 在其上的任务：{jobs}",
+    },
+    "backends.line_down": {
+        "en": "{name} ({where})  DOWN  {error}  drawbridge jobs on it: {jobs}",
+        "zh": "{name}（{where}）  离线  {error}  drawbridge 在其上的任务：{jobs}",
+    },
+    "backends.idle": {"en": "idle", "zh": "空闲"},
+    "backends.busy": {"en": "busy {percent}% ({job})", "zh": "忙碌 {percent}%（{job}）"},
+    "backends.catalogue": {
+        "en": "  offers {checkpoints}, {samplers}, {upscalers}, {loras}",
+        "zh": "  提供 {checkpoints}、{samplers}、{upscalers}、{loras}",
+    },
+    "backends.count.checkpoints.one": {"en": "{n} checkpoint", "zh": "{n} 个模型"},
+    "backends.count.checkpoints.other": {"en": "{n} checkpoints", "zh": "{n} 个模型"},
+    "backends.count.samplers.one": {"en": "{n} sampler", "zh": "{n} 个采样器"},
+    "backends.count.samplers.other": {"en": "{n} samplers", "zh": "{n} 个采样器"},
+    "backends.count.upscalers.one": {"en": "{n} upscaler", "zh": "{n} 个放大器"},
+    "backends.count.upscalers.other": {"en": "{n} upscalers", "zh": "{n} 个放大器"},
+    "backends.count.loras.one": {"en": "{n} LoRA", "zh": "{n} 个 LoRA"},
+    "backends.count.loras.other": {"en": "{n} LoRAs", "zh": "{n} 个 LoRA"},
+    "backends.checkpoints": {"en": "  checkpoints: {names}", "zh": "  模型：{names}"},
+    "backends.binding.task": {
+        "en": "  progress and cancel bound to each job by its task id (force_task_id)",
+        "zh": "  进度和取消通过任务 ID（force_task_id）绑定到每个任务",
+    },
+    "backends.binding.timestamp": {
+        "en": "  progress and cancel bound to each job by its job_timestamp (see README: what is "
+        "guaranteed per flavour)",
+        "zh": "  进度和取消通过 job_timestamp 绑定到任务（见 README：各分支的保证）",
+    },
+    "backends.cooling.one": {
+        "en": "  cooling off for {seconds} s more after {n} failure in a row: {error}",
+        "zh": "  连续失败 {n} 次，还要冷却 {seconds} 秒：{error}",
+    },
+    "backends.cooling.other": {
+        "en": "  cooling off for {seconds} s more after {n} failures in a row: {error}",
+        "zh": "  连续失败 {n} 次，还要冷却 {seconds} 秒：{error}",
+    },
+    "backends.failing.one": {
+        "en": "  {n} failure in a row (last: {error})",
+        "zh": "  连续失败 {n} 次（最近一次：{error}）",
+    },
+    "backends.failing.other": {
+        "en": "  {n} failures in a row (last: {error})",
+        "zh": "  连续失败 {n} 次（最近一次：{error}）",
+    },
+    "backends.state_from": {
+        "en": "(failures and cool-off as last written by drawbridge, pid {pid} on {host}, "
+        "at {when})",
+        "zh": "（失败与冷却状态最后由 {host} 上 pid 为 {pid} 的 drawbridge 写于 {when}）",
+    },
+    "backends.refreshed": {
+        "en": "  rescanned its checkpoint and LoRA folders",
+        "zh": "  已重新扫描其模型和 LoRA 文件夹",
+    },
+    "backends.refresh_failed": {
+        "en": "  could not rescan its folders: {error}",
+        "zh": "  无法重新扫描其文件夹：{error}",
+    },
+    "backends.queue.one": {
+        "en": "queue: {n} job waiting from {users}",
+        "zh": "队列：{n} 个任务在等待，来自{users}",
+    },
+    "backends.queue.other": {
+        "en": "queue: {n} jobs waiting from {users}",
+        "zh": "队列：{n} 个任务在等待，来自{users}",
+    },
+    "backends.users.one": {"en": "{n} user", "zh": " {n} 位用户"},
+    "backends.users.other": {"en": "{n} users", "zh": " {n} 位用户"},
     # --- images --------------------------------------------------------------------------
     "image.unreadable": {
         "en": "That picture cannot be used. Please send a PNG, JPEG, WebP or GIF picture.",
@@ -775,3 +898,9 @@ def t(locale: str | None, key: str, /, **params: object) -> str:
         return text.format(**rendered)
     except (KeyError, IndexError, ValueError):
         return text
+
+
+def tn(locale: str | None, key: str, n: int, /, **params: object) -> str:
+    """Entry `key.one` or `key.other` by the count `n` (English has two forms; Chinese none,
+    so both of its entries read the same), with `n` among the parameters."""
+    return t(locale, f"{key}.{'one' if n == 1 else 'other'}", n=n, **params)

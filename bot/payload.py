@@ -1,9 +1,11 @@
-"""From a user's request to concrete values, their cost in credits, and the WebUI payload."""
+"""From a user's request to concrete values, their cost in credits, and the WebUI payload of
+each flavour (every fork-specific field is justified in forks.md, beside the source line)."""
 
 from __future__ import annotations
 
 import math
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -11,8 +13,19 @@ from bot.errors import OptionError
 from bot.options import FILL_CHOICES, MAX_SEED, Limits, resolve_size
 from bot.presets import PresetBook
 from bot.types import GenerationRequest, Mode
+from bot.webui.flavour import Flavour
 
 UNIT = 512 * 512 * 20  # one credit: one 512×512 image at 20 steps
+
+# img2img resize_mode: A1111/Forge 0 just resize, 1 crop and resize, 2 resize and fill, 3 just
+# resize (latent upscale); SD.Next numbers None, Fixed, Crop, Fill, Outpaint, Context aware
+# (shared.py:63) and does not resize at all at 0.
+SDNEXT_RESIZE_MODE = {0: 1, 1: 2, 2: 3, 3: 1}
+# SD.Next's hires upscales only when hr_resize_mode > 0 (processing_diffusers.py:176); 1 is
+# "Fixed": to width × hr_scale, height × hr_scale, as A1111 does.
+SDNEXT_HIRES_FIXED = 1
+# Forge evaluates `'Use same choices' not in hr_additional_modules` on None (processing.py:1405)
+FORGE_SAME_MODULES = ["Use same choices"]
 
 
 @dataclass(slots=True)
@@ -140,16 +153,32 @@ def resolve(
     )
 
 
-def cost(job: Resolved) -> int:
-    """Credits: ceil(images × w × h × steps / (512×512×20)), hires pass counted alike; ≥ 1."""
+def drawn_steps(job: Resolved, flavour: Flavour = Flavour.A1111) -> int:
+    """Sampling steps the backend really runs for the first pass: A1111/Forge run
+    int(min(strength, 0.999) × steps) + 1 on img2img (sd_samplers_common.py:28-29); SD.Next
+    stretches its img2img steps so that all of them run (processing_helpers.py:461-462)."""
+    if job.mode in (Mode.IMG2IMG, Mode.INPAINT) and flavour is not Flavour.SDNEXT:
+        return int(min(job.strength, 0.999) * job.steps) + 1
+    return job.steps
+
+
+def cost(job: Resolved, flavour: Flavour = Flavour.A1111) -> int:
+    """Credits of what a backend of `flavour` draws: ceil(images × w × h × steps /
+    (512×512×20)), the hires pass counted alike at its size and steps; at least 1."""
     if job.mode is Mode.UPSCALE:
         fw, fh = job.final_size  # no sampling: one credit per output megapixel
         return max(1, math.ceil(fw * fh / (1024 * 1024)))
-    work = job.count * job.width * job.height * job.steps
+    work = job.count * job.width * job.height * drawn_steps(job, flavour)
     if job.hires and job.mode is Mode.TXT2IMG:
         fw, fh = job.final_size
         work += job.count * fw * fh * (job.hr_steps or job.steps)
     return max(1, math.ceil(work / UNIT))
+
+
+def cost_on(job: Resolved, flavours: Iterable[Flavour]) -> int:
+    """What to charge before the backend is chosen: the dearest of the flavours that may draw
+    it (all of them cost the same but for img2img steps), A1111's when none is known."""
+    return max((cost(job, f) for f in set(flavours)), default=cost(job))
 
 
 def variation_of(job: Resolved, image_ref: str, strength: float) -> Resolved:
@@ -190,58 +219,99 @@ def upscale_of(
     )
 
 
-def build_payload(
-    job: Resolved, *, init_b64: str | None = None, mask_b64: str | None = None
-) -> dict[str, Any]:
-    """The JSON body for /sdapi/v1/txt2img or /img2img; only keys the contract has."""
-    override: dict[str, Any] = {
-        "CLIP_stop_at_last_layers": job.clip_skip,
-        "eta_noise_seed_delta": job.ensd,
-    }
-    if job.model:
-        override["sd_model_checkpoint"] = job.model
-    if job.vae:
+@dataclass(frozen=True)
+class Target:
+    """The backend a payload is for: its flavour, its own names for what the job uses, the
+    settings it will not let us change, and the task id that binds progress to the request."""
+
+    flavour: Flavour = Flavour.A1111
+    checkpoint: str | None = None  # this backend's title of the job's model (or of its loaded one)
+    sampler: str | None = None  # this backend's spelling of the sampler
+    upscaler: str | None = None  # this backend's name of the hires or extras upscaler
+    scheduler: bool = True  # the backend knows the scheduler field
+    frozen: frozenset[str] | None = frozenset()  # options never to override; None: all
+    restore: bool = True  # override_settings_restore_afterwards
+    task_id: str | None = None  # force_task_id (A1111 >= 1.6, Forge)
+
+
+def _overrides(job: Resolved, target: Target) -> dict[str, Any]:
+    """Per-job settings, minus those the server refuses to change (a changed frozen option is
+    a 500 on A1111/Forge, also when it is restored; SD.Next silently keeps its own)."""
+    if target.frozen is None:
+        return {}
+    override: dict[str, Any] = {}
+    if target.flavour is not Flavour.SDNEXT:  # SD.Next reads the request's clip_skip instead
+        override["CLIP_stop_at_last_layers"] = job.clip_skip
+    override["eta_noise_seed_delta"] = job.ensd
+    model = target.checkpoint or job.model
+    if model:
+        # always named, so a restoring A1111 never reloads its own model in between
+        override["sd_model_checkpoint"] = model
+    if job.vae and target.flavour is not Flavour.FORGE:  # Forge: "Managed by Forge"
         override["sd_vae"] = job.vae
+    return {k: v for k, v in override.items() if k not in target.frozen}
+
+
+def build_payload(
+    job: Resolved,
+    target: Target | None = None,
+    *,
+    init_b64: str | None = None,
+    mask_b64: str | None = None,
+) -> dict[str, Any]:
+    """The JSON body for /sdapi/v1/txt2img or /img2img of `target`'s flavour; only keys that
+    flavour's request model has (A1111 by default)."""
+    target = target or Target()
+    flavour = target.flavour
     payload: dict[str, Any] = {
         "prompt": job.prompt,
         "negative_prompt": job.negative,
         "seed": job.seed,
-        "sampler_name": job.sampler,
+        "sampler_name": target.sampler or job.sampler,
         "batch_size": job.count,
         "n_iter": 1,
         "steps": job.steps,
         "cfg_scale": job.cfg,
         "width": job.width,
         "height": job.height,
-        "override_settings": override,
-        # False: restoring would reload the checkpoint after every job that names one
-        "override_settings_restore_afterwards": False,
         "send_images": True,
         "save_images": False,
     }
-    if job.scheduler:
+    override = _overrides(job, target)
+    if override:
+        payload["override_settings"] = override
+        # True: other users of a shared WebUI keep their clip skip, ENSD and model
+        payload["override_settings_restore_afterwards"] = target.restore
+    if flavour is Flavour.SDNEXT:
+        payload["clip_skip"] = job.clip_skip  # processing_class.py:33, 252
+    elif job.scheduler and target.scheduler:
         payload["scheduler"] = job.scheduler
+    if target.task_id and flavour is not Flavour.SDNEXT:
+        payload["force_task_id"] = target.task_id
     if job.mode is Mode.TXT2IMG:
         payload["enable_hr"] = job.hires
         if job.hires:
-            # the WebUI fails *after* the first pass without it (500 TypeError)
-            payload["denoising_strength"] = job.hr_denoise
-            payload["hr_scale"] = job.hr_scale
-            payload["hr_upscaler"] = job.hr_upscaler
-            payload["hr_second_pass_steps"] = job.hr_steps
+            _hires(payload, job, target)
         return payload
     if init_b64 is None:
         raise ValueError("img2img needs the init image")
+    padding = job.padding
+    if flavour is Flavour.SDNEXT and not job.full_res:
+        padding = 0  # SD.Next dilates the mask by it on every inpaint (masking.py:413-414)
     payload.update(
         {
             "init_images": [init_b64],
             "denoising_strength": job.strength,
-            "resize_mode": job.resize_mode,
+            "resize_mode": (
+                SDNEXT_RESIZE_MODE.get(job.resize_mode, 1)
+                if flavour is Flavour.SDNEXT
+                else job.resize_mode
+            ),
             # the API's defaults differ from the UI's: always explicit
             "mask_blur": job.mask_blur,
             "inpainting_fill": job.fill,
             "inpaint_full_res": job.full_res,
-            "inpaint_full_res_padding": job.padding,
+            "inpaint_full_res_padding": padding,
             "inpainting_mask_invert": job.invert,
         }
     )
@@ -250,3 +320,22 @@ def build_payload(
             raise ValueError("inpaint needs the mask")
         payload["mask"] = mask_b64
     return payload
+
+
+def _hires(payload: dict[str, Any], job: Resolved, target: Target) -> None:
+    # the WebUI fails *after* the first pass without denoising_strength (500 TypeError)
+    payload["denoising_strength"] = job.hr_denoise
+    payload["hr_scale"] = job.hr_scale
+    payload["hr_upscaler"] = target.upscaler or job.hr_upscaler
+    payload["hr_second_pass_steps"] = job.hr_steps
+    if target.flavour is Flavour.FORGE:
+        payload["hr_additional_modules"] = FORGE_SAME_MODULES
+        # Forge's hr_cfg (default 1.0) replaces cfg_scale in the second pass and drops the
+        # negative prompt at 1.0 (sd_samplers_cfg_denoiser.py:187-188, processing.py:1586)
+        payload["hr_cfg"] = job.cfg
+    elif target.flavour is Flavour.SDNEXT:
+        payload["hr_resize_mode"] = SDNEXT_HIRES_FIXED
+        # SD.Next runs the second pass after a non-latent upscaler only when forced
+        # (processing_diffusers.py:187-191); A1111 always runs it, and it is charged
+        payload["hr_force"] = True
+        payload["hr_denoising_strength"] = job.hr_denoise

@@ -264,10 +264,11 @@ class Service:
         """Checkpoints the backends reported (autocomplete; no network)."""
         return self._engine.checkpoints()
 
-    async def backend_report(self) -> tuple[list[str], bool]:
-        """`drawbridge backends`: a line per backend (probed now) and the queue; False when
-        every backend is down."""
-        return await backend_lines(self.settings, self._db)
+    async def backend_report(self, *, refresh: bool = False) -> tuple[list[str], bool]:
+        """`drawbridge backends`: lines per backend (probed now: flavour, model, catalogue,
+        binding, frozen settings; cool-off as the running service saw it) and the queue; False
+        when every backend is down. `refresh` lets each WebUI rescan its model folders first."""
+        return await backend_lines(self.settings, self._db, refresh=refresh)
 
     # --- the user ---------------------------------------------------------------------------
     async def defaults(self, requester: Requester) -> UserDefaults:

@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     stall_timeout: float = 180.0
     max_attempts: int = 3
     health_check_interval: float = 30.0
+    # operator's names for the backends, in WEBUI_URLS order (chat users see these, or
+    # "backend 1", "backend 2" …; never a host or port)
+    webui_names: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # override_settings_restore_afterwards: other users of a shared WebUI keep their settings
+    webui_restore_settings: bool = True
+    backend_cooloff: float = Field(default=2.0, ge=0)
+    backend_cooloff_max: float = Field(default=300.0, ge=0)
+    catalogue_refresh_interval: float = Field(default=300.0, gt=0)
 
     # --- storage ---
     # empty: the SQLite file drawbridge.db in DATA_DIR (so a container sets only DATA_DIR=/data)
@@ -139,6 +147,13 @@ class Settings(BaseSettings):
     retention_days: float = 30.0
 
     log_level: str = "INFO"
+
+    @field_validator("webui_names", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",")]
+        return value
 
     @field_validator("webui_urls", "admin_ids", mode="before")
     @classmethod

@@ -6,6 +6,23 @@ generation lock, /progress with live previews, interrupt/skip, auth. Every "gene
 is a gradient coloured by its seed with the prompt written on it, at exactly the size the real
 WebUI would return.
 
+Flavours (`flavor=`, `--flavor`) play each fork as forks.md describes it:
+- a1111: v1.10; `force_task_id` and POST /internal/progress bind progress to one request
+  (not with `nowebui`); `freeze_settings` makes every changed override a 500.
+- forge: `forge_*` keys in GET /options; hires without `hr_additional_modules` fails with a
+  500 TypeError after the first pass; the hires pass runs at `hr_cfg` (default 1.0, and at
+  1.0 without the negative prompt); Forge's error bodies.
+- sdnext: answers GET /sdapi/v1/version; its own request model (`clip_skip` is a field, the
+  CLIP_stop_at_last_layers option is read by nothing), samplers and upscaler names; hires
+  upscales only with `hr_resize_mode` > 0; an unknown extras upscaler returns the picture
+  unchanged; resize_mode 0 does not resize; the inpaint padding dilates the mask; errors,
+  CUDA OOM and interrupts end in a 200 without pictures; restoring overrides reloads the old
+  model at once; no /schedulers, no force_task_id.
+`fail_next()` injects failures (oom, empty, unavailable, hang); `foreign_job()` runs another
+client's job holding the lock, as a UI user does; `add_checkpoint()` drops in a model;
+`passes` records what each sampling pass really ran with (steps, CFG, negative, size, clip
+skip, model).
+
 Timing rule: each sampling pass takes `delay` seconds inside the lock (a request runs n_iter
 passes, twice as many with hires fix), so a default request holds the lock for `delay`
 seconds; `steps` only sets how finely /progress advances. After the lock is released the
@@ -27,6 +44,27 @@ bot: `drawbridge dev-webui` and `python -m devwebui` start it.
 """
 
 from devwebui.pictures import encode_png
-from devwebui.server import DevWebUI, main, run_devwebui, serve
+from devwebui.server import (
+    FLAVORS,
+    DevWebUI,
+    ForeignJob,
+    Pass,
+    add_arguments,
+    main,
+    options_of,
+    run_devwebui,
+    serve,
+)
 
-__all__ = ["DevWebUI", "encode_png", "main", "run_devwebui", "serve"]
+__all__ = [
+    "FLAVORS",
+    "DevWebUI",
+    "ForeignJob",
+    "Pass",
+    "add_arguments",
+    "encode_png",
+    "main",
+    "options_of",
+    "run_devwebui",
+    "serve",
+]

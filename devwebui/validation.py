@@ -29,7 +29,29 @@ class ValidationFailed(Exception):
         self.items = items
 
 
-def exception_body(exc: BaseException) -> dict[str, Any]:
+def exception_body(exc: BaseException, flavor: str = "a1111") -> dict[str, Any]:
+    """The error body each fork sends: A1111's api_middleware, Forge's FastAPI default and
+    webui.py handler ("message" instead of "errors"), SD.Next's middleware (with "code")."""
+    if flavor == "forge":
+        if isinstance(exc, HTTPError):
+            return {"detail": exc.detail}
+        return {"error": type(exc).__name__, "detail": "", "body": "", "message": str(exc)}
+    if flavor == "sdnext":
+        if isinstance(exc, HTTPError):
+            return {
+                "error": "HTTPException",
+                "code": exc.status,
+                "detail": exc.detail,
+                "body": "",
+                "errors": "",
+            }
+        return {
+            "error": type(exc).__name__,
+            "code": 500,
+            "detail": "",
+            "body": "",
+            "errors": str(exc),
+        }
     if isinstance(exc, HTTPError):
         return {"error": "HTTPException", "detail": exc.detail, "body": "", "errors": ""}
     return {"error": type(exc).__name__, "detail": "", "body": "", "errors": str(exc)}
@@ -125,8 +147,16 @@ def _coerce(value: Any, json_type: str, loc: list[Any], errors: list[dict[str, A
                     {"given": given, "permitted": permitted},
                 )
             return value
-        if base == "integer":
-            result: Any = _to_int(value)
+        if base == "any":
+            result: Any = value
+        elif base == "integer|string":
+            result = (
+                value
+                if isinstance(value, int | str) and not isinstance(value, bool)
+                else _to_str(value)
+            )
+        elif base == "integer":
+            result = _to_int(value)
         elif base == "number":
             result = _to_float(value)
         elif base == "string":

@@ -103,10 +103,44 @@ async def test_backends_lists_up_and_down(tmp_path):
         )
     assert code == 0, err
     lines = out.strip().splitlines()
-    assert " UP " in lines[0] and "model" in lines[0] and "idle" in lines[0]
-    assert " DOWN " in lines[1] and f"127.0.0.1:{port}" in lines[1]
+    up = f"backend 1 ({webui.url.removeprefix('http://')})  UP  AUTOMATIC1111  model "
+    assert lines[0].startswith(up) and "idle" in lines[0]
     assert "drawbridge jobs on it: 0" in lines[0]
-    assert lines[2] == "queue: 0 job(s) waiting from 0 user(s)"
+    assert lines[1] == "  offers 2 checkpoints, 20 samplers, 18 upscalers, 2 LoRAs"
+    assert lines[2] == "  checkpoints: v1-5-pruned-emaonly, sd_xl_base_1.0"
+    assert "bound to each job by its task id" in lines[3]
+    assert lines[4].startswith(f"backend 2 (127.0.0.1:{port})  DOWN  Could not connect")
+    assert lines[5] == "queue: 0 jobs waiting from 0 users"
+
+
+async def test_backends_tells_each_flavour_and_a_frozen_server(tmp_path):
+    async with (
+        DevWebUI(delay=0.05, flavor="sdnext") as sdnext,
+        DevWebUI(delay=0.05, flavor="forge", freeze_settings=True) as forge,
+    ):
+        code, out, err = await drawbridge(
+            tmp_path,
+            "backends",
+            WEBUI_URLS=f"{sdnext.url},{forge.url}",
+            WEBUI_NAMES="big gpu,small gpu",
+        )
+    assert code == 0, err
+    assert "big gpu (" in out and "  UP  SD.Next  " in out and "small gpu (" in out
+    assert "  UP  Forge  " in out
+    assert "by its job_timestamp" in out  # SD.Next takes no force_task_id
+    assert "refuses to change its settings (--freeze-settings)" in out
+    assert "its jobs draw with its loaded checkpoint v1-5-pruned-emaonly" in out
+    assert "Traceback" not in err
+
+
+async def test_backends_refresh_lets_the_webuis_rescan(tmp_path):
+    async with DevWebUI(delay=0.05) as webui:
+        webui.add_checkpoint("new-model.safetensors")  # dropped into the folder, not scanned
+        code, out, err = await drawbridge(tmp_path, "backends", "--refresh", WEBUI_URLS=webui.url)
+    assert code == 0, err
+    assert "  rescanned its checkpoint and LoRA folders" in out
+    assert "  checkpoints: v1-5-pruned-emaonly, sd_xl_base_1.0, new-model" in out
+    assert "/sdapi/v1/refresh-checkpoints" in [path for path, _ in webui.requests]
 
 
 async def test_db_upgrade(tmp_path):

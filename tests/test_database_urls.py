@@ -237,9 +237,10 @@ def test_a_server_that_comes_up_during_the_wait_is_used(tmp_path, pg_server):
     assert bindir is not None  # pg_server found one
     base = Path(tempfile.mkdtemp(prefix="drawbridge-late-pg-"))
     prefix, port = _as_server_account(bindir, base), _free_port()
-    # the server starts a second after drawbridge, as a compose database container might
+    # the server starts seconds after drawbridge, as a compose database container might (3 s: a
+    # loaded machine starts Python more slowly than it runs initdb)
     script = (
-        f"sleep 1; {bindir}/initdb -D {base}/data -A trust -U postgres >/dev/null && "
+        f"sleep 3; {bindir}/initdb -D {base}/data -A trust -U postgres >/dev/null && "
         f"{bindir}/pg_ctl -D {base}/data -l {base}/log -w start "
         f"-o '-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off' >/dev/null"
     )

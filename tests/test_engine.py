@@ -147,11 +147,11 @@ async def test_cancel_running_interrupts_after_progress_confirms(tmp_path):
 
 
 async def test_failure_refunds_and_says_why(tmp_path):
-    presets = PresetBook(default=Preset(hr_upscaler="No Such Upscaler"))
     async with (
         DevWebUI(delay=0.05) as webui,
-        running_engine(tmp_path, [webui], presets=presets) as engine,
+        running_engine(tmp_path, [webui], max_attempts=1) as engine,
     ):
+        webui.fail_next("oom")
         replier = MemoryReplier()
         handle = await engine.submit(
             ALICE, GenerationRequest("fox", width=256, height=256, steps=4), replier
@@ -159,9 +159,28 @@ async def test_failure_refunds_and_says_why(tmp_path):
         await replier.wait(lambda r: r.failures)
         job_id, error, refunded = replier.failures[0]
         assert refunded == handle.cost
-        assert "rejected /sdapi/v1/txt2img (500" in error.render("en")
+        assert "rejected /sdapi/v1/txt2img (500: OutOfMemoryError" in error.render("en")
         view = await engine.quotas.view(ALICE.key)
         assert view.available == 10_000 and view.reserved == 0
+
+
+async def test_an_upscaler_no_backend_has_is_refused_before_anything_is_charged(tmp_path):
+    presets = PresetBook(default=Preset(hr_upscaler="No Such Upscaler"))
+    async with (
+        DevWebUI(delay=0.05) as webui,
+        running_engine(tmp_path, [webui], presets=presets) as engine,
+    ):
+        from bot.errors import NoBackendCanDraw
+
+        with pytest.raises(NoBackendCanDraw) as info:
+            await engine.submit(
+                ALICE, GenerationRequest("fox", width=256, height=256, steps=4), MemoryReplier()
+            )
+        assert info.value.render("en").startswith(
+            "None of the drawing servers has the upscaler 'No Such Upscaler'."
+        )
+        assert len(engine.queue) == 0 and not [p for p, _ in webui.requests if "txt2img" in p]
+        assert (await engine.quotas.view(ALICE.key)).available == 10_000
 
 
 async def test_three_backends_one_killed_every_job_completes_once(tmp_path):

@@ -8,7 +8,6 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from bot.presets import Preset, PresetBook
 from bot.service import Service
 from bot.types import JobState
 from devwebui import DevWebUI
@@ -54,16 +53,14 @@ async def test_submit_dispatch_deliver_settle(tmp_path: Path, db_url: str) -> No
 
 
 async def test_a_job_that_cannot_run_is_refunded(tmp_path: Path, db_url: str) -> None:
-    # the WebUI rejects the job (an upscaler it does not have): failed, and nothing charged
-    presets = PresetBook(
-        default=Preset(width=256, height=256, steps=4, hr_upscaler="No Such Upscaler")
-    )
+    # the WebUI fails the job on its only attempt (out of memory): failed, and nothing charged
     async with (
         DevWebUI(delay=0.05) as webui,
         memory_service(
-            tmp_path, webui, presets=presets, database_url=db_url, daily_credits=50
+            tmp_path, webui, database_url=db_url, daily_credits=50, max_attempts=1
         ) as service,
     ):
+        webui.fail_next("oom")
         ann = MemoryChat(service, "ann")
         await ann.send("/draw a storm --hires")
         (handle,) = ann.handles

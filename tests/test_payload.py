@@ -1,4 +1,5 @@
-"""Payloads: exactly the origin deployment's, and only keys the WebUI's API knows."""
+"""Payloads: exactly the origin deployment's, each flavour's fields, and only keys the API of
+that flavour knows (A1111's contract, and the forks' request models in tests/data)."""
 
 from __future__ import annotations
 
@@ -8,19 +9,23 @@ from pathlib import Path
 import pytest
 
 from bot.options import Limits
-from bot.payload import Resolved, build_payload, cost, resolve
+from bot.payload import Resolved, Target, build_payload, cost, cost_on, resolve
 from bot.presets import ORIGIN_NEGATIVE, PresetBook
 from bot.types import GenerationRequest, Mode
+from bot.webui import Flavour
 
-FIELDS = json.loads((Path(__file__).parent / "data" / "webui_fields.json").read_text())
+DATA = Path(__file__).parent / "data"
+FIELDS = json.loads((DATA / "webui_fields.json").read_text())
+FORKS = json.loads((DATA / "fork_fields.json").read_text())
 LIMITS = Limits()
+FORGE = Target(Flavour.FORGE)
+SDNEXT = Target(Flavour.SDNEXT)
 
 
-def _names(endpoint: str) -> set[str]:
-    value = FIELDS[endpoint]
-    if isinstance(value, dict):
-        return set(value)
-    return {f["name"] if isinstance(f, dict) else f for f in value}
+def _names(endpoint: str, flavour: Flavour = Flavour.A1111) -> set[str]:
+    """The request fields of `endpoint` on a backend of `flavour`."""
+    table = FIELDS if flavour is Flavour.A1111 else FORKS[flavour.value]
+    return set(table[endpoint])
 
 
 def _spec(**kw) -> Resolved:
@@ -46,7 +51,8 @@ def test_origin_txt2img_payload_exactly():
         "hr_upscaler": "Latent",
         "hr_second_pass_steps": 20,
         "override_settings": {"CLIP_stop_at_last_layers": 2, "eta_noise_seed_delta": 0},
-        "override_settings_restore_afterwards": False,
+        # other users of a shared WebUI keep their clip skip, ENSD and model
+        "override_settings_restore_afterwards": True,
         "send_images": True,
         "save_images": False,
     }
@@ -87,23 +93,97 @@ def test_plain_img2img_still_sends_inpaint_fields_explicitly():
     assert "mask" not in payload
 
 
-@pytest.mark.parametrize(
-    ("kw", "endpoint"),
-    [
-        ({}, "txt2img"),
-        ({"hires": False, "model": "sd15", "count": 4}, "txt2img"),
-        ({"mode": Mode.IMG2IMG, "init_image": "a" * 64}, "img2img"),
-        (
-            {"mode": Mode.INPAINT, "init_image": "a" * 64, "mask": "b" * 64, "fill": "noise"},
-            "img2img",
-        ),
-    ],
-)
-def test_every_key_sent_exists_in_the_contract(kw, endpoint):
-    payload = build_payload(_spec(**kw), init_b64="SU5JVA==", mask_b64="TUFTSw==")
-    unknown = set(payload) - _names(endpoint)
-    assert not unknown, f"the WebUI would silently drop {unknown}"
+JOBS = [
+    ({}, "txt2img"),
+    ({"hires": False, "model": "sd15", "count": 4}, "txt2img"),
+    ({"mode": Mode.IMG2IMG, "init_image": "a" * 64}, "img2img"),
+    ({"mode": Mode.INPAINT, "init_image": "a" * 64, "mask": "b" * 64, "fill": "noise"}, "img2img"),
+]
+
+
+@pytest.mark.parametrize("flavour", list(Flavour))
+@pytest.mark.parametrize(("kw", "endpoint"), JOBS)
+def test_every_key_sent_exists_in_the_contract_of_that_flavour(kw, endpoint, flavour):
+    target = Target(flavour, checkpoint="sd15.safetensors [abc]", task_id="task(x)")
+    payload = build_payload(_spec(**kw), target, init_b64="SU5JVA==", mask_b64="TUFTSw==")
+    unknown = set(payload) - _names(endpoint, flavour)
+    assert not unknown, f"{flavour.display_name} would silently drop {unknown}"
     assert "latent_mask" not in payload
+
+
+def test_the_fork_tables_are_the_forks():
+    # Forge: A1111's request model plus its four hires / distilled fields
+    forge = _names("txt2img", Flavour.FORGE) - _names("txt2img")
+    assert forge == {"hr_additional_modules", "hr_cfg", "hr_distilled_cfg", "distilled_cfg_scale"}
+    assert FORKS["forge"]["txt2img"]["hr_cfg"]["default"] == 1.0
+    # SD.Next: its own model; no scheduler, force_task_id or infotext; clip_skip is a field
+    sdnext = _names("txt2img", Flavour.SDNEXT)
+    assert {"clip_skip", "hr_resize_mode", "hr_force", "hr_denoising_strength"} <= sdnext
+    assert not {"scheduler", "force_task_id", "infotext"} & sdnext
+    assert FORKS["sdnext"]["txt2img"]["hr_resize_mode"]["default"] == 0
+
+
+def test_forge_hires_names_the_modules_and_keeps_the_cfg():
+    payload = build_payload(_spec(cfg=6.5), FORGE)
+    assert payload["hr_additional_modules"] == ["Use same choices"]
+    assert payload["hr_cfg"] == 6.5  # Forge's 1.0 would drop the negative prompt
+    assert "hr_cfg" not in build_payload(_spec(hires=False), FORGE)
+
+
+def test_sdnext_hires_upscales_and_clip_skip_is_a_field():
+    payload = build_payload(_spec(), SDNEXT)
+    assert (payload["hr_resize_mode"], payload["hr_force"]) == (1, True)
+    assert payload["hr_denoising_strength"] == payload["denoising_strength"] == 0.58
+    assert payload["clip_skip"] == 2
+    assert "CLIP_stop_at_last_layers" not in payload["override_settings"]
+    assert "scheduler" not in build_payload(_spec(), Target(Flavour.SDNEXT))
+
+
+def test_sdnext_resize_mode_and_whole_picture_padding():
+    spec = _spec(mode=Mode.INPAINT, init_image="a" * 64, mask="b" * 64)
+    payload = build_payload(spec, SDNEXT, init_b64="SU5JVA==", mask_b64="TUFTSw==")
+    assert payload["resize_mode"] == 1  # A1111's "just resize" is SD.Next's "Fixed"
+    assert payload["inpaint_full_res_padding"] == 0  # SD.Next would dilate the mask by 32
+    masked = _spec(mode=Mode.INPAINT, init_image="a" * 64, mask="b" * 64, only_masked=True)
+    payload = build_payload(masked, SDNEXT, init_b64="SU5JVA==", mask_b64="TUFTSw==")
+    assert payload["inpaint_full_res_padding"] == 32
+    a1111 = build_payload(spec, init_b64="SU5JVA==", mask_b64="TUFTSw==")
+    assert (a1111["resize_mode"], a1111["inpaint_full_res_padding"]) == (0, 32)
+
+
+def test_the_backends_own_names_and_task_id():
+    target = Target(
+        checkpoint="sd15.safetensors [0123456789]",
+        sampler="Euler a",
+        upscaler="Latent Bilinear",
+        task_id="task(drawbridge-j-1)",
+    )
+    payload = build_payload(_spec(sampler="euler a"), target)
+    assert payload["override_settings"]["sd_model_checkpoint"] == "sd15.safetensors [0123456789]"
+    assert (payload["sampler_name"], payload["hr_upscaler"]) == ("Euler a", "Latent Bilinear")
+    assert payload["force_task_id"] == "task(drawbridge-j-1)"
+    sdnext = build_payload(_spec(), Target(Flavour.SDNEXT, task_id="task(x)"))
+    assert "force_task_id" not in sdnext  # its API has no such field
+
+
+def test_frozen_settings_are_never_overridden():
+    frozen = build_payload(_spec(model="sd15"), Target(frozen=None))
+    assert "override_settings" not in frozen
+    assert "override_settings_restore_afterwards" not in frozen
+    some = build_payload(_spec(), Target(frozen=frozenset({"CLIP_stop_at_last_layers"})))
+    assert some["override_settings"] == {"eta_noise_seed_delta": 0}
+
+
+def test_operators_may_opt_out_of_restoring():
+    payload = build_payload(_spec(), Target(restore=False))
+    assert payload["override_settings_restore_afterwards"] is False
+
+
+def test_forge_manages_its_vae_itself():
+    spec = _spec()
+    spec.vae = "vae-ft-mse.safetensors"
+    assert build_payload(spec)["override_settings"]["sd_vae"] == "vae-ft-mse.safetensors"
+    assert "sd_vae" not in build_payload(spec, FORGE)["override_settings"]
 
 
 def test_hires_always_carries_denoising_strength():
@@ -113,10 +193,14 @@ def test_hires_always_carries_denoising_strength():
     assert off["enable_hr"] is False and "denoising_strength" not in off
 
 
-def test_model_goes_through_override_settings_without_restore():
+def test_model_goes_through_override_settings_restored_afterwards():
     payload = build_payload(_spec(model="anything-v3"))
     assert payload["override_settings"]["sd_model_checkpoint"] == "anything-v3"
-    assert payload["override_settings_restore_afterwards"] is False
+    assert payload["override_settings_restore_afterwards"] is True
+    # a job naming no model names the backend's loaded one, so a restoring A1111 never
+    # reloads its own model in between (processing.py:828-830)
+    loaded = build_payload(_spec(), Target(checkpoint="loaded.safetensors [0123456789]"))
+    assert loaded["override_settings"]["sd_model_checkpoint"] == "loaded.safetensors [0123456789]"
 
 
 def test_cost_formula():
@@ -125,6 +209,19 @@ def test_cost_formula():
     assert cost(_spec(hires=False, width=512, height=512, steps=20)) == 1
     assert cost(_spec(hires=False, width=512, height=512, steps=1)) == 1  # at least 1
     assert cost(_spec(hires=False, width=512, height=512, steps=20, count=4)) == 4
+
+
+def test_img2img_is_charged_the_steps_the_backend_runs():
+    spec = _spec(mode=Mode.IMG2IMG, init_image="a" * 64, width=512, height=512, steps=40)
+    spec.strength = 0.5
+    # A1111/Forge run int(min(strength, 0.999) × steps) + 1 = 21 steps; SD.Next all 40
+    assert cost(spec, Flavour.A1111) == cost(spec, Flavour.FORGE) == 2  # ceil(21 / 20)
+    assert cost(spec, Flavour.SDNEXT) == 2  # 40 / 20
+    spec.steps = 50
+    assert (cost(spec), cost(spec, Flavour.SDNEXT)) == (2, 3)  # 26 vs 50 steps
+    # before the backend is chosen: the dearest of those that may draw it
+    assert cost_on(spec, [Flavour.A1111, Flavour.SDNEXT]) == 3
+    assert cost_on(spec, [Flavour.A1111]) == 2 and cost_on(spec, []) == 2
 
 
 def test_random_seed_is_fixed_at_enqueue():

@@ -17,9 +17,11 @@ from PIL import Image
 
 from bot.errors import (
     WebUIAuthError,
+    WebUIEmptyResult,
     WebUIError,
     WebUINoAPI,
     WebUIRequestError,
+    WebUIServerError,
     WebUITimeout,
     WebUIUnreachable,
 )
@@ -534,10 +536,12 @@ async def test_html_404_means_no_api() -> None:
         )
 
 
-async def test_proxy_502_html_means_unreachable() -> None:
+async def test_proxy_502_html_is_the_backends_failure() -> None:
     async with mock(502, text="<html>Bad Gateway</html>") as client:
-        with pytest.raises(WebUIUnreachable):
+        with pytest.raises(WebUIServerError) as caught:
             await client.txt2img({"prompt": "x"})
+    assert caught.value.retryable  # tried on another backend, this one cools off
+    assert "rejected /sdapi/v1/txt2img (502: Bad Gateway)" in caught.value.render("en")
 
 
 async def test_schedulers_missing_on_old_versions_and_sdnext() -> None:
@@ -558,7 +562,6 @@ async def test_schedulers_missing_on_old_versions_and_sdnext() -> None:
     "answer",
     [
         {"text": "<html>hello</html>"},
-        {"json": {"images": [], "info": ""}},  # SD.Next with no model loaded
         {"json": {"images": ["bm90IGFuIGltYWdl"], "info": "{}"}},  # base64 of "not an image"
         {"json": {"detail": "something"}},
     ],
@@ -571,6 +574,69 @@ async def test_200_that_is_not_an_image_result(answer: dict[str, Any]) -> None:
             WebUIRequestError,
             f"{WHERE} sent an answer on /sdapi/v1/txt2img that is not an image result.",
         )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"images": [], "parameters": {}, "info": ""},  # SD.Next with no model, or any error
+        {"images": [], "parameters": {}, "info": json.dumps({"seed": 1})},  # A1111 interrupted
+        {"images": ["grid"], "info": json.dumps({"index_of_first_image": 1})},  # only a grid
+    ],
+)
+async def test_200_without_pictures_is_the_backends_failure(body: dict[str, Any]) -> None:
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json=body))
+    async with WebUIClient("http://webui.lan:7860", transport=transport) as client:
+        with pytest.raises(WebUIEmptyResult) as caught:
+            await client.txt2img({"prompt": "x"})
+    assert caught.value.retryable  # another backend may draw it
+    assert "webui.lan" not in caught.value.render("en")  # chat users never see hosts
+    assert "without any picture" in caught.value.render("en")
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+async def test_5xx_is_retried_elsewhere(status: int) -> None:
+    body = {"error": "OutOfMemoryError", "detail": "", "body": "", "errors": "CUDA out of memory"}
+    async with mock(status, body) as client:
+        with pytest.raises(WebUIServerError) as caught:
+            await client.txt2img({"prompt": "x"})
+    assert caught.value.retryable and caught.value.params["status"] == status
+
+
+async def test_task_progress_binds_to_one_request() -> None:
+    answers = {
+        "queued": {"active": False, "queued": True, "completed": False, "progress": None,
+                   "eta": None, "live_preview": None, "id_live_preview": -1,
+                   "textinfo": "In queue: 1/1"},
+        "running": {"active": True, "queued": False, "completed": False, "progress": 0.5,
+                    "eta": 2.5, "live_preview": "data:image/png;base64," + b64(solid_png(8, 8)),
+                    "id_live_preview": 3, "textinfo": None},
+    }  # fmt: skip
+    sent: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200, json=answers[sent[-1]["id_task"]])
+
+    transport = httpx.MockTransport(handler)
+    async with WebUIClient("http://webui.lan:7860", transport=transport) as client:
+        queued = await client.task_progress("queued")
+        running = await client.task_progress("running", preview_id=2)
+    assert (queued.queued, queued.active, queued.known, queued.preview) == (True, False, True, None)
+    assert (running.active, running.progress, running.eta, running.preview_id) == (
+        True, 0.5, 2.5, 3,
+    )  # fmt: skip
+    assert running.preview is not None and running.preview.startswith(b"\x89PNG")
+    assert sent[1] == {"id_task": "running", "id_live_preview": 2, "live_preview": True}
+
+
+async def test_version_and_cmd_flags_are_optional() -> None:
+    async with mock(404, {"detail": "Not Found"}) as client:
+        assert await client.version() is None  # A1111 and Forge
+        assert await client.cmd_flags() is None
+        assert await client.latent_upscale_modes() == []  # SD.Next
+    async with mock(200, {"app": "sd.next"}) as client:
+        assert await client.version() == {"app": "sd.next"}
 
 
 def _jpeg(width: int, height: int) -> bytes:

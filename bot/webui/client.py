@@ -21,9 +21,11 @@ from PIL import Image, UnidentifiedImageError
 
 from bot.errors import (
     WebUIAuthError,
+    WebUIEmptyResult,
     WebUIError,
     WebUINoAPI,
     WebUIRequestError,
+    WebUIServerError,
     WebUITimeout,
     WebUIUnreachable,
 )
@@ -57,6 +59,10 @@ EXTRAS_DEFAULTS: dict[str, Any] = {
 
 class BadResponse(ValueError):
     """A 200 answer that is not what the route promises (internal; becomes WebUIRequestError)."""
+
+
+class EmptyAnswer(BadResponse):
+    """A 200 image answer without a single picture (internal; becomes WebUIEmptyResult)."""
 
 
 @dataclass
@@ -93,6 +99,43 @@ class Progress:
     def job_timestamp(self) -> str:
         """'YYYYmmddHHMMSS' of the job the WebUI runs or ran last; tells jobs apart."""
         return str(self.state.get("job_timestamp") or "")
+
+    @property
+    def job(self) -> str:
+        """What the WebUI calls the running job ("scripts_txt2img" for API jobs on A1111)."""
+        return str(self.state.get("job") or "")
+
+    @property
+    def sampling(self) -> tuple[int, int]:
+        """(step, steps) of the running sampling pass; (0, 0) while loading or idle."""
+        return _int(self.state.get("sampling_step")), _int(self.state.get("sampling_steps"))
+
+
+@dataclass
+class TaskProgress:
+    """Answer of POST /internal/progress for one task id (A1111 >= 1.6 and Forge, webui mode):
+    the only progress a WebUI binds to one request."""
+
+    active: bool
+    queued: bool
+    completed: bool
+    progress: float | None
+    eta: float | None
+    preview: bytes | None
+    preview_id: int
+    textinfo: str | None
+
+    @property
+    def known(self) -> bool:
+        """False when the WebUI has never heard of the task id."""
+        return self.active or self.queued or self.completed
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
 
 
 def sniff_image_type(data: bytes) -> str | None:
@@ -136,7 +179,9 @@ def _parse_generation(content: bytes) -> GenerationResult:
     """Parse and decode a txt2img/img2img body; runs in a worker thread (bodies are MBs)."""
     try:
         return _generation(content)
-    except (TypeError, KeyError, ValueError) as exc:  # BadResponse is a ValueError too
+    except BadResponse:
+        raise
+    except (TypeError, KeyError, ValueError) as exc:
         raise BadResponse(str(exc) or type(exc).__name__) from exc
 
 
@@ -147,6 +192,8 @@ def _generation(content: bytes) -> GenerationResult:
         raise BadResponse("not JSON") from exc
     if not isinstance(body, dict) or not isinstance(body.get("images"), list):
         raise BadResponse("no images list")
+    if not body["images"]:
+        raise EmptyAnswer("no pictures")
     raw_info = body.get("info")
     try:
         info = json.loads(raw_info) if isinstance(raw_info, str) else raw_info
@@ -159,6 +206,10 @@ def _generation(content: bytes) -> GenerationResult:
     first = info.get("index_of_first_image", 0)
     first = first if isinstance(first, int) and first > 0 else 0
     encoded = body["images"][first:]
+    if not encoded:
+        # SD.Next on any pipeline error (CUDA out of memory too), A1111 interrupted while
+        # loading a model: a 200 without pictures is the backend's failure, not a result.
+        raise EmptyAnswer("no pictures")
     infotexts = [str(x) for x in info.get("infotexts") or []][first:]
     # Forge appends extra_images (ControlNet maps), A1111 may append masks: anything past the
     # last infotext is not a generated picture.
@@ -212,6 +263,38 @@ def _parse_progress(content: bytes) -> Progress:
         )
     except (TypeError, ValueError) as exc:
         raise BadResponse("progress is not a number") from exc
+
+
+def _parse_task_progress(content: bytes) -> TaskProgress:
+    """Parse POST /internal/progress; a broken preview is dropped rather than failing the poll."""
+    try:
+        body = json.loads(content)
+    except ValueError as exc:
+        raise BadResponse("not JSON") from exc
+    if not isinstance(body, dict) or "active" not in body:
+        raise BadResponse("not a task progress object")
+    preview: bytes | None = None
+    if body.get("live_preview"):
+        try:
+            preview = _decode_image(body["live_preview"])
+        except BadResponse:
+            preview = None
+
+    def number(key: str) -> float | None:
+        value = body.get(key)
+        return float(value) if isinstance(value, int | float) else None
+
+    textinfo = body.get("textinfo")
+    return TaskProgress(
+        active=body.get("active") is True,
+        queued=body.get("queued") is True,
+        completed=body.get("completed") is True,
+        progress=number("progress"),
+        eta=number("eta"),
+        preview=preview,
+        preview_id=_int(body.get("id_live_preview")) if body.get("id_live_preview") else -1,
+        textinfo=textinfo if isinstance(textinfo, str) else None,
+    )
 
 
 def _clip(text: str, limit: int = DETAIL_LIMIT) -> str:
@@ -327,6 +410,9 @@ class WebUIClient:
         resp = await self._post_json(path, payload, quick=False)
         try:
             return await asyncio.to_thread(_parse_generation, resp.content)
+        except EmptyAnswer as exc:
+            log.warning("WebUI %s answered %s with no pictures", self._display, path)
+            raise WebUIEmptyResult(url=self._display, path=path) from exc
         except BadResponse as exc:
             raise self._bad_response(path, str(exc)) from exc
 
@@ -360,6 +446,17 @@ class WebUIClient:
         except BadResponse as exc:
             raise self._bad_response(path, str(exc)) from exc
 
+    async def task_progress(self, task_id: str, *, preview_id: int = -1) -> TaskProgress:
+        """POST /internal/progress for one task id (the `force_task_id` of a request): whether
+        the WebUI has it queued, runs it now or has finished it, with its own preview."""
+        path = "/internal/progress"
+        body = {"id_task": task_id, "id_live_preview": preview_id, "live_preview": True}
+        resp = await self._post_json(path, body)
+        try:
+            return await asyncio.to_thread(_parse_task_progress, resp.content)
+        except BadResponse as exc:
+            raise self._bad_response(path, str(exc)) from exc
+
     async def interrupt(self) -> None:
         """Stop the running job; the WebUI then answers its request with partial images."""
         await self._send("POST", f"{API}/interrupt")
@@ -383,15 +480,8 @@ class WebUIClient:
         return await self._get_list(f"{API}/samplers")
 
     async def schedulers(self) -> list[dict[str, Any]]:
-        """Schedulers; [] on WebUIs without the route (A1111 < 1.10, SD.Next)."""
-        try:
-            return await self._get_list(f"{API}/schedulers")
-        except WebUINoAPI:
-            return []
-        except WebUIRequestError as exc:
-            if exc.params.get("status") == 404:
-                return []
-            raise
+        """Schedulers; [] on WebUIs without the route (A1111 < 1.9.1, SD.Next)."""
+        return await self._optional_list(f"{API}/schedulers")
 
     async def upscalers(self) -> list[dict[str, Any]]:
         """Upscalers: [{name, model_name, model_path, model_url, scale}]."""
@@ -400,6 +490,45 @@ class WebUIClient:
     async def loras(self) -> list[dict[str, Any]]:
         """LoRAs: [{name, alias, path, metadata}]."""
         return await self._get_list(f"{API}/loras")
+
+    async def latent_upscale_modes(self) -> list[dict[str, Any]]:
+        """Latent hires upscalers of A1111/Forge ([{name}]); [] where the route is gone (SD.Next
+        lists its latent ones with the other upscalers)."""
+        return await self._optional_list(f"{API}/latent-upscale-modes")
+
+    async def scripts(self) -> dict[str, Any]:
+        """Selectable and always-on scripts: {txt2img: [...], img2img: [...]} (A1111/Forge)."""
+        return await self._get_dict(f"{API}/scripts")
+
+    async def version(self) -> dict[str, Any] | None:
+        """GET /sdapi/v1/version: SD.Next answers it, A1111 and Forge have no such route."""
+        try:
+            return await self._get_dict(f"{API}/version")
+        except WebUINoAPI:
+            return None
+        except WebUIRequestError as exc:
+            if exc.params.get("status") == 404:
+                return None
+            raise
+
+    async def cmd_flags(self) -> dict[str, Any] | None:
+        """The command line the WebUI was started with (--freeze-settings …); None without it."""
+        try:
+            return await self._get_dict(f"{API}/cmd-flags")
+        except WebUINoAPI:
+            return None
+        except WebUIRequestError as exc:
+            if exc.params.get("status") == 404:
+                return None
+            raise
+
+    async def refresh_checkpoints(self) -> None:
+        """Let the WebUI rescan its checkpoint folder (waits for the running job)."""
+        await self._send("POST", f"{API}/refresh-checkpoints", quick=False)
+
+    async def refresh_loras(self) -> None:
+        """Let the WebUI rescan its LoRA folder."""
+        await self._send("POST", f"{API}/refresh-loras")
 
     async def options(self) -> dict[str, Any]:
         """GET /sdapi/v1/options (read only: changing options would affect every user)."""
@@ -420,6 +549,16 @@ class WebUIClient:
     async def _get_list(self, path: str) -> list[dict[str, Any]]:
         resp = await self._send("GET", path)
         return self._json_of(resp, path, list)
+
+    async def _optional_list(self, path: str) -> list[dict[str, Any]]:
+        try:
+            return await self._get_list(path)
+        except WebUINoAPI:
+            return []
+        except WebUIRequestError as exc:
+            if exc.params.get("status") == 404:
+                return []
+            raise
 
     async def _get_dict(self, path: str) -> dict[str, Any]:
         resp = await self._send("GET", path)
@@ -498,12 +637,12 @@ class WebUIClient:
                 return WebUIRequestError(
                     "webui.sampler_not_found", **where, status=404, detail=detail
                 )
-        if body is None and status in (502, 503, 504):
-            # A reverse proxy answering for a WebUI that is down or restarting.
-            return WebUIUnreachable(**where)
         if body is None:
+            # e.g. a reverse proxy's 502/503/504 for a WebUI that is down or restarting
             detail = _clip(resp.reason_phrase or resp.text) or str(status)
-        return WebUIRequestError(**where, status=status, detail=detail or resp.reason_phrase)
+        # 5xx is the backend failing (out of memory, restarting), not the request being wrong
+        kind = WebUIServerError if status >= 500 else WebUIRequestError
+        return kind(**where, status=status, detail=detail or resp.reason_phrase)
 
 
 def _b64(data: bytes) -> str:

@@ -61,3 +61,36 @@ async def webui_client_fixture(devwebui: DevWebUI) -> AsyncIterator[WebUIClient]
     """A WebUIClient bound to the `devwebui` fixture."""
     async with WebUIClient(devwebui.url, timeout=30.0, connect_timeout=2.0) as client:
         yield client
+
+
+FORK_FIELDS_FILE = Path(__file__).parent.parent / "data" / "fork_fields.json"
+
+
+def fork_fields(flavor: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """A fork's request field lists in the contract's shape ("a1111" is the contract itself)."""
+    if flavor == "a1111":
+        return contract_fields()
+    data = json.loads(FORK_FIELDS_FILE.read_text(encoding="utf-8"))
+    return {k: v for k, v in data[flavor].items() if not k.startswith("_")}
+
+
+def sent(server: DevWebUI, kind: str = "txt2img") -> list[dict[str, Any]]:
+    """Bodies of /sdapi/v1/<kind> requests a DevWebUI received."""
+    return [body for path, body in server.requests if path == f"/sdapi/v1/{kind}"]
+
+
+def hue(picture: bytes) -> float:
+    """The hue of a picture's top-left pixel (previews are coloured by their job's seed)."""
+    import colorsys
+    import io
+
+    from PIL import Image
+
+    with Image.open(io.BytesIO(picture)) as img:
+        r, g, b = img.convert("RGB").getpixel((0, 0))
+    return colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)[0]
+
+
+def seed_hue(seed: int) -> float:
+    """The hue dev-webui gives the previews of a job with this seed."""
+    return (seed * 0.6180339887) % 1.0
