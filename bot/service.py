@@ -15,6 +15,7 @@ dispatching (and, with `schedule=True`, the periodic jobs of `drawbridge run`).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import Any, Self
@@ -198,6 +199,15 @@ class Service:
     async def original(self, key: str) -> Original:
         """The PNG as the WebUI made it, behind an 📄 Original key."""
         return await self._engine.original(key)
+
+    async def stored_picture(self, ref: str) -> bytes:
+        """A result picture by its store key (`ImageResult.ref`), read off the event loop."""
+        return await asyncio.to_thread(self._engine.store.get, ref)
+
+    async def remember_reply(self, job_id: str, reply_ref: dict[str, Any]) -> None:
+        """Store where the job's conversation is now (its status message got an id after the
+        job was queued), so a restart edits that message instead of leaving it behind."""
+        await self._db.jobs.set_reply_ref(job_id, reply_ref)
 
     async def cancel(self, requester: Requester, job_id: str | None = None) -> Cancelled:
         """Cancel the named job (a cancel button carries its id), or the user's newest."""

@@ -117,6 +117,12 @@ def _set_state(
     return conn.execute(stmt).rowcount == 1
 
 
+def _set_reply_ref(conn: Connection, id: str, reply_ref: str) -> bool:
+    return (
+        conn.execute(update(JOBS).where(JOBS.c.id == id).values(reply_ref=reply_ref)).rowcount == 1
+    )
+
+
 def _list_by_state(conn: Connection, states: list[str]) -> list[Job]:
     stmt = select(JOBS).where(JOBS.c.state.in_(states)).order_by(JOBS.c.created_at, JOBS.c.id)
     return rows_to_jobs(conn.execute(stmt))
@@ -230,6 +236,12 @@ class JobRepo:
             return False
         tx = partial(_set_state, id=id, values=values, only_from=states)
         return await self._db.write_tx(tx, again=partial(tx, repeat=True))
+
+    async def set_reply_ref(self, id: str, reply_ref: str | dict[str, Any]) -> bool:
+        """Where the job's conversation is, once the platform gave its status message an id
+        (the state is left alone); False if no such job."""
+        tx = partial(_set_reply_ref, id=id, reply_ref=_json_text(reply_ref))
+        return await self._db.write_tx(tx, again=tx)
 
     async def list_by_state(self, states: Iterable[JobState | str]) -> list[Job]:
         """Jobs in any of `states`, oldest first."""
