@@ -506,8 +506,12 @@ class Engine(Events):
             seed = result.seeds[i] if i < len(result.seeds) else job.spec.seed + i
             info = result.infotexts[i] if i < len(result.infotexts) else ""
             width, height = _png_size(data) or (result.width, result.height)
-            images.append(ImageResult(data, seed, width, height, info))
+            images.append(ImageResult(data, seed, width, height, info, ref=ref))
             stored.append(RenderedImage(ref, seed, width, height, info))
+        # From here on the pictures are held by reference (the store has them): only the
+        # ImageResults keep their bytes, and a replier may let go of those while it waits.
+        result.images.clear()
+        data = b""
         model = result.model or job.spec.model or run.backend.model or ""
         # Stored (results, button keys, state rendered) in one transaction before the upload;
         # settled only once the platform confirmed it.
