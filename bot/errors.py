@@ -12,6 +12,8 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 ├── DatabaseError               the database cannot be used (operator-facing, CLI only)
 ├── StorageError                the database failed; the write was rolled back whole (the
 │                               storage.vocab.StorageFault it stands for says which sentence)
+├── DeliveryFailed              a result could not be delivered (the platform stayed away for
+│                               DELIVERY_RETRY_SECONDS, or refused it); the job is refunded
 └── WebUIError                  a backend failed; carries the backend URL
     ├── WebUIUnreachable        connection refused / DNS / reset
     ├── WebUITimeout            no answer within the timeout
@@ -149,3 +151,10 @@ class StorageError(DrawbridgeError):
     def from_fault(cls, fault: StorageFault) -> StorageError:
         """The user-facing error for a storage fault (its key says which sentence)."""
         return cls(fault.key)
+
+
+class DeliveryFailed(DrawbridgeError):
+    """`Replier.deliver` could not hand the result to the platform after retrying; the engine
+    fails the job and refunds it (the adapter tells the user once the platform is back)."""
+
+    key = "delivery.failed"
