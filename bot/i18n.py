@@ -731,6 +731,21 @@ MESSAGES: dict[str, dict[str, str]] = {
         "please tell the operator.",
         "zh": "机器人的存储空间已满，暂时无法接收新任务。没有扣除额度，请告知管理员。",
     },
+    # --- the platform edge (adapters/kit: outbox, input limits) ----------------------------
+    "delivery.failed": {
+        "en": "I could not deliver the picture of job {job}: {platform} could not be reached "
+        "for a while. Your {credits} credits were returned; please draw it again.",
+        "zh": "无法发送任务 {job} 的图片：{platform} 有一段时间无法连接。已退还 {credits} 点额度，"
+        "请重新绘制。",
+    },
+    "delivery.ended": {
+        "en": "⚠️ This job has ended: see the message below.",
+        "zh": "⚠️ 此任务已结束：请看下方的消息。",
+    },
+    "input.slow_down": {
+        "en": "You are sending commands faster than I take them. Wait {seconds} s, then try again.",
+        "zh": "你发送命令的速度太快了。请等 {seconds} 秒再试。",
+    },
 }
 
 

@@ -36,8 +36,11 @@ async def test_draw_sends_exact_values_and_a_photo_comes_back(tmp_path) -> None:
             b["callback_data"] for row in result["reply_markup"]["inline_keyboard"] for b in row
         ]
         assert all(len(d.encode()) <= 64 for d in data)
-        # the status message was edited in place, then removed when the result came
-        assert env.fake.calls_of("editMessageText")
+        # one status message (the acknowledgement, sent after the job was queued, showing its
+        # newest state), removed when the result came
+        (status,) = [c for c in env.fake.calls_of("sendMessage") if c.chat_id == alice.id]
+        assert status.params["reply_parameters"]["message_id"] == sent["message_id"]
+        assert status.timestamp < call.timestamp
         await env.until(lambda: env.texts(alice) == [caption])
         view = await env.settled(alice)
         assert view.available == 10_000 - 1

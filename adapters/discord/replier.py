@@ -26,8 +26,8 @@ from adapters.discord.encode import UPLOAD_LIMIT, Encoded, fit_all
 from adapters.discord.runtime import Runtime
 from adapters.discord.texts import result_embed, status_text
 from adapters.discord.views import cancel_view, result_view
-from adapters.kit import StatusMessage, StatusView
-from bot.errors import DrawbridgeError
+from adapters.kit import GaveUp, Priority, StatusMessage, StatusView
+from bot.errors import DeliveryFailed, DrawbridgeError
 from bot.i18n import t
 from bot.types import JobResult, JobUpdate, Requester
 
@@ -94,9 +94,8 @@ class DiscordReplier:
         self.locale = target.locale
         self.job_id: str | None = None
         self._cancel: discord.ui.View | None = None
-        self.status = StatusMessage(
-            self._show, rt.spawn, interval=rt.settings.discord_edit_interval
-        )
+        self.undelivered = False
+        self.status = StatusMessage(self._show, rt.outbox, target.channel_id)
 
     @classmethod
     def from_ref(cls, rt: Runtime, requester: Requester, ref: dict[str, Any]) -> DiscordReplier:
@@ -118,53 +117,95 @@ class DiscordReplier:
         self.status.want(text, preview, cancel=not update.state.final)
 
     async def deliver(self, result: JobResult) -> None:
-        """The pictures with an embed and buttons, in place of the status when possible."""
-        client = await self.rt.wait_ready()
-        self.status.close()
-        async with self.status.lock:
-            target = self.target
-            images = [image.png for image in result.images]
-            encoded = await asyncio.to_thread(fit_all, images, target.upload_limit)
-            notes = list(result.notes)
-            for item in encoded:
-                note = item.note(self.locale, target.upload_limit)
-                if note is not None and note not in notes:
-                    notes.append(note)
-            embed = result_embed(self.locale, result, notes)
-            view = result_view(self.locale, result)
+        """The pictures with an embed and buttons, in place of the status when possible;
+        retried through the outbox, DeliveryFailed when Discord stayed away."""
+        spool = self.rt.spool
+        held = [spool.hold(image) for image in result.images]
+        lane = self.target.channel_id
+        try:
+            await self.status.close()
+            pngs = [await spool.read(one) for one in held]
+            encoded = await asyncio.to_thread(fit_all, pngs, self.target.upload_limit)
+            del pngs
+            delivered = await self.rt.outbox.send(
+                lane, lambda: self._deliver(result, encoded), priority=Priority.RESULT
+            )
+        except (GaveUp, discord.HTTPException) as exc:
+            log.warning("delivering job %s failed: %s", result.job_id, _why(exc))
+            self._tell_undelivered(result.job_id, result.cost)
+            raise DeliveryFailed(job=result.job_id) from None
+        finally:
+            for one in held:
+                spool.release(one)
+        if delivered == "posted" and self.target.interaction:
+            done = {"content": t(self.locale, "discord.done_below"), "view": None}
 
-            def files() -> list[discord.File]:
-                return self._files(result.job_id, encoded)
-
-            fields: dict[str, Any] = {
-                "content": "",
-                "embeds": [embed],
-                "attachments": files(),
-                "view": view,
-            }
-            if target.interaction and await self._webhook_edit(client, fields):
-                return
-            if not target.interaction and await self._channel_edit(client, fields):
-                return
-            # the token has expired (or the status is gone): a new message replying to the user
-            await self._post(client, embeds=[embed], files=files(), view=view)
-            if target.interaction:
-                done = {"content": t(self.locale, "discord.done_below"), "view": None}
+            async def tidy() -> None:
+                client = await self.rt.wait_ready()
                 await self._channel_edit(client, {**done, "attachments": [], "embeds": []})
+
+            self.rt.outbox.post(lane, tidy, what="status tidy", priority=Priority.CLEANUP)
+
+    async def _deliver(self, result: JobResult, encoded: list[Encoded]) -> str:
+        client = await self.rt.wait_ready()
+        target = self.target
+        notes = list(result.notes)
+        for item in encoded:
+            note = item.note(self.locale, target.upload_limit)
+            if note is not None and note not in notes:
+                notes.append(note)
+        embed = result_embed(self.locale, result, notes)
+        view = result_view(self.locale, result)
+
+        def files() -> list[discord.File]:
+            return self._files(result.job_id, encoded)
+
+        fields: dict[str, Any] = {
+            "content": "",
+            "embeds": [embed],
+            "attachments": files(),
+            "view": view,
+        }
+        if target.interaction and await self._webhook_edit(client, fields):
+            return "edited"
+        if not target.interaction and await self._channel_edit(client, fields):
+            return "edited"
+        # the token has expired (or the status is gone): a new message replying to the user
+        await self._post(client, embeds=[embed], files=files(), view=view)
+        return "posted"
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
         """Cancelled or failed: the status message says so and what was refunded."""
-        client = await self.rt.wait_ready()
-        self.status.close()
-        async with self.status.lock:
-            if error.key == "queue.cancelled":
-                text = error.render(self.locale)
-            else:
-                reason = error.render(self.locale)
-                text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
+        await self.status.close()
+        if self.undelivered:
+            return
+        if error.key == "queue.cancelled":
+            text = error.render(self.locale)
+        else:
+            reason = error.render(self.locale)
+            text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
+        self._say(text)
+
+    def _tell_undelivered(self, job_id: str, credits: int) -> None:
+        """A new message once Discord is reachable again (retried until then)."""
+        self.undelivered = True
+        text = t(self.locale, "delivery.failed", job=job_id, platform="Discord", credits=credits)
+        self._say(text, new=True, forever=True)
+
+    def _say(self, text: str, *, new: bool = False, forever: bool = False) -> None:
+        """The status message says `text` (or a new message does, pinging the user)."""
+
+        async def say() -> None:
+            client = await self.rt.wait_ready()
             fields: dict[str, Any] = {"content": text, "view": None, "attachments": []}
-            if not await self._edit(client, fields):
-                await self._post(client, content=text)
+            if new:
+                await self._edit(client, {**fields, "content": t(self.locale, "delivery.ended")})
+            elif await self._edit(client, fields):
+                return
+            await self._post(client, content=text)
+
+        lane = self.target.channel_id
+        self.rt.outbox.post(lane, say, what="notice", priority=Priority.NOTICE, forever=forever)
 
     # --- showing the status ----------------------------------------------------------------
     async def _show(self, view: StatusView) -> bool:
@@ -265,4 +306,6 @@ class DiscordReplier:
 
 def _why(exc: BaseException) -> str:
     """An exception as one line for the log (discord.py's texts never hold the token)."""
+    if isinstance(exc, GaveUp):
+        exc = exc.last
     return f"{type(exc).__name__}: {exc}"
