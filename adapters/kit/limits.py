@@ -1,9 +1,9 @@
 """Input rate limits per user, checked before anything is answered (aiolimiter's leaky bucket).
 
 A user may send `rate` commands or button presses per `period` seconds (a burst of `rate`,
-then one every `period / rate`). Past that, the first input is answered once ("slow down"),
-the rest are dropped without a word until the bucket has room again, so a flood costs the
-platform at most one reply per period.
+then one every `period / rate`). Past that, an input is answered ("slow down") at most once
+per `period`, the others are dropped without a word, so a flood costs the platform about one
+reply per command taken plus one per period.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ class InputLimits:
             bucket = self._buckets[user_key] = AsyncLimiter(self.rate, self.period)
         if bucket.has_capacity():
             await bucket.acquire()  # returns at once: there is room
-            self._warned.pop(user_key, None)
             return Admission.TAKE
         self.refused += 1
         now = time.monotonic()

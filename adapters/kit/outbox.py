@@ -8,9 +8,9 @@
   `Priority.NOTICE` (answers to commands, failure messages) before `Priority.REFUSAL` before
   `Priority.PROGRESS` (status edits) before `Priority.CLEANUP` (deleting old statuses). Across
   lanes, the same priority goes oldest first.
-* **Coalescing.** A call sent with a `key` that is still waiting replaces nothing: the waiting
-  item stays in its place (taking the higher priority) and its call reads the newest state when
-  it runs, so a status shows its newest state in one edit instead of a backlog of edits.
+* **Coalescing.** A call sent with a `key` that is still waiting joins it: the waiting item
+  stays in its place (taking the higher priority) and runs once, with the newest call, so a
+  status shows its newest state in one edit instead of a backlog of edits.
 * **Budgets.** Each lane has the platform's windows (Telegram: 1 message/s per chat, 20/min per
   group) and all lanes share a global one (30/s); low-priority calls may use only part of a
   shared window (`Window.low_share`), so a result always finds room. Status edits of a lane
@@ -239,7 +239,7 @@ class Outbox:
     ) -> asyncio.Future[T]:
         """Queue `call` (one platform call) on `lane`; the future gives its result or raises
         (`GaveUp` after the retry time). With a `key` still waiting on the lane, the waiting
-        item is kept (its call runs once, reading the newest state) and its future returned.
+        item is kept in its place and runs once, the newest `call`, for every caller's future.
         `counts=False`: the platform does not count it in its message limits (deletions).
         `patience`: seconds of retries instead of the outbox's; `forever`: until it closes.
         `paces`: whether it starts the lane's gap between status edits (default: status
@@ -257,9 +257,7 @@ class Outbox:
             waiting.call = call
             waiting.futures.append(future)
         else:
-            item = _Item(
-                next(self._seq), priority, key, call, counts, paces, patience, [future]
-            )
+            item = _Item(next(self._seq), priority, key, call, counts, paces, patience, [future])
             state.items.append(item)
             if key is not None:
                 state.keyed[key] = item
