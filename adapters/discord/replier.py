@@ -14,6 +14,7 @@ DISCORD_EDIT_INTERVAL, only when something changed); this module says how Discor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
@@ -87,7 +88,14 @@ def _token_dead(exc: discord.HTTPException) -> bool:
 class DiscordReplier:
     """Status message + result for one job; rebuilt from `reply_ref` after a restart."""
 
-    def __init__(self, rt: Runtime, requester: Requester, target: Target) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        requester: Requester,
+        target: Target,
+        *,
+        interaction: discord.Interaction | None = None,
+    ) -> None:
         self.rt = rt
         self.requester = requester
         self.target = target
@@ -95,7 +103,13 @@ class DiscordReplier:
         self.job_id: str | None = None
         self._cancel: discord.ui.View | None = None
         self.undelivered = False
-        self.status = StatusMessage(self._show, rt.outbox, target.channel_id)
+        # An interaction not answered yet: the job's first status is its response (submit
+        # first, talk later). discord.py keeps Discord's rate-limit buckets, so each job has
+        # its own lane: its status, result and notices in order, no job waiting for another.
+        self.interaction = interaction
+        self._answering = asyncio.Lock()
+        self.lane = ("discord job", id(self))
+        self.status = StatusMessage(self._show, rt.outbox, self.lane)
 
     @classmethod
     def from_ref(cls, rt: Runtime, requester: Requester, ref: dict[str, Any]) -> DiscordReplier:
@@ -121,7 +135,7 @@ class DiscordReplier:
         retried through the outbox, DeliveryFailed when Discord stayed away."""
         spool = self.rt.spool
         held = [spool.hold(image) for image in result.images]
-        lane = self.target.channel_id
+        lane = self.lane
         try:
             await self.status.close()
             pngs = [await spool.read(one) for one in held]
@@ -204,8 +218,40 @@ class DiscordReplier:
                 return
             await self._post(client, content=text)
 
-        lane = self.target.channel_id
-        self.rt.outbox.post(lane, say, what="notice", priority=Priority.NOTICE, forever=forever)
+        self.rt.outbox.post(
+            self.lane, say, what="notice", priority=Priority.NOTICE, forever=forever
+        )
+
+    # --- the interaction's response ----------------------------------------------------------
+    async def acknowledge(self) -> None:
+        """Answer the interaction with a public "thinking…" now (the job's first status could
+        not be ready within Discord's 3 s); later statuses edit it."""
+        async with self._answering:
+            interaction = self.interaction
+            if interaction is None or interaction.response.is_done():
+                return
+            self.target.message_id = await defer_thinking(interaction)
+
+    async def _respond(self, fields: dict[str, Any]) -> bool:
+        """The first status as the interaction's response; False when it was answered already."""
+        async with self._answering:
+            interaction = self.interaction
+            if interaction is None or interaction.response.is_done():
+                return False
+            response: dict[str, Any] = {"content": fields["content"]}
+            if fields.get("view") is not None:
+                response["view"] = fields["view"]
+            if fields.get("attachments"):
+                response["files"] = fields["attachments"]
+            callback = await interaction.response.send_message(**response)
+            message_id = getattr(callback, "message_id", None)
+            if message_id is None:
+                with contextlib.suppress(discord.HTTPException):
+                    message_id = (await interaction.original_response()).id
+            self.target.message_id = message_id
+        if self.job_id is not None and message_id is not None:
+            self.rt.spawn(_remember(self.rt, self.job_id, self.ref()))
+        return True
 
     # --- showing the status ----------------------------------------------------------------
     async def _show(self, view: StatusView) -> bool:
@@ -220,6 +266,8 @@ class DiscordReplier:
             fields["attachments"] = [
                 discord.File(io.BytesIO(view.preview), name, spoiler=self.target.spoiler)
             ]
+        if await self._respond(fields):
+            return True
         return await self._edit(client, fields)
 
     # --- talking to Discord ------------------------------------------------------------------
@@ -302,6 +350,21 @@ class DiscordReplier:
             )
             for index, item in enumerate(encoded)
         ]
+
+
+async def defer_thinking(interaction: discord.Interaction) -> int | None:
+    """Acknowledge with a public "thinking…" message; its id (edited with the job's status)."""
+    callback = await interaction.response.defer(thinking=True)
+    message_id = getattr(callback, "message_id", None)
+    if message_id is None:
+        with contextlib.suppress(discord.HTTPException):
+            message_id = (await interaction.original_response()).id
+    return message_id
+
+
+async def _remember(rt: Runtime, job_id: str, ref: dict[str, Any]) -> None:
+    with contextlib.suppress(Exception):  # a job already gone, or the database busy: harmless
+        await rt.service.remember_reply(job_id, ref)
 
 
 def _why(exc: BaseException) -> str:
