@@ -7,7 +7,8 @@
 * **Priorities.** `Priority.RESULT` (results and first acknowledgements) before
   `Priority.NOTICE` (answers to commands, failure messages) before `Priority.REFUSAL` before
   `Priority.PROGRESS` (status edits) before `Priority.CLEANUP` (deleting old statuses). Across
-  lanes, the same priority goes oldest first.
+  lanes, the same priority goes round robin (the lane served longest ago first), so a chat
+  with a backlog never holds up one with a single message.
 * **Coalescing.** A call sent with a `key` that is still waiting joins it: the waiting item
   stays in its place (taking the higher priority) and runs once, with the newest call, so a
   status shows its newest state in one edit instead of a backlog of edits.
@@ -159,6 +160,7 @@ class _Lane:
     busy: bool = False
     paused_until: float = 0.0
     last_progress: float = -math.inf
+    last_start: float = -math.inf
 
     def head(self) -> _Item:
         return min(self.items, key=lambda i: (i.priority, i.seq))
@@ -346,7 +348,9 @@ class Outbox:
                     later(free)
                     continue
             ready.append((item, state))
-        ready.sort(key=lambda pair: (pair[0].priority, pair[0].seq))
+        # by priority; then the lane served longest ago first (round robin: a chat with a
+        # backlog never holds up one with a single message), then the oldest item
+        ready.sort(key=lambda pair: (pair[0].priority, pair[1].last_start, pair[0].seq))
         for item, state in ready:
             if item.counts and self.global_window is not None:
                 low = item.priority >= Priority.REFUSAL
@@ -365,6 +369,7 @@ class Outbox:
         if not state.items:
             self._waiting.discard(state)
         state.busy = True
+        state.last_start = now
         if item.paces:
             state.last_progress = now
         task = asyncio.create_task(self._call(state, item))
