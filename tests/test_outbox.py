@@ -59,7 +59,7 @@ def recorder(log: list[tuple[str, float]], name: str, result: object = None):
 
 async def test_results_go_before_progress_and_refusals_under_a_tight_budget() -> None:
     log: list[tuple[str, float]] = []
-    outbox = Outbox(Platform(), global_window=Window(1, 0.1))
+    outbox = Outbox(Platform(), global_window=Window(1, 0.05))
     futures = [
         outbox.send("a", recorder(log, "edit a"), priority=Priority.PROGRESS),
         outbox.send("b", recorder(log, "refusal b"), priority=Priority.REFUSAL),
@@ -166,6 +166,19 @@ async def test_a_lane_keeps_its_order_and_one_call_in_flight() -> None:
     async with Outbox(Platform()) as outbox:
         await asyncio.gather(*(outbox.send("chat", call(i)) for i in range(10)))
     assert order == list(range(10)) and inflight["most"] == 1
+
+
+async def test_a_window_counts_calls_in_flight_and_when_they_were_answered() -> None:
+    window = Window(2, 1.0)
+    now = time.monotonic()
+    window.reserve()
+    window.reserve()
+    assert window.free_at(now) == float("inf")  # only a call in flight can make room
+    window.settle(now + 0.5)  # answered late: counted from then
+    assert window.free_at(now + 0.6) == now + 1.5  # one in flight, one counted: full
+    window.settle(now + 0.7)
+    assert window.free_at(now + 0.8) == now + 1.5
+    assert window.free_at(now + 1.6) == now + 1.6  # the first answer has left the window
 
 
 async def test_low_priority_leaves_room_in_a_shared_window() -> None:

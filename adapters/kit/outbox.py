@@ -13,9 +13,10 @@
   stays in its place (taking the higher priority) and runs once, with the newest call, so a
   status shows its newest state in one edit instead of a backlog of edits.
 * **Budgets.** Each lane has the platform's windows (Telegram: 1 message/s per chat, 20/min per
-  group) and all lanes share a global one (30/s); low-priority calls may use only part of a
-  shared window (`Window.low_share`), so a result always finds room. Status edits of a lane
-  run at most every `LaneSpec.progress_gap` seconds.
+  group) and all lanes share a global one (30/s); a call holds its place from its start and is
+  counted when answered, so network delays never bunch calls up at the platform. Low-priority
+  calls may use only part of a shared window (`Window.low_share`), so a result always finds
+  room. Status edits of a lane run at most every `LaneSpec.progress_gap` seconds.
 * **Flood control.** The platform's 429 (`Flood`, with its retry_after) pauses only its lane.
 * **Retries.** Network errors, timeouts and 5xx (the platform says which: `Verdict.TRANSIENT`)
   are retried with exponential backoff and jitter (tenacity) for `retry_seconds`, then the
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Lane = Hashable
+SETTLE = 0.002  # seconds the scheduler waits after a wake-up before it dispatches
 
 
 class Priority(enum.IntEnum):
@@ -81,13 +83,19 @@ class GaveUp(Exception):
 
 
 class Window:
-    """At most `count` calls in any `per` seconds (a sliding window of when calls were made);
-    calls of low priority may fill only `low_share` of it."""
+    """At most `count` calls in any `per` seconds; calls of low priority may fill only
+    `low_share` of it.
+
+    A call holds a place from its start (`reserve`) and is counted at the time it was answered
+    (`settle`): the platform saw it at some moment in between, so however long the network took,
+    the platform never sees more than `count` in any `per` seconds.
+    """
 
     def __init__(self, count: int, per: float, *, low_share: float = 1.0) -> None:
         self.count = max(1, count)
         self.per = per
         self.low_count = max(1, math.floor(self.count * low_share))
+        self.inflight = 0
         self._stamps: deque[float] = deque()
 
     def _forget(self, now: float) -> None:
@@ -95,27 +103,39 @@ class Window:
             self._stamps.popleft()
 
     def used(self, now: float) -> int:
-        """Calls within the window now."""
+        """Calls within the window now, those in flight included."""
         self._forget(now)
-        return len(self._stamps)
+        return len(self._stamps) + self.inflight
 
     def free_at(self, now: float, *, low: bool = False) -> float:
-        """When a call (of low priority or not) may go: `now` if it may go now."""
-        limit = self.low_count if low else self.count
+        """When a call (of low priority or not) may go: `now` if it may go now, `inf` if only
+        a call in flight can make room."""
+        limit = (self.low_count if low else self.count) - self.inflight
         self._forget(now)
         if len(self._stamps) < limit:
             return now
+        if limit <= 0:
+            return math.inf
         return self._stamps[len(self._stamps) - limit] + self.per
 
+    def reserve(self) -> None:
+        """A call starts: it holds a place until `settle`."""
+        self.inflight += 1
+
+    def settle(self, now: float) -> None:
+        """The call started with `reserve` was answered at `now`."""
+        self.inflight = max(0, self.inflight - 1)
+        self._stamps.append(now)
+
     def take(self, now: float) -> None:
-        """Count a call made at `now`."""
+        """Count a call made at `now` (one not reserved)."""
         self._stamps.append(now)
 
     @property
     def idle(self) -> bool:
         """Whether nothing is counted any more (the window may be forgotten)."""
         self._forget(time.monotonic())
-        return not self._stamps
+        return not self._stamps and not self.inflight
 
 
 @dataclass
@@ -316,6 +336,10 @@ class Outbox:
             timeout = None if wake is None else max(0.0, wake - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
+            # Let what woke us finish its step first (the dispatcher sends a new job to the
+            # WebUI right after queueing it, before its acknowledgement needs to go), and take
+            # a burst of sends in one pass.
+            await asyncio.sleep(SETTLE)
 
     def _dispatch(self, now: float) -> float | None:
         """Start every item that may go now; when the next one may (None: on the next event)."""
@@ -345,7 +369,8 @@ class Outbox:
                 low = item.priority >= Priority.REFUSAL
                 free = max((w.free_at(now, low=low) for w in state.spec.windows), default=now)
                 if free > now:
-                    later(free)
+                    if free < math.inf:
+                        later(free)
                     continue
             ready.append((item, state))
         # by priority; then the lane served longest ago first (round robin: a chat with a
@@ -356,9 +381,13 @@ class Outbox:
                 low = item.priority >= Priority.REFUSAL
                 free = self.global_window.free_at(now, low=low)
                 if free > now:
-                    later(free)
+                    if free < math.inf:  # else a call in flight makes room when it ends
+                        later(free)
                     continue
-                self.global_window.take(now)
+                self.global_window.reserve()
+            if item.counts:
+                for window in state.spec.windows:
+                    window.reserve()
             self._start(state, item, now)
         return wake
 
@@ -399,9 +428,10 @@ class Outbox:
         finally:
             now = time.monotonic()
             if item.counts:
-                # counted when the platform has answered: its clock starts no earlier
                 for window in state.spec.windows:
-                    window.take(now)
+                    window.settle(now)
+                if self.global_window is not None:
+                    self.global_window.settle(now)
             state.busy = False
             if state.items:
                 self._waiting.add(state)

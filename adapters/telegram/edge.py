@@ -1,11 +1,11 @@
 """Telegram's side of the outbox: its budgets and what its errors mean.
 
 Budgets are Telegram's published limits (settings): about one message a second per chat, 20 a
-minute per group, 30 a second over all chats. Sends and edits count; deleting does not. A chat
-window counts a call when Telegram has answered it (so the next one arrives after the window
-even if an upload took long); the global window counts at the start and is kept 20 % wider
-for the same reason. Low-priority calls (refusals, status edits) may fill 70 % of a group's or
-the global window, so results and first acknowledgements always find room.
+minute per group, 30 a second over all chats. Sends and edits count; deleting does not (the
+outbox's windows hold a call's place while it is in flight and count it when answered, so
+Telegram never sees more, however long an upload takes). Low-priority calls (refusals, status
+edits) may fill 70 % of a group's or the global window, so results and first
+acknowledgements always find room.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from adapters.kit import Flood, LaneSpec, Outbox, Verdict, Window
 from bot.settings import Settings
 
 LOW_SHARE = 0.7
-GLOBAL_MARGIN = 1.2
 GROUP_EDITS_PER_WINDOW = 3.0  # a group's status edits: at most one per three of its messages
 
 
@@ -74,7 +73,7 @@ def make_outbox(settings: Settings) -> Outbox:
     count, per = settings.telegram_global_limit
     return Outbox(
         TelegramEdge(settings),
-        global_window=Window(count, per * GLOBAL_MARGIN, low_share=LOW_SHARE),
+        global_window=Window(count, per, low_share=LOW_SHARE),
         retry_seconds=settings.delivery_retry_seconds,
         name="telegram outbox",
     )
