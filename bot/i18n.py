@@ -742,6 +742,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "⚠️ This job has ended: see the message below.",
         "zh": "⚠️ 此任务已结束：请看下方的消息。",
     },
+    "queue.drawing": {"en": "Drawing…", "zh": "正在绘制…"},
     "input.slow_down": {
         "en": "You are sending commands faster than I take them. Wait {seconds} s, then try again.",
         "zh": "你发送命令的速度太快了。请等 {seconds} 秒再试。",

@@ -49,6 +49,21 @@ def digest(data: bytes | None) -> str | None:
 class StatusMessage:
     """The coalescing core both platforms' repliers share; `show` makes the platform call."""
 
+    __slots__ = (
+        "_inflight",
+        "_preview",
+        "_show",
+        "_shown",
+        "_want",
+        "closed",
+        "key",
+        "label",
+        "lane",
+        "outbox",
+        "patience",
+        "shown_once",
+    )
+
     def __init__(
         self, show: Show, outbox: Outbox, lane: Lane, *, label: str = "", patience: float = 30.0
     ) -> None:
@@ -113,6 +128,8 @@ class StatusMessage:
         self._shown = shown
 
     def _done(self, future: asyncio.Future[Any]) -> None:
+        if self._inflight is future:
+            self._inflight = None  # nothing to wait for; do not keep it while the job waits
         if future.cancelled():
             return
         exc = future.exception()

@@ -2,9 +2,10 @@
 
 Everything goes through the chat's lane of the outbox. The first status is the job's
 acknowledgement, sent once the job is queued (`Service.draw` has returned: submit first, talk
-later); later ones are coalesced edits, at most one per TELEGRAM_EDIT_INTERVAL in the chat. The
-WebUI's preview is shown only for a job running longer than TELEGRAM_PREVIEW_AFTER (a short
-job's preview would cost a photo sent and deleted). `deliver` waits for Telegram: the result
+later); later ones are coalesced edits, at most one per TELEGRAM_EDIT_INTERVAL in the chat. A
+job's percentage and the WebUI's preview are shown only once it has run TELEGRAM_PREVIEW_AFTER
+seconds (a short job shows "Drawing…": its preview would cost a photo sent and deleted, its
+percentage an edit per step). `deliver` waits for Telegram: the result
 is retried for DELIVERY_RETRY_SECONDS; if Telegram stays away it raises DeliveryFailed (the
 engine refunds) and a new message says so once Telegram is reachable again. The status message
 never outlives its job: it is deleted (or says "Cancelled") in every ending.
@@ -13,6 +14,7 @@ never outlives its job: it is deleted (or says "Cancelled") in every ending.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -49,6 +51,21 @@ def _usable_preview(data: bytes | None) -> bytes | None:
 
 class TelegramReplier:
     """Status message + result for one job; rebuilt from `reply_ref` after a restart."""
+
+    __slots__ = (
+        "chat_id",
+        "job_id",
+        "locale",
+        "reply_to",
+        "requester",
+        "rt",
+        "running_since",
+        "status",
+        "status_id",
+        "status_is_photo",
+        "thread_id",
+        "undelivered",
+    )
 
     def __init__(
         self,
@@ -100,10 +117,17 @@ class TelegramReplier:
         if update.state is JobState.RUNNING and self.running_since is None:
             self.running_since = time.monotonic()
         preview = None
-        if update.preview is not None and self.running_since is not None:
-            ran = time.monotonic() - self.running_since
-            if ran >= self.rt.settings.telegram_preview_after:
+        if self.running_since is not None:
+            long_job = (
+                time.monotonic() - self.running_since >= self.rt.settings.telegram_preview_after
+            )
+            if long_job and update.preview is not None:
                 preview = _usable_preview(update.preview)
+            elif not long_job and update.state is JobState.RUNNING and update.note is None:
+                # a short job: "Drawing…" without the percentage, so its status is not
+                # edited for every step (the percentage and the preview come after
+                # TELEGRAM_PREVIEW_AFTER seconds)
+                update = dataclasses.replace(update, progress=None, note="queue.drawing")
         text = status_text(self.locale, update, self.rt.settings.max_attempts)
         self.status.want(text, preview, cancel=not update.state.final)
 
