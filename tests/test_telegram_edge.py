@@ -164,15 +164,13 @@ async def test_one_user_flooding_does_not_slow_anyone_else(tmp_path) -> None:
         # prefetched: delivered within a few seconds of her fair turn
         assert result.timestamp - asked < 6.0, result.timestamp - asked
         assert time.monotonic() - began < 30
-        # her results and acknowledgements went first; the refusals and the one "slow down"
-        # follow when her chat has room. What the flood cost the platform: about one message
-        # per command taken, nothing for the hundreds dropped
-        await env.wait_message(mallory, "faster than I take them", timeout=40)
-        await env.until(lambda: len(env.engine.queue) == 0, 30)
+        # what the flood cost the platform so far: about one message per command taken
+        # (her acknowledgements and results go first; her refusals and the one "slow down"
+        # wait for room in her chat), nothing for the hundreds dropped
         mallory_calls = [c for c in chat_calls(env, mallory.id) if c.method == "sendMessage"]
         texts = [c.params["text"] for c in mallory_calls]
-        assert len(mallory_calls) <= 30, texts
-        assert sum("faster than I take them" in text for text in texts) <= 2
+        assert len(mallory_calls) <= 25, texts
+        assert sum("faster than I take them" in text for text in texts) <= 1
         assert fake.floods == []
 
 
