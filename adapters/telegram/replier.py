@@ -60,6 +60,7 @@ class TelegramReplier:
         "requester",
         "rt",
         "running_since",
+        "said_next",
         "status",
         "status_id",
         "status_is_photo",
@@ -88,6 +89,7 @@ class TelegramReplier:
         self.job_id: str | None = None
         self.status_is_photo = False
         self.running_since: float | None = None
+        self.said_next = False  # the status says "Queued: you are next."
         self.undelivered = False  # told "could not deliver": no other ending is shown
         self.status = StatusMessage(self._show, rt.outbox, chat_id)
         if status_id is not None:
@@ -126,8 +128,13 @@ class TelegramReplier:
             elif not long_job and update.state is JobState.RUNNING and update.note is None:
                 # a short job: "Drawing…" without the percentage, so its status is not
                 # edited for every step (the percentage and the preview come after
-                # TELEGRAM_PREVIEW_AFTER seconds)
+                # TELEGRAM_PREVIEW_AFTER seconds); a status saying "you are next" stays
+                # (the result follows in seconds: one edit less)
+                if self.status.shown_once and self.said_next:
+                    return
                 update = dataclasses.replace(update, progress=None, note="queue.drawing")
+        if update.state is JobState.QUEUED:
+            self.said_next = update.note is None and (update.position or 0) <= 1
         text = status_text(self.locale, update, self.rt.settings.max_attempts)
         self.status.want(text, preview, cancel=not update.state.final)
 
