@@ -310,6 +310,10 @@ class Outbox:
         _settle(item, cancel=True)
         return True
 
+    def progress_gap(self, lane: Lane) -> float:
+        """The least time between two status edits on `lane`."""
+        return self._lane(lane).spec.progress_gap
+
     def waiting(self, lane: Lane | None = None) -> int:
         """Items not yet started (on one lane, or on all)."""
         if lane is not None:

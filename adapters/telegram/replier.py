@@ -60,7 +60,7 @@ class TelegramReplier:
         "requester",
         "rt",
         "running_since",
-        "said_next",
+        "said_soon",
         "status",
         "status_id",
         "status_is_photo",
@@ -89,7 +89,7 @@ class TelegramReplier:
         self.job_id: str | None = None
         self.status_is_photo = False
         self.running_since: float | None = None
-        self.said_next = False  # the status says "Queued: you are next."
+        self.said_soon = False  # the status says the job starts within an edit gap
         self.undelivered = False  # told "could not deliver": no other ending is shown
         self.status = StatusMessage(self._show, rt.outbox, chat_id)
         if status_id is not None:
@@ -128,13 +128,16 @@ class TelegramReplier:
             elif not long_job and update.state is JobState.RUNNING and update.note is None:
                 # a short job: "Drawing…" without the percentage, so its status is not
                 # edited for every step (the percentage and the preview come after
-                # TELEGRAM_PREVIEW_AFTER seconds); a status saying "you are next" stays
-                # (the result follows in seconds: one edit less)
-                if self.status.shown_once and self.said_next:
+                # TELEGRAM_PREVIEW_AFTER seconds); a status saying it starts soon stays (the
+                # result follows in seconds: one edit less)
+                if self.status.shown_once and self.said_soon:
                     return
                 update = dataclasses.replace(update, progress=None, note="queue.drawing")
-        if update.state is JobState.QUEUED:
-            self.said_next = update.note is None and (update.position or 0) <= 1
+        if update.state is JobState.QUEUED and update.note is None:
+            soon = (update.position or 0) <= 1 or (update.eta_seconds or 0.0) < self._gap()
+            if soon and self.said_soon and self.status.shown_once:
+                return  # it starts before this edit would be seen for long: one call less
+            self.said_soon = soon
         text = status_text(self.locale, update, self.rt.settings.max_attempts)
         self.status.want(text, preview, cancel=not update.state.final)
 
@@ -175,6 +178,10 @@ class TelegramReplier:
         text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
         self.rt.say(self.chat_id, text, **self._reply(), priority=Priority.NOTICE)
         self._drop_status()
+
+    def _gap(self) -> float:
+        """The least time between two status edits in this chat."""
+        return self.rt.outbox.progress_gap(self.chat_id)
 
     # --- endings -----------------------------------------------------------------------------
     def _tell_undelivered(self, job_id: str, credits: int) -> None:
