@@ -169,6 +169,7 @@ class _Item:
     patience: float | None  # seconds of retries (None: the outbox's; inf: until it closes)
     futures: list[asyncio.Future[Any]] = field(default_factory=list)
     deadline: float | None = None
+    not_before: float = 0.0
 
 
 @dataclass(eq=False)
@@ -258,6 +259,7 @@ class Outbox:
         forever: bool = False,
         patience: float | None = None,
         paces: bool | None = None,
+        delay: float = 0.0,
     ) -> asyncio.Future[T]:
         """Queue `call` (one platform call) on `lane`; the future gives its result or raises
         (`GaveUp` after the retry time). With a `key` still waiting on the lane, the waiting
@@ -265,7 +267,8 @@ class Outbox:
         `counts=False`: the platform does not count it in its message limits (deletions).
         `patience`: seconds of retries instead of the outbox's; `forever`: until it closes.
         `paces`: whether it starts the lane's gap between status edits (default: status
-        edits, `Priority.PROGRESS`, do; a status's first showing does too)."""
+        edits, `Priority.PROGRESS`, do; a status's first showing does too). `delay`: not
+        before this many seconds from now."""
         if forever:
             patience = math.inf
         if paces is None:
@@ -364,6 +367,9 @@ class Outbox:
                 later(state.paused_until)
                 continue
             item = state.head()
+            if item.not_before > now:
+                later(item.not_before)
+                continue
             if item.priority >= Priority.PROGRESS and item.priority != Priority.CLEANUP:
                 gap_end = state.last_progress + state.spec.progress_gap
                 if gap_end > now:

@@ -25,6 +25,7 @@ from adapters.kit.outbox import Lane, Outbox, Priority
 log = logging.getLogger(__name__)
 
 _ids = itertools.count(1)
+ACK_DELAY = 0.02  # seconds: the WebUI request of a job that can start goes before its ack
 
 
 @dataclass(frozen=True)
@@ -90,16 +91,18 @@ class StatusMessage:
         self._want = (text, self._preview, cancel)
         if (text, digest(self._preview), cancel) == self._shown:
             return
-        # the first status is the job's acknowledgement; the rest are edits
-        priority = Priority.PROGRESS if self.shown_once else Priority.RESULT
+        # the first status is the job's acknowledgement (a moment later, so a job that can
+        # start goes to the WebUI first); the rest are edits
+        first = not self.shown_once
         self.shown_once = True
         future = self.outbox.send(
             self.lane,
             self._flush,
-            priority=priority,
+            priority=Priority.RESULT if first else Priority.PROGRESS,
             key=self.key,
             patience=self.patience,
             paces=True,
+            delay=ACK_DELAY if first else 0.0,
         )
         if future is not self._inflight:
             future.add_done_callback(self._done)
