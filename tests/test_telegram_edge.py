@@ -12,6 +12,7 @@ import pytest
 
 from devwebui import DevWebUI
 from tests.fakes.telegram_api import Call, FakeTelegram, Limits
+from tests.harness.pictures import decode
 from tests.harness.telegram import Env, telegram_env
 
 pytestmark = pytest.mark.timeout(90)
@@ -48,9 +49,13 @@ def forged_press(fake: FakeTelegram, chat: Any, user: Any, message: dict, data: 
 
 @pytest.mark.parametrize("mode", ["502", "unreachable"])
 async def test_results_arrive_after_telegram_was_down_for_a_while(tmp_path, mode) -> None:
+    # DELIVERY_MEMORY_MB=0: the waiting results are held only by reference and read back from
+    # the image store when Telegram is back
     async with (
         DevWebUI(delay=0.3) as webui,
-        telegram_env(tmp_path, webui=webui, delivery_retry_seconds=30.0) as env,
+        telegram_env(
+            tmp_path, webui=webui, delivery_retry_seconds=30.0, delivery_memory_mb=0
+        ) as env,
     ):
         env.allowed_errors += ["Exception happened while polling", "Network", "Bad Gateway"]
         fake = env.fake
@@ -66,6 +71,7 @@ async def test_results_arrive_after_telegram_was_down_for_a_while(tmp_path, mode
         for user in users:
             (result,) = await env.wait_result(user, timeout=20)
             assert result.params["caption"].startswith(f"a picture for {user.first_name}")
+            assert decode(result.files["photo"][1]).size == (256, 256)  # the whole picture
             view = await env.settled(user)
             assert (view.available, view.reserved) == (10_000 - 1, 0)  # charged, delivered
             await env.until(lambda user=user: len(fake.bot_messages(user)) == 1)  # status gone
