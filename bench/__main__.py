@@ -15,10 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import live, memory, queueops, quota, report
+from bench import live, memory, queueops, quota, report, tgpath
 from bench.bots import KINDS
 
-GROUPS = ("queue", "memory", "quota", "overhead", "makespan", "light", "switches")
+GROUPS = ("queue", "memory", "quota", "overhead", "makespan", "light", "switches", "telegram")
 LIVE: dict[str, Callable[..., Any]] = {
     "overhead": live.overhead,
     "makespan": live.makespan,
@@ -69,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     live_groups = [g for g in groups if g in LIVE]
     if live_groups:
         asyncio.run(_live(live_groups, ours, base, log))
+    if "telegram" in groups:
+        log("telegram: the whole path through python-telegram-bot and a fake Bot API")
+        found = asyncio.run(tgpath.run(tgpath.Config(), log))
+        base["tg_overhead_ms_p50"] = found.pop("tg_bare_ms_p50")
+        base["tg_overhead_ms_p99"] = found.pop("tg_bare_ms_p99")
+        ours.update(found)
 
     lines = report.table(ours, base)
     print("\n".join(lines))

@@ -66,6 +66,20 @@ FIGURES: list[Figure] = [
     Figure("bytes_per_queued_job", "B", "<=", 2048),
     Figure("peak_mib_2048_result", "MiB", "<=", 64),
     Figure("model_switches_mixed", "", "<=", 4),
+    # the whole path through python-telegram-bot and a fake Bot API with Telegram's limits
+    Figure("tg_overhead_ms_p50", "ms", "", None),
+    Figure("tg_overhead_gap_ms_p50", "ms", "<=", 1.5),
+    Figure("tg_overhead_ms_p99", "ms", "<=", 10),
+    Figure("tg_burst_enqueued_s", "s", "<=", 2),
+    Figure("tg_burst_light_beyond_jobs", "jobs", "<=", 2),
+    Figure("tg_burst_light_reached_ms", "ms", "", None),
+    Figure("tg_burst_delivered_s", "s", "", None),
+    Figure("tg_burst_calls_per_job", "", "", None),
+    Figure("tg_calls_per_job_private", "", "<=", 4),
+    Figure("tg_calls_per_job_group", "", "<=", 3),
+    Figure("tg_429s", "", "==", 0),
+    Figure("tg_results_lost", "", "==", 0),
+    Figure("tg_bytes_per_queued_job", "B", "<=", 4096),
 ]
 
 

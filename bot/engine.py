@@ -768,12 +768,15 @@ class Engine(Events):
                 seed = result.seeds[i] if i < len(result.seeds) else job.spec.seed + i
                 info = result.infotexts[i] if i < len(result.infotexts) else ""
                 width, height = _png_size(data) or (result.width, result.height)
-                images.append(ImageResult(data, seed, width, height, info))
+                images.append(ImageResult(data, seed, width, height, info, ref=ref))
                 stored.append(RenderedImage(ref, seed, width, height, info))
         except OSError as exc:
             log.error("job %s: its pictures could not be stored (%s); refunding", job.id, exc)
             await self._fail(job, StorageError.from_fault(StorageFull()))
             return
+        # From here on the pictures are held by reference (the store has them): only the
+        # ImageResults keep their bytes, and a replier may let go of those while it waits.
+        result.images.clear()
         model = result.model or job.spec.model or backend_model or ""
         # Stored (results, button keys, state rendered) in one transaction before the upload;
         # settled only once the platform confirmed it.

@@ -14,7 +14,8 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 ├── DatabaseError               the database cannot be used (operator-facing, CLI only)
 ├── StorageError                the database failed; the write was rolled back whole (the
 │                               storage.vocab.StorageFault it stands for says which sentence)
-├── DeliveryFailed              a drawn result could not be sent (the platform's retries ran out)
+├── DeliveryFailed              a result could not be delivered (the platform stayed away for
+│                               DELIVERY_RETRY_SECONDS, or refused it); the job is refunded
 └── WebUIError                  a backend failed; carries the backend URL
     ├── WebUIUnreachable        connection refused / DNS / reset
     ├── WebUITimeout            no answer within the timeout
@@ -120,7 +121,7 @@ class DeliveryFailed(DrawbridgeError):
     The engine fails the job and refunds it, then asks the replier to tell the user (the
     adapter sends that once the platform is reachable again)."""
 
-    key = "delivery.failed"
+    key = "delivery.reason"
 
 
 class WebUIError(DrawbridgeError):

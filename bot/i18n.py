@@ -854,7 +854,7 @@ MESSAGES: dict[str, dict[str, str]] = {
         "please send that again in a minute.",
         "zh": "🔄 drawbridge 正在重启。没有扣除额度，请一分钟后再发送一次。",
     },
-    "delivery.failed": {
+    "delivery.reason": {
         "en": "the picture was drawn, but it could not be sent here.",
         "zh": "图片已经画好，但无法发送到这里。",
     },
@@ -862,6 +862,22 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "The bot's storage is full, so it cannot take new work. Nothing was charged; "
         "please tell the operator.",
         "zh": "机器人的存储空间已满，暂时无法接收新任务。没有扣除额度，请告知管理员。",
+    },
+    # --- the platform edge (adapters/kit: outbox, input limits) ----------------------------
+    "delivery.failed": {
+        "en": "I could not deliver the picture of job {job}: {platform} could not be reached "
+        "for a while. Your {credits} credits were returned; please draw it again.",
+        "zh": "无法发送任务 {job} 的图片：{platform} 有一段时间无法连接。已退还 {credits} 点额度，"
+        "请重新绘制。",
+    },
+    "delivery.ended": {
+        "en": "⚠️ This job has ended: see the message below.",
+        "zh": "⚠️ 此任务已结束：请看下方的消息。",
+    },
+    "queue.drawing": {"en": "Drawing…", "zh": "正在绘制…"},
+    "input.slow_down": {
+        "en": "You are sending commands faster than I take them. Wait {seconds} s, then try again.",
+        "zh": "你发送命令的速度太快了。请等 {seconds} 秒再试。",
     },
 }
 

@@ -18,6 +18,7 @@ is refused politely), then leave the adapters and the service.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -230,6 +231,10 @@ class Service:
     async def original(self, key: str) -> Original:
         """The PNG as the WebUI made it, behind an 📄 Original key."""
         return await self._engine.original(key)
+
+    async def stored_picture(self, ref: str) -> bytes:
+        """A result picture by its store key (`ImageResult.ref`), read off the event loop."""
+        return await asyncio.to_thread(self._engine.store.get, ref)
 
     async def cancel(self, requester: Requester, job_id: str | None = None) -> Cancelled:
         """Cancel the named job (a cancel button carries its id), or the user's newest."""

@@ -105,8 +105,7 @@ class Settings(BaseSettings):
     telegram_webhook_listen: str = "0.0.0.0:8443"
     telegram_webhook_secret: SecretStr | None = None
     telegram_allowed_chats: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    telegram_edit_interval: float = 2.5
-    telegram_max_retries: int = 5
+    telegram_edit_interval: float = 4.0
 
     @field_validator("telegram_allowed_chats", mode="before")
     @classmethod
@@ -153,6 +152,35 @@ class Settings(BaseSettings):
     def _split_names(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",")]
+        return value
+
+    # --- the platform edge (adapters/kit: outbox, input limits) ---
+    delivery_retry_seconds: float = Field(default=600.0, ge=0)
+    delivery_memory_mb: int = Field(default=64, ge=0)
+    user_rate_limit: int = Field(default=20, ge=1)
+    user_rate_period: float = Field(default=60.0, gt=0)
+    # Telegram's published limits, as "messages/seconds"
+    telegram_chat_limit: Annotated[tuple[int, float], NoDecode] = (1, 1.0)
+    telegram_group_limit: Annotated[tuple[int, float], NoDecode] = (20, 60.0)
+    telegram_global_limit: Annotated[tuple[int, float], NoDecode] = (30, 1.0)
+    telegram_preview_after: float = 10.0
+
+    @field_validator(
+        "telegram_chat_limit", "telegram_group_limit", "telegram_global_limit", mode="before"
+    )
+    @classmethod
+    def _rate(cls, value: object) -> object:
+        if isinstance(value, str):
+            count, slash, seconds = value.partition("/")
+            try:
+                parsed = (int(count), float(seconds))
+            except ValueError:
+                parsed = (0, 0.0)
+            if not slash or parsed[0] < 1 or parsed[1] <= 0:
+                raise ValueError(
+                    f"{value!r} must be MESSAGES/SECONDS, e.g. 20/60 (20 messages a minute)"
+                )
+            return parsed
         return value
 
     @field_validator("webui_urls", "admin_ids", mode="before")

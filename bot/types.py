@@ -119,8 +119,10 @@ class JobUpdate:
 
 @dataclass
 class ImageResult:
-    """One generated image: PNG bytes as the WebUI made them, what produced it, and the keys
-    of its buttons (`IMAGE_ACTIONS` → key)."""
+    """One generated image: PNG bytes as the WebUI made them, what produced it, the keys of
+    its buttons (`IMAGE_ACTIONS` → key) and, once stored, its key in the image store (`ref`):
+    a replier may then let go of `png` while the result waits for the platform and read the
+    bytes back with `Service.stored_picture(ref)`."""
 
     png: bytes
     seed: int
@@ -128,6 +130,7 @@ class ImageResult:
     height: int
     infotext: str = ""
     keys: dict[str, str] = field(default_factory=dict)
+    ref: str = ""
 
 
 @dataclass

@@ -38,7 +38,8 @@ async def test_reroll_variations_and_upscale_are_new_jobs_charged_to_whoever_pre
         # 🔁 by Bob: the same request with a new seed, in a new message, on Bob's credits
         press = await fake.click(first, button(first, "Reroll"), user="bob")
         callback = await fake.wait_for("callback", interaction=press)
-        assert callback.json == {"type": 5} and callback.time - press.created_at < 3.0
+        # queued first: the press is answered with the new job's status (a new message)
+        assert callback.json["type"] == 4 and callback.time - press.created_at < 3.0
         await env.result(press)
         reroll = env.generations()[-1]
         assert reroll["prompt"] == "a red fox" and reroll["seed"] != 42
@@ -125,6 +126,8 @@ async def test_buttons_and_queued_jobs_survive_a_restart(tmp_path) -> None:
             waiting = await fake.slash("draw", {"prompt": "a patient owl"})
             backend = env.engine.dispatcher.backends[0]
             await env.until(lambda: not backend.up and len(env.engine.queue) == 1)
+            # the user saw it queued (its status is the interaction's response) before the stop
+            await env.until(lambda: fake.original_message(waiting))
         assert fake.command_put_count == 1
 
         async with (

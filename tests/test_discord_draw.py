@@ -27,24 +27,36 @@ def buttons(message: dict) -> list[dict]:
     return [b for row in message["components"] for b in row["components"]]
 
 
+def public(env, ix) -> list[dict]:
+    """What the interaction left that everyone sees (its response, its follow-ups)."""
+    messages = [env.fake.original_message(ix), *env.fake.followups(ix)]
+    return [m for m in messages if m is not None and not m["flags"] & EPHEMERAL]
+
+
 def labels(message: dict) -> list[str]:
     return [b.get("label") or "" for b in buttons(message)]
 
 
-async def test_draw_defers_at_once_sends_exact_values_and_the_picture_comes_back(tmp_path) -> None:
+async def test_draw_is_queued_then_answered_with_its_status_and_the_picture_comes_back(
+    tmp_path,
+) -> None:
     async with discord_env(tmp_path, webui_delay=0.4) as env:
         fake = env.fake
         ix = await fake.slash(
             "draw", {"prompt": "a red fox", "seed": 42, "steps": 20, "size": "512x512"}
         )
+        # submit first, talk later: the answer is the queued job's first status, with ✖
         callback = await fake.wait_for("callback", interaction=ix)
-        assert callback.json == {"type": 5}  # deferred: "drawbridge is thinking…"
+        assert callback.json["type"] == 4
+        assert callback.json["data"]["content"].startswith(("Queued", "Drawing…"))
+        components = callback.json["data"]["components"]
+        assert components[0]["components"][0]["label"] == "Cancel"
         assert callback.time - ix.created_at < 3.0
-        # the response is edited with the queue position, then progress with the preview
-        queued = await fake.wait_for(
-            lambda c: c.kind == "edit_webhook_message" and "Queued" in str(c.json), interaction=ix
-        )
-        assert queued.json["components"][0]["components"][0]["label"] == "Cancel"
+        assert (
+            len(env.engine.queue) + sum(len(b.inflight) for b in env.engine.dispatcher.backends)
+            <= 1
+        )  # the job was queued (and maybe started) before the answer
+        # then the response is edited with progress
         progress = await fake.wait_for(
             lambda c: c.kind == "edit_webhook_message" and "Drawing…" in str(c.json),
             interaction=ix,
@@ -97,9 +109,9 @@ async def test_out_of_range_values_are_refused_ephemerally_with_no_webui_call(tm
         ix = await env.fake.slash("draw", {"prompt": "a fox", "cfg": 99.0}, locale="zh-CN")
         assert await env.ephemeral(ix) == "`cfg` 必须在 1 到 30 之间；你给的是 99。"
         ix = await env.fake.slash("draw", {"prompt": "a fox", "sampler": "No Such Sampler"})
-        text = await env.ephemeral(ix)  # only the backends know: refused after the deferral
+        text = await env.ephemeral(ix)  # only the backends know: refused by the service
         assert text.startswith("`sampler` must be one of: ")
-        assert env.fake.original_message(ix) is None  # the "thinking…" message is gone
+        assert public(env, ix) == []  # the answer itself is the refusal: nothing public
         assert env.generations() == []
         view = await env.settled("alice")
         assert view.available == 10_000 and view.reserved == 0
@@ -111,7 +123,7 @@ async def test_quota_exhausted_is_refused_ephemerally_and_charges_nothing(tmp_pa
         ix = await env.fake.slash("draw", options)
         text = await env.ephemeral(ix)
         assert text.startswith("This needs 4 credits and you have 3 left.")
-        assert env.fake.original_message(ix) is None
+        assert public(env, ix) == []
         assert env.generations() == []
         assert (await env.settled("alice")).available == 3
 

@@ -36,11 +36,11 @@ async def test_draw_sends_exact_values_and_a_photo_comes_back(tmp_path) -> None:
             b["callback_data"] for row in result["reply_markup"]["inline_keyboard"] for b in row
         ]
         assert all(len(d.encode()) <= 64 for d in data)
-        # the job was stored, then acknowledged by its status message (replying to the
-        # command), which was removed when the result came
-        (ack, *_) = env.fake.calls_of("sendMessage")
-        assert ack.params["reply_parameters"]["message_id"] == sent["message_id"]
-        assert ack.params["text"].startswith(("Queued", "Drawing"))
+        # one status message (the acknowledgement, sent after the job was queued, showing its
+        # newest state), removed when the result came
+        (status,) = [c for c in env.fake.calls_of("sendMessage") if c.chat_id == alice.id]
+        assert status.params["reply_parameters"]["message_id"] == sent["message_id"]
+        assert status.timestamp < call.timestamp
         await env.until(lambda: env.texts(alice) == [caption])
         view = await env.settled(alice)
         assert view.available == 10_000 - 1

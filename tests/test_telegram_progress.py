@@ -8,6 +8,7 @@ import itertools
 import pytest
 
 from devwebui import DevWebUI
+from tests.fakes.telegram_api import FakeTelegram, Limits
 from tests.harness.pictures import decode
 from tests.harness.telegram import telegram_env
 
@@ -23,9 +24,18 @@ def _buttons(message: dict) -> list[dict]:
 
 async def test_progress_edits_one_status_message_with_previews_throttled(tmp_path) -> None:
     interval = 0.4
+    fake = FakeTelegram(limits=Limits(chat=(10, 1.0)))  # the chat limit is not what is tested
     async with (
+        fake,
         DevWebUI(delay=1.6, preview_every=2) as webui,
-        telegram_env(tmp_path, webui=webui, telegram_edit_interval=interval) as env,
+        telegram_env(
+            tmp_path,
+            fake=fake,
+            webui=webui,
+            telegram_edit_interval=interval,
+            telegram_preview_after=0,
+            telegram_chat_limit=(10, 1.0),
+        ) as env,
     ):
         alice = env.fake.user(1001, "Alice")
         env.fake.send_text(alice, alice, "/draw a slow river --steps 20")
@@ -43,8 +53,6 @@ async def test_progress_edits_one_status_message_with_previews_throttled(tmp_pat
             for c in calls
             if c.method in STATUS_METHODS
             or (c.method == "sendPhoto" and "Drawing" in (c.params.get("caption") or ""))
-            # the first status, sent once the job is stored: the acknowledgement
-            or (c.method == "sendMessage" and "reply_markup" in c.params)
         ]
         media_edits = [c for c in status_calls if c.method == "editMessageMedia"]
         assert media_edits, status_calls
@@ -60,12 +68,26 @@ async def test_progress_edits_one_status_message_with_previews_throttled(tmp_pat
         # and only when something changed: Telegram never answered "message is not modified"
         assert [c for c in calls if not c.ok] == []
         texts = [c.params.get("text") or c.params.get("caption") or "" for c in status_calls]
-        assert texts[0] == "Queued: you are next."
+        # the acknowledgement is the first status, in its newest state when it went out
+        (ack,) = [c for c in calls if c.method == "sendMessage"]
+        assert ack.params["text"] in ("Queued: you are next.", "Drawing… 0%")
+        assert ack.timestamp < status_calls[0].timestamp
         assert any(text.startswith("Drawing… ") and text.endswith("%") for text in texts)
 
 
 async def test_queue_position_and_estimate_then_running(tmp_path) -> None:
-    async with telegram_env(tmp_path, webui_delay=0.5, telegram_edit_interval=0.2) as env:
+    # a chat that takes ten messages a second, so each acknowledgement goes out at once
+    fake = FakeTelegram(limits=Limits(chat=(10, 1.0)))
+    async with (
+        fake,
+        telegram_env(
+            tmp_path,
+            fake=fake,
+            webui_delay=0.5,
+            telegram_edit_interval=0.2,
+            telegram_chat_limit=(10, 1.0),
+        ) as env,
+    ):
         alice = env.fake.user(1001, "Alice")
         for i in range(4):  # one runs, one waits on the WebUI, two wait in our queue
             env.fake.send_text(alice, alice, f"/draw picture {i}")
@@ -77,14 +99,7 @@ async def test_queue_position_and_estimate_then_running(tmp_path) -> None:
             for c in env.fake.calls_of("editMessageText")
             if c.params["message_id"] == status["message_id"]
         ]
-        # sent as the acknowledgement once stored, then edited in place as it moved up
-        (sent,) = [
-            c
-            for c in env.fake.calls_of("sendMessage", ok=True)
-            if c.result["message_id"] == status["message_id"]
-        ]
-        assert sent.params["text"].startswith("Queued: position 2, starting in about ")
-        assert edits and edits[-1] != sent.params["text"]  # moved up or started, in place
+        assert edits and edits[-1] != status["text"]  # moved up or started, in place
 
 
 async def test_cancel_own_job_from_its_status_message(tmp_path) -> None:

@@ -1,6 +1,7 @@
 """Button presses: acknowledged at once, then run through the service.
 
-Reroll, Variations and Upscale start a new job charged to whoever pressed, in a new message.
+Reroll, Variations and Upscale start a new job charged to whoever pressed, in a new message
+(the job is queued first; its first status is the press's answer).
 Delete (the result) and Cancel (a running job) are for the owner or an admin; anyone else gets
 an ephemeral refusal and nothing happens.
 """
@@ -13,11 +14,11 @@ import discord
 
 from adapters.discord.draw import (
     channel_refusal,
-    defer_thinking,
     ephemeral,
     interaction_target,
-    refuse_after_defer,
+    refuse,
     render,
+    submit,
 )
 from adapters.discord.replier import DiscordReplier
 from adapters.discord.runtime import Runtime
@@ -48,12 +49,12 @@ async def on_press(rt: Runtime, interaction: discord.Interaction, kind: str, key
     if refusal is not None:
         await ephemeral(interaction, refusal)
         return
-    message_id = await defer_thinking(interaction)
-    target = interaction_target(rt, interaction, message_id)
-    replier = DiscordReplier(rt, requester, target)
-    try:
-        await service.press(
+    target = interaction_target(rt, interaction, None)
+    replier = DiscordReplier(rt, requester, target, interaction=interaction)
+    try:  # queued first; its first status answers the press
+        pressed = service.press(
             requester, key, replier, reply_ref=replier.ref(), source=f"ix:{interaction.id}"
         )
+        await submit(replier, pressed)
     except DrawbridgeError as exc:
-        await refuse_after_defer(interaction, render(exc, locale, service.options))
+        await refuse(interaction, render(exc, locale, service.options))

@@ -8,9 +8,11 @@ pictures, deriving the mask, the quota and the queue. A refusal after that remov
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
 import discord
@@ -27,6 +29,9 @@ from bot.texts import cut
 from bot.types import GenerationRequest, Pictures
 
 log = logging.getLogger(__name__)
+
+ACK_DEADLINE = 2.0  # Discord wants an answer within 3 s; queueing usually takes milliseconds
+T = TypeVar("T")
 
 
 def render(exc: DrawbridgeError, locale: str, options: Sequence[Option]) -> str:
@@ -95,16 +100,6 @@ def interaction_target(
     )
 
 
-async def defer_thinking(interaction: discord.Interaction) -> int | None:
-    """Acknowledge with a public "thinking…" message; its id (edited with the job's status)."""
-    callback = await interaction.response.defer(thinking=True)
-    message_id = getattr(callback, "message_id", None)
-    if message_id is None:
-        with contextlib.suppress(discord.HTTPException):
-            message_id = (await interaction.original_response()).id
-    return message_id
-
-
 async def start_job(
     rt: Runtime,
     interaction: discord.Interaction,
@@ -112,26 +107,52 @@ async def start_job(
     *,
     init: discord.Attachment | None = None,
     mask: discord.Attachment | None = None,
-    init_bytes: bytes | None = None,
 ) -> None:
-    """Defer, fetch the pictures, hand them to the service. Never waits for the picture."""
+    """Submit first, talk later: the job is queued before anything is sent, and its first
+    status is the interaction's response. Pictures must be downloaded first, so with pictures
+    (or when queueing takes near Discord's 3 s) a "thinking…" answers first. Never waits for
+    the picture."""
     service = rt.service
     locale = str(interaction.locale)
-    message_id = await defer_thinking(interaction)
+    requester = rt.requester(interaction.user, interaction.channel_id, locale)
+    replier = DiscordReplier(
+        rt, requester, interaction_target(rt, interaction, None), interaction=interaction
+    )
     try:
-        if init is not None:
-            init_bytes = await download(rt, init)
-        mask_bytes = await download(rt, mask) if mask is not None else None
-        requester = rt.requester(interaction.user, interaction.channel_id, locale)
-        replier = DiscordReplier(rt, requester, interaction_target(rt, interaction, message_id))
-        pictures = Pictures(init=init_bytes, mask=mask_bytes)
-        await service.draw(
-            requester,
-            request,
+        if init is not None or mask is not None:
+            await replier.acknowledge()  # downloading takes time
+        pictures = Pictures(
+            init=await download(rt, init) if init is not None else None,
+            mask=await download(rt, mask) if mask is not None else None,
+        )
+        await submit(
             replier,
-            pictures=pictures,
-            reply_ref=replier.ref(),
-            source=f"ix:{interaction.id}",  # one job per interaction, however often delivered
+            service.draw(
+                requester,
+                request,
+                replier,
+                pictures=pictures,
+                reply_ref=replier.ref(),
+                source=f"ix:{interaction.id}",  # one job per interaction, however often delivered
+            ),
         )
     except DrawbridgeError as exc:
-        await refuse_after_defer(interaction, render(exc, locale, service.options))
+        await refuse(interaction, render(exc, locale, service.options))
+
+
+async def submit(replier: DiscordReplier, job: Coroutine[Any, Any, T]) -> T:
+    """Run `job` (a draw or a press); if it is not done within ACK_DEADLINE, answer the
+    interaction with "thinking…" meanwhile."""
+    task = asyncio.ensure_future(job)
+    done, _ = await asyncio.wait({task}, timeout=ACK_DEADLINE)
+    if not done:
+        await replier.acknowledge()
+    return await task
+
+
+async def refuse(interaction: discord.Interaction, text: str) -> None:
+    """A refusal only the user sees (replacing a public "thinking…" if there is one)."""
+    if interaction.response.is_done():
+        await refuse_after_defer(interaction, text)
+    else:
+        await ephemeral(interaction, text)

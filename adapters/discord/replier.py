@@ -14,6 +14,7 @@ DISCORD_EDIT_INTERVAL, only when something changed); this module says how Discor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import logging
 import time
@@ -26,8 +27,8 @@ from adapters.discord.encode import UPLOAD_LIMIT, Encoded, fit_all
 from adapters.discord.runtime import Runtime
 from adapters.discord.texts import result_embed, status_text
 from adapters.discord.views import cancel_view, result_view
-from adapters.kit import StatusMessage, StatusView
-from bot.errors import DrawbridgeError
+from adapters.kit import GaveUp, Priority, StatusMessage, StatusView
+from bot.errors import DeliveryFailed, DrawbridgeError
 from bot.i18n import t
 from bot.types import JobResult, JobUpdate, Requester
 
@@ -87,7 +88,14 @@ def _token_dead(exc: discord.HTTPException) -> bool:
 class DiscordReplier:
     """Status message + result for one job; rebuilt from `reply_ref` after a restart."""
 
-    def __init__(self, rt: Runtime, requester: Requester, target: Target) -> None:
+    def __init__(
+        self,
+        rt: Runtime,
+        requester: Requester,
+        target: Target,
+        *,
+        interaction: discord.Interaction | None = None,
+    ) -> None:
         self.rt = rt
         self.requester = requester
         self.target = target
@@ -95,9 +103,14 @@ class DiscordReplier:
         self.job_id: str | None = None
         self._cancel: discord.ui.View | None = None
         self._posted = target.message_id is not None  # the status message exists
-        self.status = StatusMessage(
-            self._show, rt.spawn, interval=rt.settings.discord_edit_interval
-        )
+        self.undelivered = False
+        # An interaction not answered yet: the job's first status is its response (submit
+        # first, talk later). discord.py keeps Discord's rate-limit buckets, so each job has
+        # its own lane: its status, result and notices in order, no job waiting for another.
+        self.interaction = interaction
+        self._answering = asyncio.Lock()
+        self.lane = ("discord job", id(self))
+        self.status = StatusMessage(self._show, rt.outbox, self.lane)
 
     @classmethod
     def from_ref(cls, rt: Runtime, requester: Requester, ref: dict[str, Any]) -> DiscordReplier:
@@ -119,53 +132,127 @@ class DiscordReplier:
         self.status.want(text, preview, cancel=not update.state.final)
 
     async def deliver(self, result: JobResult) -> None:
-        """The pictures with an embed and buttons, in place of the status when possible."""
-        client = await self.rt.wait_ready()
-        self.status.close()
-        async with self.status.lock:
-            target = self.target
-            images = [image.png for image in result.images]
-            encoded = await asyncio.to_thread(fit_all, images, target.upload_limit)
-            notes = list(result.notes)
-            for item in encoded:
-                note = item.note(self.locale, target.upload_limit)
-                if note is not None and note not in notes:
-                    notes.append(note)
-            embed = result_embed(self.locale, result, notes)
-            view = result_view(self.locale, result)
+        """The pictures with an embed and buttons, in place of the status when possible;
+        retried through the outbox, DeliveryFailed when Discord stayed away."""
+        spool = self.rt.spool
+        held = [spool.hold(image) for image in result.images]
+        lane = self.lane
+        try:
+            await self.status.close()
+            pngs = [await spool.read(one) for one in held]
+            encoded = await asyncio.to_thread(fit_all, pngs, self.target.upload_limit)
+            del pngs
+            delivered = await self.rt.outbox.send(
+                lane, lambda: self._deliver(result, encoded), priority=Priority.RESULT
+            )
+        except (GaveUp, discord.HTTPException) as exc:
+            log.warning("delivering job %s failed: %s", result.job_id, _why(exc))
+            self._tell_undelivered(result.job_id, result.cost)
+            raise DeliveryFailed(job=result.job_id) from None
+        finally:
+            for one in held:
+                spool.release(one)
+        if delivered == "posted" and self.target.interaction:
+            done = {"content": t(self.locale, "discord.done_below"), "view": None}
 
-            def files() -> list[discord.File]:
-                return self._files(result.job_id, encoded)
-
-            fields: dict[str, Any] = {
-                "content": "",
-                "embeds": [embed],
-                "attachments": files(),
-                "view": view,
-            }
-            if target.interaction and await self._webhook_edit(client, fields):
-                return
-            if not target.interaction and await self._channel_edit(client, fields):
-                return
-            # the token has expired (or the status is gone): a new message replying to the user
-            await self._post(client, embeds=[embed], files=files(), view=view)
-            if target.interaction:
-                done = {"content": t(self.locale, "discord.done_below"), "view": None}
+            async def tidy() -> None:
+                client = await self.rt.wait_ready()
                 await self._channel_edit(client, {**done, "attachments": [], "embeds": []})
+
+            self.rt.outbox.post(lane, tidy, what="status tidy", priority=Priority.CLEANUP)
+
+    async def _deliver(self, result: JobResult, encoded: list[Encoded]) -> str:
+        client = await self.rt.wait_ready()
+        target = self.target
+        notes = list(result.notes)
+        for item in encoded:
+            note = item.note(self.locale, target.upload_limit)
+            if note is not None and note not in notes:
+                notes.append(note)
+        embed = result_embed(self.locale, result, notes)
+        view = result_view(self.locale, result)
+
+        def files() -> list[discord.File]:
+            return self._files(result.job_id, encoded)
+
+        fields: dict[str, Any] = {
+            "content": "",
+            "embeds": [embed],
+            "attachments": files(),
+            "view": view,
+        }
+        if target.interaction and await self._webhook_edit(client, fields):
+            return "edited"
+        if not target.interaction and await self._channel_edit(client, fields):
+            return "edited"
+        # the token has expired (or the status is gone): a new message replying to the user
+        await self._post(client, embeds=[embed], files=files(), view=view)
+        return "posted"
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
         """Cancelled or failed: the status message says so and what was refunded."""
-        client = await self.rt.wait_ready()
-        self.status.close()
-        async with self.status.lock:
-            if error.key == "queue.cancelled":
-                text = error.render(self.locale)
-            else:
-                reason = error.render(self.locale)
-                text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
+        await self.status.close()
+        if self.undelivered:
+            return
+        if error.key == "queue.cancelled":
+            text = error.render(self.locale)
+        else:
+            reason = error.render(self.locale)
+            text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
+        self._say(text)
+
+    def _tell_undelivered(self, job_id: str, credits: int) -> None:
+        """A new message once Discord is reachable again (retried until then)."""
+        self.undelivered = True
+        text = t(self.locale, "delivery.failed", job=job_id, platform="Discord", credits=credits)
+        self._say(text, new=True, forever=True)
+
+    def _say(self, text: str, *, new: bool = False, forever: bool = False) -> None:
+        """The status message says `text` (or a new message does, pinging the user)."""
+
+        async def say() -> None:
+            client = await self.rt.wait_ready()
             fields: dict[str, Any] = {"content": text, "view": None, "attachments": []}
-            if not await self._edit(client, fields):
-                await self._post(client, content=text)
+            if new:
+                await self._edit(client, {**fields, "content": t(self.locale, "delivery.ended")})
+            elif await self._edit(client, fields):
+                return
+            await self._post(client, content=text)
+
+        self.rt.outbox.post(
+            self.lane, say, what="notice", priority=Priority.NOTICE, forever=forever
+        )
+
+    # --- the interaction's response ----------------------------------------------------------
+    async def acknowledge(self) -> None:
+        """Answer the interaction with a public "thinking…" now (the job's first status could
+        not be ready within Discord's 3 s); later statuses edit it."""
+        async with self._answering:
+            interaction = self.interaction
+            if interaction is None or interaction.response.is_done():
+                return
+            self.target.message_id = await defer_thinking(interaction)
+
+    async def _respond(self, fields: dict[str, Any]) -> bool:
+        """The first status as the interaction's response; False when it was answered already."""
+        async with self._answering:
+            interaction = self.interaction
+            if interaction is None or interaction.response.is_done():
+                return False
+            response: dict[str, Any] = {"content": fields["content"]}
+            if fields.get("view") is not None:
+                response["view"] = fields["view"]
+            if fields.get("attachments"):
+                response["files"] = fields["attachments"]
+            callback = await interaction.response.send_message(**response)
+            message_id = getattr(callback, "message_id", None)
+            if message_id is None:
+                with contextlib.suppress(discord.HTTPException):
+                    message_id = (await interaction.original_response()).id
+            self.target.message_id = message_id
+        if self.job_id is not None and message_id is not None:
+            self.rt.spawn(_remember(self.rt, self.job_id, self.ref()))
+        return True
 
     # --- showing the status ----------------------------------------------------------------
     async def _show(self, view: StatusView) -> bool:
@@ -180,6 +267,8 @@ class DiscordReplier:
             fields["attachments"] = [
                 discord.File(io.BytesIO(view.preview), name, spoiler=self.target.spoiler)
             ]
+        if await self._respond(fields):
+            return True
         if self._first_status():
             return await self._post_status(client, fields)
         return await self._edit(client, fields)
@@ -297,6 +386,23 @@ class DiscordReplier:
         ]
 
 
+async def defer_thinking(interaction: discord.Interaction) -> int | None:
+    """Acknowledge with a public "thinking…" message; its id (edited with the job's status)."""
+    callback = await interaction.response.defer(thinking=True)
+    message_id = getattr(callback, "message_id", None)
+    if message_id is None:
+        with contextlib.suppress(discord.HTTPException):
+            message_id = (await interaction.original_response()).id
+    return message_id
+
+
+async def _remember(rt: Runtime, job_id: str, ref: dict[str, Any]) -> None:
+    with contextlib.suppress(Exception):  # a job already gone, or the database busy: harmless
+        await rt.service.remember_reply(job_id, ref)
+
+
 def _why(exc: BaseException) -> str:
     """An exception as one line for the log (discord.py's texts never hold the token)."""
+    if isinstance(exc, GaveUp):
+        exc = exc.last
     return f"{type(exc).__name__}: {exc}"

@@ -10,6 +10,8 @@ from typing import Any
 
 import discord
 
+from adapters.discord.edge import make_outbox
+from adapters.kit import Outbox
 from adapters.kit import Runtime as KitRuntime
 from bot.service import Service
 from bot.settings import Settings
@@ -31,6 +33,10 @@ class Runtime(KitRuntime[discord.Client]):
     def __init__(self, service: Service, settings: Settings) -> None:
         super().__init__(service, settings)
         self.gateway_ready = asyncio.Event()  # the gateway's READY (servers known)
+
+    def make_outbox(self) -> Outbox:
+        """Discord's order and retries (discord.py keeps the rate-limit buckets)."""
+        return make_outbox(self.settings)
 
     # --- who and where -----------------------------------------------------------------
     def requester(self, user: discord.abc.User, channel_id: int | None, locale: str) -> Requester:

@@ -176,6 +176,7 @@ class DiscordAdapter:
         if settings.discord_api_base_url:
             discord.http.Route.BASE = api_base(settings.discord_api_base_url)
         self._unmask = _mask_tokens()
+        await rt.outbox.__aenter__()  # jobs resumed at start may already have queued replies
         client = DrawbridgeClient(rt)
         rt.client = client
         self._runner = runner = asyncio.create_task(client.start(self._token))
@@ -214,6 +215,7 @@ class DiscordAdapter:
                     [runner, ready], timeout=CLOSE_GRACE, return_when=asyncio.FIRST_COMPLETED
                 )
                 ready.cancel()
+            await rt.outbox.close()
             await rt.cancel_tasks()
             if client is not None:
                 await client.close()

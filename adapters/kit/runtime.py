@@ -13,12 +13,16 @@ from typing import Any, Generic, Self, TypeVar
 from pydantic import SecretStr
 
 from adapters.kit.adapter import AdapterStartError
+from adapters.kit.limits import Admission, InputLimits
+from adapters.kit.outbox import LaneSpec, Outbox, Verdict
+from adapters.kit.spool import Spool
 from adapters.kit.tasks import TaskSet
 from bot.service import Service
 from bot.settings import Settings
 from bot.types import Replier, Requester
 
 READY_TIMEOUT = 120.0  # a job resumed at startup waits this long for the platform to come up
+MIB = 1024 * 1024
 
 Client = TypeVar("Client")
 
@@ -43,6 +47,18 @@ class Runtime(Generic[Client]):
         self.client: Client | None = None
         self.tasks = TaskSet()
         self._ready = asyncio.Event()
+        # the edge: what leaves (the outbox), what waits to leave (the spool), what comes in
+        self.outbox = self.make_outbox()
+        self.spool = Spool(settings.delivery_memory_mb * MIB, service.stored_picture)
+        self.limits = InputLimits(settings.user_rate_limit, settings.user_rate_period)
+
+    def make_outbox(self) -> Outbox:
+        """The platform's outbox (a platform with its own budgets overrides this)."""
+        return Outbox(_Unlimited(), retry_seconds=self.settings.delivery_retry_seconds)
+
+    async def admit(self, user_key: str) -> Admission:
+        """The per-user input limit, before anything is answered."""
+        return await self.limits.admit(user_key)
 
     def resume_with(self, from_ref: Callable[[Self, Requester, dict[str, Any]], Replier]) -> None:
         """Register how a job of this platform finds its conversation again after a restart
@@ -119,3 +135,13 @@ def token_of(
     if secret is None:
         raise error(f"{setting} is not set")
     return secret.get_secret_value()
+
+
+class _Unlimited:
+    """A platform plug without budgets of its own; every failure is fatal."""
+
+    def lane_spec(self, lane: object) -> LaneSpec:
+        return LaneSpec()
+
+    def verdict(self, exc: BaseException) -> Verdict:
+        return Verdict.FATAL

@@ -3,14 +3,13 @@ from bot.commands)."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 
 from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Update
-from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from adapters.telegram.runtime import Runtime, asked
+from adapters.kit import Priority
+from adapters.telegram.runtime import Runtime, answer_query, asked
 from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.commands import Audience, Where, commands_on
 from bot.errors import DrawbridgeError
@@ -44,27 +43,27 @@ def _rt(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
 
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """What the bot does, in the user's language."""
-    if (found := asked(update, context)) is None:
+    if (found := await asked(update, context)) is None:
         return
-    _, message, requester = found
+    rt, message, requester = found
     text = t(requester.locale, "telegram.welcome", name=requester.display_name)
-    await message.reply_text(text, do_quote=True)
+    rt.answer(message, text)
 
 
 async def on_help(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Every /draw option, generated from the one declaration."""
-    if (found := asked(update, context)) is None:
+    if (found := await asked(update, context)) is None:
         return
     rt, message, requester = found
     locale = requester.locale
     lines = rt.service.help_lines(locale)
     lines += ["", t(locale, "telegram.help_images"), t(locale, "telegram.help_commands")]
-    await message.reply_text(cut("\n".join(lines), TEXT_MAX), do_quote=True)
+    rt.answer(message, "\n".join(lines))
 
 
 async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/cancel [job]: the newest job, or the one named."""
-    if (found := asked(update, context)) is None or found[1].text is None:
+    if (found := await asked(update, context)) is None or found[1].text is None:
         return
     rt, message, requester = found
     _, rest = split_command(found[1].text, rt.username)
@@ -72,7 +71,7 @@ async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     try:
         cancelled = await rt.service.cancel(requester, job_id)
     except DrawbridgeError as exc:
-        await message.reply_text(exc.render(requester.locale), do_quote=True)
+        rt.answer(message, exc.render(requester.locale), priority=Priority.REFUSAL)
         return
     text = t(
         requester.locale,
@@ -80,27 +79,27 @@ async def on_cancel(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         job=cancelled.job_id,
         credits=cancelled.refunded,
     )
-    await message.reply_text(text, do_quote=True)
+    rt.answer(message, text)
 
 
 async def on_queue(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """Queue summary and the user's own jobs with position and estimated start."""
-    if (found := asked(update, context)) is None:
+    if (found := await asked(update, context)) is None:
         return
     rt, message, requester = found
     locale = requester.locale
     lines = queue_lines(rt.service.queue(requester), locale)
-    await message.reply_text("\n".join(lines), do_quote=True)
+    rt.answer(message, "\n".join(lines))
 
 
 async def on_quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """The user's credits."""
-    if (found := asked(update, context)) is None:
+    if (found := await asked(update, context)) is None:
         return
     rt, message, requester = found
     view = await rt.service.quota(requester.key)
     text = quota_text(requester.locale, view, requester.display_name)
-    await message.reply_text(text, do_quote=True)
+    rt.answer(message, text)
 
 
 # --- /models ---------------------------------------------------------------------------
@@ -132,16 +131,16 @@ def models_page(
 
 async def on_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/models: the first page."""
-    if (found := asked(update, context)) is None:
+    if (found := await asked(update, context)) is None:
         return
     rt, message, requester = found
     locale = requester.locale
     lines = await model_lines(rt, locale)
     if not lines:
-        await message.reply_text(t(locale, "models.none"), do_quote=True)
+        rt.answer(message, t(locale, "models.none"))
         return
     text, markup = models_page(lines, 0, locale)
-    await message.reply_text(text, reply_markup=markup, do_quote=True)
+    rt.answer(message, text, markup=markup)
 
 
 async def on_models_page(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -150,15 +149,18 @@ async def on_models_page(update: Update, context: ContextTypes.DEFAULT_TYPE) -> 
     query = update.callback_query
     if query is None or query.data is None:
         return
-    await query.answer()
-    locale = rt.requester(query.from_user, update.effective_chat).locale
+    requester = rt.requester(query.from_user, update.effective_chat)
+    if not await rt.admit_press(requester, query):
+        return
+    await answer_query(query)
+    locale = requester.locale
     try:
         page = int(query.data.partition(":")[2])
     except ValueError:
         return
     lines = await model_lines(rt, locale)
-    if not lines:
+    message = query.message
+    if not lines or message is None:
         return
     text, markup = models_page(lines, page, locale)
-    with contextlib.suppress(BadRequest):  # pressed twice: "message is not modified"
-        await query.edit_message_text(text, reply_markup=markup)
+    rt.edit(message.chat.id, message.message_id, text, markup)

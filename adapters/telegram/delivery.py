@@ -1,15 +1,21 @@
-"""Sending finished pictures: a photo when Telegram's limits allow, else a PNG document;
-batches as albums with the buttons on a following message."""
+"""Sending finished pictures through the outbox: a photo when Telegram's limits allow, else a
+PNG document; batches as albums with the buttons on a following message.
+
+Each message is one outbox call at `Priority.RESULT` (retried on network errors and 5xx, a 429
+pauses only this chat); the bytes are read from the spool when the call runs, so a result
+waiting for its turn holds only its reference.
+"""
 
 from __future__ import annotations
 
 import logging
 
-from telegram import Bot, InlineKeyboardMarkup, InputMediaDocument, InputMediaPhoto, Message
+from telegram import InlineKeyboardMarkup, InputMediaDocument, InputMediaPhoto, Message
 from telegram.error import BadRequest
 
+from adapters.kit import Held, Priority
 from adapters.telegram.keyboards import album_keyboard, result_keyboard
-from adapters.telegram.runtime import send_kwargs
+from adapters.telegram.runtime import Runtime, send_kwargs
 from adapters.telegram.texts import ALBUM_MAX, fits_photo, meta_line, result_caption
 from bot.i18n import t
 from bot.types import ImageResult, JobResult
@@ -22,8 +28,8 @@ def file_name(job_id: str, index: int) -> str:
     return f"drawbridge-{job_id}-{index + 1}.png"
 
 
-def _photo_ok(image: ImageResult) -> bool:
-    return fits_photo(len(image.png), image.width, image.height)
+def _photo_ok(image: ImageResult, held: Held) -> bool:
+    return fits_photo(held.size, image.width, image.height)
 
 
 def _photo_refused(exc: BadRequest) -> bool:
@@ -32,7 +38,7 @@ def _photo_refused(exc: BadRequest) -> bool:
 
 
 async def send_picture(
-    bot: Bot,
+    rt: Runtime,
     chat_id: int,
     png: bytes,
     name: str,
@@ -44,6 +50,7 @@ async def send_picture(
     thread_id: int | None = None,
 ) -> Message:
     """A photo if it fits, else (or if Telegram refuses the photo) the PNG as a document."""
+    bot = await rt.wait_ready()
     kwargs = send_kwargs(reply_to, thread_id)
     if as_photo:
         try:
@@ -60,19 +67,22 @@ async def send_picture(
 
 
 async def send_result(
-    bot: Bot,
+    rt: Runtime,
     chat_id: int,
     result: JobResult,
+    held: list[Held],
     *,
     locale: str | None,
     reply_to: int | None = None,
     thread_id: int | None = None,
 ) -> list[Message]:
-    """Every picture of a finished job, with the buttons it carries."""
+    """Every picture of a finished job, with the buttons it carries; raises GaveUp (the
+    platform stayed away) or the platform's error."""
     images = result.images
     notes = result.notes
     if not images:
         return []
+    outbox = rt.outbox
     captions = []
     for index, image in enumerate(images):
         meta = meta_line(locale, image, result.model, result.elapsed if index == 0 else None)
@@ -82,71 +92,82 @@ async def send_result(
             captions.append(result_caption(locale, result.prompt, meta, notes, index=0))
         else:
             captions.append(result_caption(locale, "", meta, index=index))
-    if len(images) == 1:
-        markup = result_keyboard(locale, result, 0)
-        sent = await send_picture(
-            bot,
+
+    async def picture(i: int, markup: InlineKeyboardMarkup | None, as_photo: bool) -> Message:
+        return await send_picture(
+            rt,
             chat_id,
-            images[0].png,
-            file_name(result.job_id, 0),
-            as_photo=_photo_ok(images[0]),
-            caption=captions[0],
+            await rt.spool.read(held[i]),
+            file_name(result.job_id, i),
+            as_photo=as_photo,
+            caption=captions[i],
             markup=markup,
             reply_to=reply_to,
             thread_id=thread_id,
+        )
+
+    if len(images) == 1:
+        markup = result_keyboard(locale, result, 0)
+        as_photo = _photo_ok(images[0], held[0])
+        sent = await outbox.send(
+            chat_id, lambda: picture(0, markup, as_photo), priority=Priority.RESULT
         )
         return [sent]
     messages: list[Message] = []
     for start in range(0, len(images), ALBUM_MAX):
         chunk = list(range(start, min(start + ALBUM_MAX, len(images))))
-        as_photos = all(_photo_ok(images[i]) for i in chunk)
+        as_photos = all(_photo_ok(images[i], held[i]) for i in chunk)
         if len(chunk) == 1:
             i = chunk[0]
             messages.append(
-                await send_picture(
-                    bot,
+                await outbox.send(
                     chat_id,
-                    images[i].png,
-                    file_name(result.job_id, i),
-                    as_photo=as_photos,
-                    caption=captions[i],
-                    reply_to=reply_to,
-                    thread_id=thread_id,
+                    lambda i=i, photo=as_photos: picture(i, None, photo),  # type: ignore[misc]
+                    priority=Priority.RESULT,
                 )
             )
             continue
-        messages.extend(
-            await _album(bot, chat_id, result, chunk, captions, as_photos, reply_to, thread_id)
-        )
+
+        async def album(chunk: list[int] = chunk, as_photos: bool = as_photos) -> list[Message]:
+            return await _album(
+                rt, chat_id, result, held, chunk, captions, as_photos, reply_to, thread_id
+            )
+
+        messages.extend(await outbox.send(chat_id, album, priority=Priority.RESULT))
     markup = album_keyboard(locale, result)
-    buttons = await bot.send_message(
-        chat_id,
-        t(locale, "telegram.album_buttons", count=len(images)),
-        reply_markup=markup,
-        **send_kwargs(messages[0].message_id, thread_id),
-    )
-    return [*messages, buttons]
+    text = t(locale, "telegram.album_buttons", count=len(images))
+
+    async def buttons() -> Message:
+        bot = await rt.wait_ready()
+        return await bot.send_message(
+            chat_id, text, reply_markup=markup, **send_kwargs(messages[0].message_id, thread_id)
+        )
+
+    return [*messages, await outbox.send(chat_id, buttons, priority=Priority.RESULT)]
 
 
 async def _album(
-    bot: Bot,
+    rt: Runtime,
     chat_id: int,
     result: JobResult,
+    held: list[Held],
     chunk: list[int],
     captions: list[str],
     as_photos: bool,
     reply_to: int | None,
     thread_id: int | None,
 ) -> list[Message]:
+    bot = await rt.wait_ready()
+    pngs = {i: await rt.spool.read(held[i]) for i in chunk}
+
     def media(photos: bool) -> list[InputMediaPhoto | InputMediaDocument]:
         items: list[InputMediaPhoto | InputMediaDocument] = []
         for i in chunk:
             name = file_name(result.job_id, i)
-            png = result.images[i].png
             if photos:
-                items.append(InputMediaPhoto(png, caption=captions[i], filename=name))
+                items.append(InputMediaPhoto(pngs[i], caption=captions[i], filename=name))
             else:
-                items.append(InputMediaDocument(png, caption=captions[i], filename=name))
+                items.append(InputMediaDocument(pngs[i], caption=captions[i], filename=name))
         return items
 
     kwargs = send_kwargs(reply_to, thread_id)

@@ -1,4 +1,5 @@
-"""/draw, plain text in a private chat, and pictures: parse, acknowledge, enqueue, return.
+"""/draw, plain text in a private chat, and pictures: parse, enqueue, return (the outbox
+acknowledges: submit first, talk later).
 
 Where the picture comes from decides the mode (the core decides the mask):
 
@@ -15,13 +16,13 @@ import logging
 from telegram import Chat, Message, Update
 from telegram.ext import ContextTypes
 
+from adapters.kit import Priority
 from adapters.telegram.media import ImageRef, fetch, image_of, is_image_file, not_an_image
 from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import Runtime
-from adapters.telegram.texts import TEXT_MAX, prompt_from_caption, split_command
+from adapters.telegram.texts import prompt_from_caption, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
-from bot.texts import cut
 from bot.types import Pictures
 
 log = logging.getLogger(__name__)
@@ -34,12 +35,18 @@ async def draw(
     *,
     init: ImageRef | None = None,
     mask: ImageRef | None = None,
+    admitted: bool = False,
 ) -> None:
-    """One draw request from `message`: errors are answered, nothing waits for the picture."""
+    """One draw request from `message`: parsed, persisted and queued before anything is sent
+    (the status message is the job's first status, sent by the outbox); errors are answered;
+    nothing waits for the picture."""
     user = message.from_user
     requester = rt.requester(user, message.chat)
+    if not admitted and not await rt.admit_message(requester, message):
+        return
     locale = requester.locale
     bot = message.get_bot()
+    refusal = ("refusal", requester.user_id)  # a flood of refusals coalesces into one
     if not text and init is not None:
         # "change this part" with no words: keep the prompt of the picture replied to
         replied = message.reply_to_message
@@ -48,7 +55,7 @@ async def draw(
     try:
         request = rt.service.parse(text, require_prompt=init is None)
     except OptionError as exc:
-        await message.reply_text(cut(exc.render(locale), TEXT_MAX), do_quote=True)
+        rt.answer(message, exc.render(locale), priority=Priority.REFUSAL, key=refusal)
         return
     thread_id = message.message_thread_id if message.is_topic_message else None
     try:
@@ -79,7 +86,7 @@ async def draw(
             source=f"{message.chat_id}:{message.message_id}",
         )
     except DrawbridgeError as exc:
-        await message.reply_text(cut(exc.render(locale), TEXT_MAX), do_quote=True)
+        rt.answer(message, exc.render(locale), priority=Priority.REFUSAL, key=refusal)
 
 
 async def on_draw_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -118,18 +125,21 @@ async def on_picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
         return  # another command, or one for another bot
     if command is None and not (private or to_us):
         return  # groups: only what is addressed to us
-    locale = message.from_user.language_code if message.from_user else None
+    requester = rt.requester(message.from_user, message.chat)
+    if not await rt.admit_message(requester, message):
+        return
+    locale = requester.locale
     own = image_of(message)
     if own is None:
         document = message.document
         if document is not None and not is_image_file(document.mime_type, document.file_name):
-            await message.reply_text(not_an_image().render(locale), do_quote=True)
+            rt.answer(message, not_an_image().render(locale), priority=Priority.REFUSAL)
         return
     base = image_of(replied, bot_id)
     if base is not None:
-        await draw(rt, message, rest, init=base, mask=own)
+        await draw(rt, message, rest, init=base, mask=own, admitted=True)
         return
     if command is None and not rest:
-        await message.reply_text(t(locale, "telegram.photo_needs_prompt"), do_quote=True)
+        rt.answer(message, t(locale, "telegram.photo_needs_prompt"), priority=Priority.REFUSAL)
         return
-    await draw(rt, message, rest, init=own)
+    await draw(rt, message, rest, init=own, admitted=True)

@@ -1,29 +1,37 @@
 """The Replier for one job in one chat: a status message edited in place, then the result.
 
-The kit's StatusMessage coalesces and throttles the status (at most once per
-TELEGRAM_EDIT_INTERVAL, only when the text or the preview changed); this module says how
-Telegram shows it. `deliver` and `fail` take over the status message and do wait for Telegram
-(the service refunds if delivering fails).
+Everything goes through the chat's lane of the outbox. The first status is the job's
+acknowledgement, sent once the job is queued (`Service.draw` has returned: submit first, talk
+later); later ones are coalesced edits, at most one per TELEGRAM_EDIT_INTERVAL in the chat. A
+job's percentage and the WebUI's preview are shown only once it has run TELEGRAM_PREVIEW_AFTER
+seconds (a short job shows "Drawing…": its preview would cost a photo sent and deleted, its
+percentage an edit per step). `deliver` waits for Telegram: the result
+is retried for DELIVERY_RETRY_SECONDS; if Telegram stays away it raises DeliveryFailed (the
+engine refunds) and a new message says so once Telegram is reachable again. The status message
+never outlives its job: it is deleted (or says "Cancelled") in every ending.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
+import time
 from typing import Any
 
 from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
-from telegram.error import BadRequest, Forbidden
+from telegram.error import BadRequest, TelegramError
 
-from adapters.kit import StatusMessage, StatusView
+from adapters.kit import GaveUp, Priority, StatusMessage, StatusView
 from adapters.telegram.delivery import send_result
 from adapters.telegram.keyboards import cancel_keyboard
 from adapters.telegram.runtime import Runtime, reply_ref, send_kwargs
-from adapters.telegram.texts import PHOTO_MAX_BYTES, status_text
-from bot.errors import DrawbridgeError
+from adapters.telegram.texts import PHOTO_MAX_BYTES, TEXT_MAX, status_text
+from bot.errors import DeliveryFailed, DrawbridgeError
 from bot.i18n import t
 from bot.service import picture_size
-from bot.types import JobResult, JobUpdate, Requester
+from bot.texts import cut
+from bot.types import JobResult, JobState, JobUpdate, Requester
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +51,22 @@ def _usable_preview(data: bytes | None) -> bytes | None:
 
 class TelegramReplier:
     """Status message + result for one job; rebuilt from `reply_ref` after a restart."""
+
+    __slots__ = (
+        "chat_id",
+        "job_id",
+        "locale",
+        "reply_to",
+        "requester",
+        "rt",
+        "running_since",
+        "said_soon",
+        "status",
+        "status_id",
+        "status_is_photo",
+        "thread_id",
+        "undelivered",
+    )
 
     def __init__(
         self,
@@ -65,9 +89,12 @@ class TelegramReplier:
         self.locale = locale or requester.locale
         self.job_id: str | None = None
         self.status_is_photo = status_is_photo
-        self.status = StatusMessage(
-            self._show, rt.spawn, interval=rt.settings.telegram_edit_interval
-        )
+        self.running_since: float | None = None
+        self.said_soon = False  # the status says the job starts within an edit gap
+        self.undelivered = False  # told "could not deliver": no other ending is shown
+        self.status = StatusMessage(self._show, rt.outbox, chat_id)
+        if status_id is not None:
+            self.status.shown_once = True  # resumed: the acknowledgement went out before
 
     @classmethod
     def from_ref(cls, rt: Runtime, requester: Requester, ref: dict[str, Any]) -> TelegramReplier:
@@ -92,41 +119,97 @@ class TelegramReplier:
 
     # --- engine callbacks ------------------------------------------------------------------
     async def update(self, update: JobUpdate) -> None:
-        """Record the new status; a background task shows it (never blocks the caller)."""
+        """Record the new status; the outbox shows it (never blocks the caller)."""
         self.job_id = self.status.label = update.job_id
+        if update.state is JobState.RUNNING and self.running_since is None:
+            self.running_since = time.monotonic()
+        preview = None
+        if self.running_since is not None:
+            long_job = (
+                time.monotonic() - self.running_since >= self.rt.settings.telegram_preview_after
+            )
+            if long_job and update.preview is not None:
+                preview = _usable_preview(update.preview)
+            elif not long_job and update.state is JobState.RUNNING and update.note is None:
+                # a short job: "Drawing…" without the percentage, so its status is not
+                # edited for every step (the percentage and the preview come after
+                # TELEGRAM_PREVIEW_AFTER seconds); a status saying it starts soon stays (the
+                # result follows in seconds: one edit less)
+                if self.status.shown_once and self.said_soon:
+                    return
+                update = dataclasses.replace(update, progress=None, note="queue.drawing")
+        if update.state is JobState.QUEUED and update.note is None:
+            soon = (update.position or 0) <= 1 or (update.eta_seconds or 0.0) < self._gap()
+            if soon and self.said_soon and self.status.shown_once:
+                return  # it starts before this edit would be seen for long: one call less
+            self.said_soon = soon
         text = status_text(self.locale, update, self.rt.settings.max_attempts)
-        self.status.want(text, _usable_preview(update.preview), cancel=not update.state.final)
+        self.status.want(text, preview, cancel=not update.state.final)
 
     async def deliver(self, result: JobResult) -> None:
-        """Send the pictures with their buttons, then remove the status message."""
-        bot = await self.rt.wait_ready()
-        self.status.close()
-        async with self.status.lock:
+        """Send the pictures with their buttons, then remove the status message; raises
+        DeliveryFailed when Telegram stayed away (or refused the result)."""
+        spool = self.rt.spool
+        held = [spool.hold(image) for image in result.images]
+        try:
+            await self.status.close()
             await send_result(
-                bot,
+                self.rt,
                 self.chat_id,
                 result,
+                held,
                 locale=self.locale,
                 reply_to=self.reply_to,
                 thread_id=self.thread_id,
             )
-            await self._delete_status(bot)
+        except (GaveUp, TelegramError) as exc:
+            log.warning("delivering job %s failed: %s", result.job_id, _why(exc))
+            self._tell_undelivered(result.job_id, result.cost)
+            raise DeliveryFailed(job=result.job_id) from None
+        finally:
+            for one in held:
+                spool.release(one)
+        self._drop_status()
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
         """Cancelled: the status message says so. Failed: a new message says why."""
-        bot = await self.rt.wait_ready()
-        self.status.close()
-        async with self.status.lock:
-            if error.key == "queue.cancelled":
-                text = error.render(self.locale)
-                if await self._edit(bot, text, None):
-                    return
+        await self.status.close()
+        if self.undelivered:
+            return  # the "could not deliver" message says it all
+        if error.key == "queue.cancelled":
+            self._say_cancelled(error.render(self.locale))
+            return
+        reason = error.render(self.locale)
+        text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
+        self.rt.say(self.chat_id, text, **self._reply(), priority=Priority.NOTICE)
+        self._drop_status()
+
+    def _gap(self) -> float:
+        """The least time between two status edits in this chat."""
+        return self.rt.outbox.progress_gap(self.chat_id)
+
+    # --- endings -----------------------------------------------------------------------------
+    def _tell_undelivered(self, job_id: str, credits: int) -> None:
+        """A new message once Telegram is reachable again (retried until then)."""
+        self.undelivered = True
+        text = t(self.locale, "delivery.failed", job=job_id, platform="Telegram", credits=credits)
+        self.rt.say(self.chat_id, text, **self._reply(), priority=Priority.NOTICE, forever=True)
+        self._drop_status()
+
+    def _say_cancelled(self, text: str) -> None:
+        async def show() -> None:
+            bot = await self.rt.wait_ready()
+            if not await self._edit(bot, text, None):
                 await self._send_text(bot, text)
-                return
-            reason = error.render(self.locale)
-            text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
-            await self._send_text(bot, text)
-            await self._delete_status(bot)
+
+        self.rt.outbox.post(self.chat_id, show, what="cancel notice", priority=Priority.NOTICE)
+
+    def _drop_status(self) -> None:
+        """Delete the status message (batched with the chat's other stale statuses)."""
+        if self.status_id is None:
+            return
+        message_id, self.status_id = self.status_id, None
+        self.rt.drop_message(self.chat_id, message_id)
 
     # --- showing the status ----------------------------------------------------------------
     async def _show(self, view: StatusView) -> None:
@@ -149,22 +232,19 @@ class TelegramReplier:
                 reply_markup=markup,
                 **self._reply_kwargs(),
             )
-            old, self.status_id, self.status_is_photo = self.status_id, sent.message_id, True
-            await self._moved()
-            if old is not None:
-                with contextlib.suppress(BadRequest, Forbidden):
-                    await bot.delete_message(self.chat_id, old)
+            self._drop_status()
+            self._set_status(sent.message_id, photo=True)
             return
         if await self._edit(bot, text, markup):
             return
         sent = await self._send_text(bot, text, markup)
-        self.status_id, self.status_is_photo = sent.message_id, False
-        await self._moved()
+        self._set_status(sent.message_id, photo=False)
 
-    async def _moved(self) -> None:
-        """The status message is a new one: the job's stored reply_ref must name it."""
-        if self.job_id is not None:
-            await self.rt.service.remember_reply(self.job_id, self.ref())
+    def _set_status(self, message_id: int, *, photo: bool) -> None:
+        self.status_id, self.status_is_photo = message_id, photo
+        if self.job_id is not None:  # a restart must find this message, not post another
+            job_id, ref = self.job_id, self.ref()
+            self.rt.spawn(_remember(self.rt, job_id, ref))
 
     async def _edit(self, bot: Bot, text: str, markup: InlineKeyboardMarkup | None) -> bool:
         """Edit the status message in place; False when there is none (any more)."""
@@ -196,6 +276,9 @@ class TelegramReplier:
             return None
         return cancel_keyboard(self.locale, self.job_id, self.requester.user_id)
 
+    def _reply(self) -> dict[str, Any]:
+        return {"reply_to": self.reply_to, "thread_id": self.thread_id}
+
     def _reply_kwargs(self) -> dict[str, Any]:
         return send_kwargs(self.reply_to, self.thread_id)
 
@@ -203,12 +286,16 @@ class TelegramReplier:
         self, bot: Bot, text: str, markup: InlineKeyboardMarkup | None = None
     ) -> Message:
         return await bot.send_message(
-            self.chat_id, text, reply_markup=markup, **self._reply_kwargs()
+            self.chat_id, cut(text, TEXT_MAX), reply_markup=markup, **self._reply_kwargs()
         )
 
-    async def _delete_status(self, bot: Bot) -> None:
-        if self.status_id is None:
-            return
-        with contextlib.suppress(BadRequest, Forbidden):
-            await bot.delete_message(self.chat_id, self.status_id)
-        self.status_id = None
+
+async def _remember(rt: Runtime, job_id: str, ref: dict[str, Any]) -> None:
+    with contextlib.suppress(Exception):  # a job already gone, or the database busy: harmless
+        await rt.service.remember_reply(job_id, ref)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, GaveUp):
+        exc = exc.last
+    return f"{type(exc).__name__}: {exc}"

@@ -3,15 +3,36 @@ settings, the Bot once initialized, background tasks) plus Telegram's chat rules
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import Hashable
 from typing import Any
 
-from telegram import Bot, Chat, Message, ReplyParameters, Update, User
+from telegram import (
+    Bot,
+    CallbackQuery,
+    Chat,
+    InlineKeyboardMarkup,
+    Message,
+    ReplyParameters,
+    Update,
+    User,
+)
+from telegram.error import BadRequest, Forbidden
 from telegram.ext import ContextTypes
 
+from adapters.kit import Admission, Outbox, Priority
 from adapters.kit import Runtime as KitRuntime
+from adapters.telegram.edge import make_outbox
+from adapters.telegram.texts import TEXT_MAX
+from bot.i18n import t
+from bot.service import Service
+from bot.settings import Settings
+from bot.texts import cut
 from bot.types import Requester
 
 PLATFORM = "telegram"
+ALERT_MAX = 200  # answerCallbackQuery's text limit
 
 
 class Runtime(KitRuntime[Bot]):
@@ -20,6 +41,129 @@ class Runtime(KitRuntime[Bot]):
     platform = PLATFORM
     token_setting = "telegram_token"
     username: str = ""
+
+    def __init__(self, service: Service, settings: Settings) -> None:
+        super().__init__(service, settings)
+        self._doomed: dict[int, list[int]] = {}  # status messages waiting to be deleted
+
+    def make_outbox(self) -> Outbox:
+        """Telegram's budgets (per chat, per group, overall) and error verdicts."""
+        return make_outbox(self.settings)
+
+    # --- what leaves: every message through the outbox ---------------------------------
+    def answer(
+        self,
+        message: Message,
+        text: str,
+        *,
+        markup: InlineKeyboardMarkup | None = None,
+        priority: Priority = Priority.NOTICE,
+        key: Hashable | None = None,
+    ) -> asyncio.Future[Any]:
+        """Reply to `message` (quoting it, in its topic) through the outbox; never waits."""
+        thread_id = message.message_thread_id if message.is_topic_message else None
+        return self.say(
+            message.chat_id,
+            text,
+            reply_to=message.message_id,
+            thread_id=thread_id,
+            markup=markup,
+            priority=priority,
+            key=key,
+        )
+
+    def say(
+        self,
+        chat_id: int,
+        text: str,
+        *,
+        reply_to: int | None = None,
+        thread_id: int | None = None,
+        markup: InlineKeyboardMarkup | None = None,
+        priority: Priority = Priority.NOTICE,
+        key: Hashable | None = None,
+        forever: bool = False,
+    ) -> asyncio.Future[Any]:
+        """A new message in `chat_id` through the outbox; never waits."""
+        text = cut(text, TEXT_MAX)
+
+        async def send() -> Message:
+            bot = await self.wait_ready()
+            return await bot.send_message(
+                chat_id, text, reply_markup=markup, **send_kwargs(reply_to, thread_id)
+            )
+
+        return self.outbox.post(
+            chat_id, send, what="reply", priority=priority, key=key, forever=forever
+        )
+
+    def edit(
+        self, chat_id: int, message_id: int, text: str, markup: InlineKeyboardMarkup | None = None
+    ) -> asyncio.Future[Any]:
+        """Edit one of our text messages (a menu page) through the outbox; the newest wins."""
+        text = cut(text, TEXT_MAX)
+
+        async def edit() -> None:
+            bot = await self.wait_ready()
+            with contextlib.suppress(BadRequest):  # pressed twice: "message is not modified"
+                await bot.edit_message_text(
+                    text, chat_id=chat_id, message_id=message_id, reply_markup=markup
+                )
+
+        key = ("edit", message_id)
+        return self.outbox.post(chat_id, edit, what="edit", key=key)
+
+    def drop_message(self, chat_id: int, message_id: int) -> None:
+        """Delete one of our messages (a status that made way): deletions waiting in a chat go
+        together in one deleteMessages call, retried until Telegram is reachable."""
+        self._doomed.setdefault(chat_id, []).append(message_id)
+
+        async def delete() -> None:
+            ids = self._doomed.pop(chat_id, [])
+            if not ids:
+                return
+            bot = await self.wait_ready()
+            try:
+                if len(ids) == 1:
+                    await bot.delete_message(chat_id, ids[0])
+                else:
+                    await bot.delete_messages(chat_id, ids)
+            except (BadRequest, Forbidden):
+                pass  # gone already, or we were removed from the chat
+            except BaseException:
+                self._doomed.setdefault(chat_id, []).extend(ids)  # for the retry
+                raise
+
+        self.outbox.post(
+            chat_id,
+            delete,
+            what="deletion",
+            priority=Priority.CLEANUP,
+            key=("delete",),
+            counts=False,
+            forever=True,
+        )
+
+    # --- what comes in: per-user input limits ------------------------------------------
+    async def admit_message(self, requester: Requester, message: Message) -> bool:
+        """Whether to take this command; past the user's limit, one "slow down" answer."""
+        admission = await self.admit(requester.key)
+        if admission is Admission.WARN:
+            text = t(requester.locale, "input.slow_down", seconds=self.limits.wait_seconds())
+            self.answer(message, text, priority=Priority.REFUSAL, key=("slow", requester.user_id))
+        return admission is Admission.TAKE
+
+    async def admit_press(self, requester: Requester, query: CallbackQuery) -> bool:
+        """Whether to take this button press; past the limit it is answered privately (an
+        alert the first time, then only the spinner stops)."""
+        admission = await self.admit(requester.key)
+        if admission is Admission.TAKE:
+            return True
+        text = None
+        if admission is Admission.WARN:
+            text = t(requester.locale, "input.slow_down", seconds=self.limits.wait_seconds())
+        await answer_query(query, text)
+        return False
 
     def requester(self, user: User | None, chat: Chat | None) -> Requester:
         """The neutral Requester for a Telegram user in a chat."""
@@ -48,16 +192,29 @@ class Runtime(KitRuntime[Bot]):
         return False
 
 
-def asked(
+async def asked(
     update: Update, context: ContextTypes.DEFAULT_TYPE
 ) -> tuple[Runtime, Message, Requester] | None:
     """What a command handler needs: the runtime, the message and who sent it (None when the
-    update carries no message)."""
+    update carries no message, or the user is over their input limit)."""
     message = update.effective_message
     if message is None:
         return None
     rt: Runtime = context.bot_data["runtime"]
-    return rt, message, rt.requester(update.effective_user, update.effective_chat)
+    requester = rt.requester(update.effective_user, update.effective_chat)
+    if not await rt.admit_message(requester, message):
+        return None
+    return rt, message, requester
+
+
+async def answer_query(query: CallbackQuery, alert: str | None = None) -> None:
+    """Answer a button press: privately, as an alert when there is something to say (never a
+    public message); a press answered too late is only logged by the caller's error handler."""
+    with contextlib.suppress(BadRequest):  # "query is too old": the spinner has stopped
+        if alert is None:
+            await query.answer()
+        else:
+            await query.answer(cut(alert, ALERT_MAX), show_alert=True)
 
 
 def send_kwargs(reply_message_id: int | None, thread_id: int | None = None) -> dict[str, Any]:

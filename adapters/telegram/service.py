@@ -14,7 +14,6 @@ from aiohttp import web
 from telegram import Update
 from telegram.error import InvalidToken, TelegramError
 from telegram.ext import (
-    AIORateLimiter,
     Application,
     ApplicationBuilder,
     ApplicationHandlerStop,
@@ -26,7 +25,7 @@ from telegram.ext import (
     filters,
 )
 
-from adapters.kit import AdapterStartError, token_of
+from adapters.kit import AdapterStartError, Priority, token_of
 from adapters.telegram.buttons import on_action
 from adapters.telegram.commands import (
     bot_commands,
@@ -41,7 +40,7 @@ from adapters.telegram.commands import (
 )
 from adapters.telegram.draw import on_draw_command, on_picture, on_private_text
 from adapters.telegram.replier import TelegramReplier
-from adapters.telegram.runtime import PLATFORM, Runtime
+from adapters.telegram.runtime import PLATFORM, Runtime, answer_query
 from adapters.telegram.settings_menu import on_settings, on_settings_button
 from adapters.telegram.texts import split_command
 from bot.commands import Where, commands_on
@@ -99,6 +98,7 @@ class TelegramAdapter:
 
     async def __aenter__(self) -> Self:
         app, rt, settings = self.app, self.rt, self.rt.settings
+        await rt.outbox.__aenter__()  # jobs resumed at start may already have queued replies
         failure = None
         try:
             await app.initialize()
@@ -113,6 +113,7 @@ class TelegramAdapter:
                 f"{redact(str(exc), self._token)} — check TELEGRAM_API_BASE_URL and the network."
             )
         if failure is not None:
+            await rt.outbox.close()
             with contextlib.suppress(Exception):
                 await app.bot.shutdown()
             # raised outside the except block: the library's exception (which quotes the token)
@@ -148,9 +149,10 @@ class TelegramAdapter:
             if self._runner is not None:
                 await self._runner.cleanup()
                 self._runner = None
-            await self.rt.cancel_tasks()
             if app.updater is not None and app.updater.running:
                 await app.updater.stop()
+            await self.rt.outbox.close()
+            await self.rt.cancel_tasks()
             if app.running:
                 await app.stop()
             await app.shutdown()
@@ -168,7 +170,6 @@ def build_application(rt: Runtime, token: str) -> Application:
         .token(token)
         .base_url(f"{root}/bot")
         .base_file_url(f"{root}/file/bot")
-        .rate_limiter(AIORateLimiter(max_retries=settings.telegram_max_retries))
         .concurrent_updates(True)  # handlers download pictures; never hold up other chats
         .media_write_timeout(60.0)
         .build()
@@ -214,18 +215,18 @@ async def gate(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     locale = user.language_code if user else None
     text = t(locale, "telegram.chat_not_allowed")
     if update.callback_query is not None:
-        await update.callback_query.answer(text, show_alert=True)
+        await answer_query(update.callback_query, text)
     elif update.message is not None:
         command, _ = split_command(update.message.text or update.message.caption, rt.username)
         if command:  # answer commands for us; stay quiet about everything else
-            await update.message.reply_text(text, do_quote=True)
+            rt.answer(update.message, text, priority=Priority.REFUSAL, key=("not allowed",))
     raise ApplicationHandlerStop
 
 
 async def on_stale_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A button this version does not know: stop the spinner."""
     if update.callback_query is not None:
-        await update.callback_query.answer()
+        await answer_query(update.callback_query)
 
 
 async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
@@ -238,8 +239,13 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
         return
     user = update.effective_user
     locale = user.language_code if user else None
-    with contextlib.suppress(Exception):
-        await context.bot.send_message(update.effective_chat.id, t(locale, "error.internal"))
+    text = t(locale, "error.internal")
+    query = update.callback_query
+    if query is not None:  # a press: answered privately, never in the chat
+        with contextlib.suppress(Exception):
+            await answer_query(query, text)
+        return
+    rt.say(update.effective_chat.id, text, key=("sorry",))
 
 
 async def start_webhook(app: Application, rt: Runtime) -> web.AppRunner:

@@ -14,7 +14,8 @@ from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Update
 from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
-from adapters.telegram.runtime import Runtime, asked
+from adapters.kit import Priority
+from adapters.telegram.runtime import Runtime, answer_query, asked
 from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
@@ -120,7 +121,7 @@ _FIELDS = {
 
 async def on_settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """/settings, or /settings FIELD VALUE."""
-    if (found := asked(update, context)) is None or found[1].text is None:
+    if (found := await asked(update, context)) is None or found[1].text is None:
         return
     rt, message, requester = found
     locale = requester.locale
@@ -134,15 +135,13 @@ async def on_settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
                 raise OptionError("telegram.settings_unknown")
             values = await rt.service.change_defaults(requester, typed_change(field, raw))
         except DrawbridgeError as exc:
-            await message.reply_text(exc.render(locale), do_quote=True)
+            rt.answer(message, exc.render(locale), priority=Priority.REFUSAL)
             return
         prefix = t(locale, "settings.saved") + "\n"
     else:
         values = await rt.service.defaults(requester)
-    await message.reply_text(
-        prefix + render(rt, requester, values),
-        reply_markup=keyboard(rt, requester, values),
-        do_quote=True,
+    rt.answer(
+        message, prefix + render(rt, requester, values), markup=keyboard(rt, requester, values)
     )
 
 
@@ -153,17 +152,22 @@ async def on_settings_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
     if query is None or query.data is None:
         return
     requester = rt.requester(query.from_user, update.effective_chat)
+    if not await rt.admit_press(requester, query):
+        return
     parts = query.data.split(":", 3)
     if len(parts) != 4 or parts[1] != requester.user_id:
-        await query.answer(t(requester.locale, "telegram.settings_not_yours"), show_alert=True)
+        await answer_query(query, t(requester.locale, "telegram.settings_not_yours"))
         return
-    await query.answer(t(requester.locale, "settings.saved"))
     try:
         change = button_change(rt, parts[2], parts[3])
         values = await rt.service.change_defaults(requester, change)
-    except (ValueError, DrawbridgeError):
+    except (ValueError, DrawbridgeError) as exc:
+        why = exc.render(requester.locale) if isinstance(exc, DrawbridgeError) else None
+        await answer_query(query, why)
         return
-    with contextlib.suppress(BadRequest):  # the same choice again: "message is not modified"
-        await query.edit_message_text(
-            render(rt, requester, values), reply_markup=keyboard(rt, requester, values)
-        )
+    with contextlib.suppress(BadRequest):  # "query is too old": the change is saved anyway
+        await query.answer(t(requester.locale, "settings.saved"))
+    message = query.message
+    if message is not None:
+        text = render(rt, requester, values)
+        rt.edit(message.chat.id, message.message_id, text, keyboard(rt, requester, values))

@@ -26,6 +26,10 @@ What the fake reproduces (so that the code under test meets the same walls as in
   content/attachments/embeds/components; MESSAGE_* events honour GUILD_MESSAGES / DIRECT_MESSAGES.
 * Messages the bot creates are echoed back as MESSAGE_CREATE / MESSAGE_UPDATE / MESSAGE_DELETE
   (ephemeral ones are not), like the real gateway.
+* Per-route rate limits (``rate_limit``, 5 per 5 s by default) per channel for messages and per
+  interaction token for its webhook, with the ``X-RateLimit-*`` headers discord.py reads to wait
+  before a bucket runs dry; past it 429 with ``retry_after`` (:attr:`FakeDiscord.rate_limited`).
+* ``down = True`` makes REST unreachable (connections cut) until set back.
 
 State (users, guilds, channels, messages, files, registered commands, interactions) lives on the
 ``FakeDiscord`` object, so a new ``Client`` on the same fake (a "restart") sees it all again.
@@ -303,6 +307,7 @@ class FakeDiscord:
         heartbeat_interval: float = 1.0,
         upload_limit: int = 10 * MiB,
         ack_deadline: float = 3.0,
+        rate_limit: tuple[int, float] | None = (5, 5.0),
         token_ttl: float = 15 * 60.0,
         echo_bot_messages: bool = True,
         users: tuple[str, ...] = ("alice", "bob"),
@@ -311,6 +316,10 @@ class FakeDiscord:
         self.heartbeat_interval = heartbeat_interval
         self.upload_limit = upload_limit
         self.ack_deadline = ack_deadline
+        self.rate_limit = rate_limit
+        self._buckets: dict[tuple[str, str], list[float]] = {}
+        self.rate_limited: list[tuple[tuple[str, str], float]] = []  # every 429 it answered
+        self.down = False  # REST unreachable (connections cut) while True
         self.token_ttl = token_ttl
         self.echo_bot_messages = echo_bot_messages
         self.bot_permissions = DEFAULT_PERMISSIONS
@@ -1672,6 +1681,11 @@ class FakeDiscord:
             time=self.now(),
             headers={k: v for k, v in request.headers.items() if k.lower() != "authorization"},
         )
+        if self.down:
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("the fake Discord is unreachable")
+        limit_headers: dict[str, str] = {}
         try:
             for rmethod, pattern, kind, handler, auth in self._ROUTES:
                 m = pattern.fullmatch(path)
@@ -1680,6 +1694,7 @@ class FakeDiscord:
                 call.kind = kind
                 if auth and request.headers.get("Authorization") != f"Bot {self.token}":
                     raise ApiError(401, 0, "401: Unauthorized")
+                limit_headers = self._rate_limit(kind, m.groupdict())
                 result = await getattr(self, handler)(call, **m.groupdict())
                 break
             else:
@@ -1687,7 +1702,9 @@ class FakeDiscord:
         except ApiError as exc:
             call.status, call.response = exc.status, exc.body
             await self._record(call)
-            return _json_response(exc.body, exc.status)
+            answer = _json_response(exc.body, exc.status)
+            answer.headers.update(limit_headers or getattr(exc, "headers", {}))
+            return answer
         if isinstance(result, web.StreamResponse):
             call.status = result.status
         elif result is None:
@@ -1696,8 +1713,57 @@ class FakeDiscord:
         else:
             call.status, call.response = 200, result
             result = _json_response(result)
+        result.headers.update(limit_headers)
         await self._record(call)
         return result
+
+    # ------------------------------------------------------------------ rate limits
+    _BUCKETED: ClassVar[dict[str, str]] = {
+        "send_message": "channel_id",
+        "edit_message": "channel_id",
+        "delete_message": "channel_id",
+        "followup": "token",
+        "edit_webhook_message": "token",
+        "delete_webhook_message": "token",
+    }
+
+    def _rate_limit(self, kind: str, params: dict[str, str]) -> dict[str, str]:
+        """Discord's per-route buckets: `rate_limit` calls per window per channel (messages)
+        or per interaction token (its webhook); the X-RateLimit headers say what is left, and
+        a call past it is answered 429 with retry_after (discord.py waits before that)."""
+        major = self._BUCKETED.get(kind)
+        if self.rate_limit is None or major is None:
+            return {}
+        count, per = self.rate_limit
+        key = (kind.split("_")[-1] if major == "channel_id" else "webhook", params[major])
+        now = time.monotonic()
+        stamps = [t for t in self._buckets.get(key, []) if t > now - per]
+        self._buckets[key] = stamps
+        bucket = hashlib.sha1(repr(key).encode()).hexdigest()[:16]
+        if len(stamps) >= count:
+            retry_after = stamps[0] + per - now
+            headers = self._limit_headers(bucket, count, 0, retry_after)
+            headers["Via"] = "1.1 google"  # a bucket's 429, not a Cloudflare ban
+            headers["X-RateLimit-Scope"] = "user"
+            error = ApiError(429, 0, "You are being rate limited.")
+            error.body["retry_after"] = round(retry_after, 3)
+            error.body["global"] = False
+            error.headers = headers  # type: ignore[attr-defined]
+            self.rate_limited.append((key, now))
+            raise error
+        stamps.append(now)
+        reset_after = stamps[0] + per - now
+        return self._limit_headers(bucket, count, count - len(stamps), reset_after)
+
+    @staticmethod
+    def _limit_headers(bucket: str, count: int, remaining: int, reset_after: float) -> dict:
+        return {
+            "X-RateLimit-Limit": str(count),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
+            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Bucket": bucket,
+        }
 
     # ------------------------------------------------------------------ REST: identity
     async def _h_me(self, call: Call) -> Any:

@@ -27,6 +27,10 @@ What it does, in short:
   uploads ≤ 50 MiB (413), captions ≤ 1024, text ≤ 4096, callback_data ≤ 64 bytes, albums 2-10,
   ``getFile`` ≤ 20 MiB; ``parse_mode`` HTML / MarkdownV2 / Markdown are parsed into entities with
   the real "can't parse entities" errors (e.g. an unescaped ``.`` in MarkdownV2, ``<br>`` in HTML).
+* Flood control as published (:class:`Limits`, on by default): 1 message/s per chat, 20/min per
+  group, 30/s overall; past them 429 with ``retry_after`` (:attr:`FakeTelegram.floods`).
+* Outages on command: :meth:`FakeTelegram.go_down` answers 502 to everything, or stops listening
+  and cuts open connections ("unreachable"); :meth:`FakeTelegram.come_back` ends it.
 * Group privacy mode (default on): in groups only commands for this bot (``/cmd`` or
   ``/cmd@this_bot``, in a text or a caption), replies to the bot's messages and button presses
   reach the bot; everything in private chats does. Filtered updates go to
@@ -49,6 +53,7 @@ import copy
 import io
 import itertools
 import json
+import math
 import mimetypes
 import re
 import secrets
@@ -68,12 +73,14 @@ __all__ = [
     "CAPTION_MAX_CHARS",
     "DOWNLOAD_MAX_BYTES",
     "PHOTO_MAX_BYTES",
+    "PUBLISHED_LIMITS",
     "TEXT_MAX_CHARS",
     "UPLOAD_MAX_BYTES",
     "Call",
     "FakeChat",
     "FakeTelegram",
     "FakeUser",
+    "Limits",
     "build_app",
     "fake_telegram",
     "running_app",
@@ -146,6 +153,7 @@ _JSON_FIELDS = frozenset(
         "reply_parameters",
         "link_preview_options",
         "results",
+        "message_ids",
     }
 )
 _INT_FIELDS = frozenset(
@@ -321,6 +329,47 @@ class _Failure:
     description: str
     parameters: dict[str, Any] | None
     times: int
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Flood control as Telegram publishes it: at most `chat` messages per chat, `group` per
+    group and `overall` over every chat, each as (messages, seconds) in a sliding window.
+    Sending and editing count; deleting, answering button presses, files and polling do not.
+    Past a limit the call is answered 429 with ``retry_after`` (whole seconds, at least 1)."""
+
+    chat: tuple[int, float] = (1, 1.0)
+    group: tuple[int, float] = (20, 60.0)
+    overall: tuple[int, float] = (30, 1.0)
+
+
+PUBLISHED_LIMITS = Limits()
+COUNTED_METHODS = frozenset(
+    {
+        "sendMessage",
+        "sendPhoto",
+        "sendDocument",
+        "sendMediaGroup",
+        "copyMessage",
+        "editMessageText",
+        "editMessageCaption",
+        "editMessageMedia",
+        "editMessageReplyMarkup",
+    }
+)
+
+
+class _Window:
+    def __init__(self, count: int, per: float) -> None:
+        self.count, self.per = count, per
+        self.stamps: list[float] = []
+
+    def wait(self, now: float) -> float:
+        """Seconds until one more call fits (0: it fits now)."""
+        self.stamps = [t for t in self.stamps if t > now - self.per]
+        if len(self.stamps) < self.count:
+            return 0.0
+        return self.stamps[len(self.stamps) - self.count] + self.per - now
 
 
 # --------------------------------------------------------------------------------------------
@@ -867,6 +916,7 @@ class FakeTelegram:
         privacy_mode: bool = True,
         host: str = "127.0.0.1",
         refuse_second_poller: bool = False,
+        limits: Limits | None = PUBLISHED_LIMITS,
     ) -> None:
         bot_id, sep, _ = token.partition(":")
         if not sep or not bot_id.isdigit():
@@ -878,6 +928,10 @@ class FakeTelegram:
         self.privacy_mode = privacy_mode
         self.host = host
         self.port: int | None = None
+        self.limits = limits
+        self._windows: dict[Any, _Window] = {}
+        self.down: str | None = None  # "502" or "unreachable" while an outage lasts
+        self._site: web.TCPSite | None = None
 
         self.calls: list[Call] = []
         self.server_errors: list[BaseException] = []
@@ -935,6 +989,7 @@ class FakeTelegram:
             "editMessageMedia": self._m_edit_message_media,
             "editMessageReplyMarkup": self._m_edit_message_reply_markup,
             "deleteMessage": self._m_delete_message,
+            "deleteMessages": self._m_delete_messages,
             "answerCallbackQuery": self._m_answer_callback_query,
             "getFile": self._m_get_file,
         }
@@ -958,11 +1013,35 @@ class FakeTelegram:
             app, access_log=None, shutdown_timeout=1.0, handler_cancellation=True
         )
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, 0)
+        site = web.TCPSite(self._runner, self.host, self.port or 0)
         await site.start()
         server = site._server
         assert server is not None and server.sockets
         self.port = server.sockets[0].getsockname()[1]
+        self._site = site
+
+    async def go_down(self, mode: str = "502") -> None:
+        """An outage: every call is answered 502 Bad Gateway (``"502"``), or the server stops
+        listening and drops the connections it has (``"unreachable"``) until `come_back`."""
+        if mode not in ("502", "unreachable"):
+            raise ValueError("mode is '502' or 'unreachable'")
+        self.down = mode
+        if mode == "unreachable" and self._site is not None:
+            await self._site.stop()
+            self._site = None
+
+    async def come_back(self) -> None:
+        """The outage ends (the server listens on the same port again)."""
+        mode, self.down = self.down, None
+        if mode == "unreachable" and self._site is None and self._runner is not None:
+            site = web.TCPSite(self._runner, self.host, self.port)
+            await site.start()
+            self._site = site
+
+    @property
+    def floods(self) -> list[Call]:
+        """Calls answered 429 by flood control."""
+        return [c for c in self.calls if not c.ok and c.error_code == 429]
 
     async def close(self) -> None:
         """Release pending long polls at once, then stop the server."""
@@ -1463,10 +1542,18 @@ class FakeTelegram:
         if method is None:
             return self._error_response(ApiError(404, "Not Found"))
 
+        if self.down == "unreachable":
+            # a connection opened before the outage: cut it, as a dead server would
+            if request.transport is not None:
+                request.transport.abort()
+            raise ConnectionResetError("the fake Telegram is unreachable")
         call = Call(method=method, params={}, files={}, timestamp=time.monotonic())
         try:
             call.params, call.files = await self._read_params(request)
+            if self.down == "502":
+                raise ApiError(502, "Bad Gateway")
             self._inject_failure(method)
+            self._flood_control(method, call.params)
             if self._delays.get(method):
                 await asyncio.sleep(self._delays[method])
             result = await self._handlers[method](call.params, call.files)
@@ -1494,6 +1581,34 @@ class FakeTelegram:
         self.calls.append(call)
         self._calls_event.set()
         self._calls_event = asyncio.Event()
+
+    def _flood_control(self, method: str, params: dict[str, Any]) -> None:
+        limits = self.limits
+        if limits is None or method not in COUNTED_METHODS:
+            return
+        chat_id = params.get("chat_id")
+        if not isinstance(chat_id, int):
+            return  # refused by the method itself
+        windows = [("overall", limits.overall), (("chat", chat_id), limits.chat)]
+        if chat_id < 0:
+            windows.append((("group", chat_id), limits.group))
+        now = time.monotonic()
+        found = []
+        for key, (count, per) in windows:
+            window = self._windows.get(key)
+            if window is None:
+                window = self._windows[key] = _Window(count, per)
+            found.append(window)
+        wait = max(w.wait(now) for w in found)
+        if wait > 0:
+            retry_after = max(1, math.ceil(wait))
+            raise ApiError(
+                429,
+                f"Too Many Requests: retry after {retry_after}",
+                {"retry_after": retry_after},
+            )
+        for window in found:
+            window.stamps.append(now)
 
     def _inject_failure(self, method: str) -> None:
         queue = self._failures.get(method)
@@ -2060,6 +2175,25 @@ class FakeTelegram:
         if not own and state.chat.type != "private" and not state.bot_is_admin:
             raise _bad("message can't be deleted")
         del state.messages[message_id]
+        return True
+
+    async def _m_delete_messages(self, params: dict[str, Any], files: dict[str, Any]) -> bool:
+        state = self._target_chat(params)
+        ids = params.get("message_ids")
+        if not isinstance(ids, list) or not 1 <= len(ids) <= 100:
+            raise _bad("message identifiers are not specified")
+        found = False
+        for message_id in ids:
+            message = state.messages.get(message_id)
+            if message is None:
+                continue  # as Telegram: messages that cannot be found are skipped
+            own = message.get("from", {}).get("id") == self.bot_id
+            if not own and state.chat.type != "private" and not state.bot_is_admin:
+                continue
+            del state.messages[message_id]
+            found = True
+        if not found:
+            raise _bad("message to delete not found")
         return True
 
     async def _m_answer_callback_query(self, params: dict[str, Any], files: dict[str, Any]) -> bool:

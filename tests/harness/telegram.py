@@ -104,7 +104,7 @@ async def telegram_env(
             "telegram_token": fake.token,
             "telegram_api_base_url": fake.root,
             "telegram_edit_interval": 0.1,
-            "telegram_max_retries": 3,
+            "delivery_retry_seconds": 30.0,
         }
         values.update(overrides)
         settings = make_settings(tmp_path, [webui.url], **values)
