@@ -20,12 +20,17 @@ from pydantic import ValidationError
 
 from bot.logs import setup_logging
 from bot.metrics import Metrics, Snapshot
+from bot.monitor import Monitor
+from bot.service import Service
 from bot.settings import Settings
 from devwebui import DevWebUI
 from storage.vocab import JobState
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness.cli import free_port
+from tests.harness.engine import ALICE, BOB, eventually, running_engine, small
+from tests.harness.memory import MemoryReplier
 from tests.harness.process import BotProcess, bot_env, jobs, photos, until
+from tests.harness.settings import make_settings
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -132,14 +137,17 @@ async def test_health_readiness_metrics_and_job_lines_of_a_running_bot(tmp_path)
             assert value(page, "drawbridge_jobs_total", outcome="undelivered") == 0
             assert value(page, "drawbridge_credits_spent_total") == sum(j.cost for j in delivered)
             assert sum(j.cost for j in delivered) > 0
-            # waited: every job a backend took (the failed one once, not per attempt)
-            assert value(page, "drawbridge_job_wait_seconds_count") == 3
+            # waited: every job a backend took (the failed one once, not per attempt; the
+            # cancelled one too if it had been sent to wait on the WebUI's lock)
+            taken = [j for j in rows if j.started_at is not None]
+            assert len(taken) >= 3
+            assert value(page, "drawbridge_job_wait_seconds_count") == len(taken)
             assert value(page, "drawbridge_job_run_seconds_count") == 2
             assert value(page, "drawbridge_failovers_total") == 1
             assert value(page, "drawbridge_backend_up", backend="gpu-a") == 1
             assert value(page, "drawbridge_messages_sent_total", platform="telegram") > 0
             assert value(page, "drawbridge_deliveries_retried_total", platform="telegram") == 0
-            assert value(page, "drawbridge_gpu_idle_gap_seconds_count") >= 1
+            assert value(page, "drawbridge_gpu_idle_gap_seconds_count") >= 0  # exact: below
             assert not any("127.0.0.1" in str(key) or fake.token in str(key) for key in page)
 
             # one INFO line per finished job, with what an operator needs and never the prompt
@@ -281,3 +289,58 @@ def test_each_metrics_has_its_own_registry() -> None:
     assert value(first, "drawbridge_queued_per_user_bucket", le="3.0") == 2
     assert value(second, "drawbridge_jobs_total", outcome="delivered") == 0
     assert value(second, "drawbridge_queue_depth") == 0
+
+
+async def test_gpu_idle_gaps_are_counted_between_jobs_while_work_waits(tmp_path) -> None:
+    async with (
+        DevWebUI(delay=1.0) as webui,
+        running_engine(tmp_path, [webui]) as engine,
+    ):
+        replier = MemoryReplier()
+        await engine.submit(ALICE, small("alone"), replier)
+        await replier.wait(lambda r: len(r.results) == 1)
+        # it found the backend idle with nothing waiting: no gap
+        assert value(_page(engine), "drawbridge_gpu_idle_gap_seconds_count") == 0
+        for prompt in ("one", "two", "three"):
+            await engine.submit(BOB, small(prompt), replier)
+        await replier.wait(lambda r: len(r.results) == 4)
+        # the second and third of the burst each followed a job while work waited
+        assert value(_page(engine), "drawbridge_gpu_idle_gap_seconds_count") == 2
+
+        async def page() -> dict[Any, float]:
+            return _page(engine)
+
+        done = await eventually(
+            page, lambda p: value(p, "drawbridge_jobs_total", outcome="delivered") == 4
+        )
+        assert value(done, "drawbridge_job_wait_seconds_count") == 4
+
+
+def _page(engine: Any) -> dict[Any, float]:
+    return samples(engine.metrics.render().decode())
+
+
+async def test_healthz_is_503_once_the_database_is_gone(tmp_path) -> None:
+    settings = make_settings(tmp_path, ["http://127.0.0.1:9"], http_listen="127.0.0.1:0")
+    service = Service(settings)  # its one backend refuses connections: down
+    listen = settings.http_address()
+    assert listen is not None
+    try:
+        await service.__aenter__()
+        async with (
+            Monitor(service, listen, lambda: {"discord": "connected"}) as monitor,
+            httpx.AsyncClient(base_url="http://{}:{}".format(*monitor.address)) as http,
+        ):
+            healthy = await http.get("/healthz")
+            assert healthy.status_code == 200 and healthy.json()["adapters"] == {
+                "discord": "connected"
+            }
+            ready = await http.get("/readyz")  # connected, but the one backend is down
+            assert ready.status_code == 503 and ready.json()["missing"] == ["no backend up"]
+            await service.aclose()  # the database connection is gone
+            broken = await http.get("/healthz")
+            assert broken.status_code == 503
+            assert broken.json()["status"] == "database unavailable"
+            assert broken.json()["database"] != "ok"
+    finally:
+        await service.aclose()
