@@ -16,7 +16,11 @@ USER drawbridge
 # (DATA_DIR/drawbridge.db unless DATABASE_URL says otherwise) and the stored images.
 ENV DATA_DIR=/data
 VOLUME ["/data"]
+# /healthz, /readyz and /metrics (HTTP_LISTEN=off turns them off: then make the healthcheck
+# `drawbridge db check`, which connects to the database once)
+ENV HTTP_LISTEN=0.0.0.0:8080
+EXPOSE 8080
 HEALTHCHECK --interval=30s --timeout=15s --start-period=30s --retries=3 \
-    CMD ["drawbridge", "db", "check"]
+    CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=10)"]
 ENTRYPOINT ["drawbridge"]
 CMD ["run"]

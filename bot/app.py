@@ -4,6 +4,7 @@ loop, started in a defined order and stopped in the reverse one.
 1. build each adapter: it registers its reply factory with the service;
 2. start the service: database, jobs queued at the last shutdown resumed (their repliers wait
    for their platform), dispatching, the scheduler;
+   then the health and metrics server on HTTP_LISTEN (bot/monitor.py), unless it is off;
 3. enter each adapter (log in, start taking updates);
 4. run until SIGINT/SIGTERM or until an adapter's connection ends by itself;
 5. drain: new commands are answered "restarting, try again in a minute" (nothing charged),
@@ -26,6 +27,7 @@ from typing import Any
 
 from adapters.kit import Adapter, AdapterStartError
 from bot.i18n import t
+from bot.monitor import CONNECTED, Monitor
 from bot.service import Service
 from bot.settings import Settings
 
@@ -65,17 +67,24 @@ async def run(settings: Settings) -> int:
             loop.add_signal_handler(sig, stop.set)
     service = Service(settings, schedule=True)
     adapters = [load_adapter(name)(service, settings) for name in names]
+    # what /healthz and /readyz say of each adapter
+    states = dict.fromkeys(names, "starting")
     try:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(service)
+            listen = settings.http_address()
+            if listen is not None:
+                await stack.enter_async_context(Monitor(service, listen, lambda: states))
             for adapter in adapters:
                 await stack.enter_async_context(adapter)
+                states[adapter.name] = CONNECTED
             log.info(
                 "drawbridge running: %s; backends %s",
                 ", ".join(names),
                 ", ".join(service.backends()),
             )
-            await _until_stopped(stop, adapters)
+            await _until_stopped(stop, adapters, states)
+            states.update(dict.fromkeys(states, "stopping"))
             log.info("drawbridge stopping: finishing deliveries, handing back running jobs")
             await service.drain()
     except AdapterStartError as exc:
@@ -84,7 +93,9 @@ async def run(settings: Settings) -> int:
     return 0
 
 
-async def _until_stopped(stop: asyncio.Event, adapters: list[Adapter]) -> None:
+async def _until_stopped(
+    stop: asyncio.Event, adapters: list[Adapter], states: dict[str, str]
+) -> None:
     """Wait for a signal, or for an adapter whose connection ended (logged, then all stop)."""
     watchers: dict[asyncio.Task[Any], str] = {
         asyncio.create_task(adapter.wait_closed()): adapter.name for adapter in adapters
@@ -93,6 +104,8 @@ async def _until_stopped(stop: asyncio.Event, adapters: list[Adapter]) -> None:
     try:
         done, _ = await asyncio.wait([*watchers, signalled], return_when=asyncio.FIRST_COMPLETED)
         for task in done:
+            if task in watchers:
+                states[watchers[task]] = "stopped"
             if task in watchers and task.exception() is not None:
                 log.error("adapter stopped: %s", task.exception())
     finally:

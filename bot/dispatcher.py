@@ -63,6 +63,7 @@ from bot.errors import (
     WebUIUnreachable,
 )
 from bot.fairqueue import Entry, FairQueue
+from bot.metrics import Metrics
 from bot.payload import Target
 from bot.types import Mode
 from bot.webui.client import GenerationResult, Progress, TaskProgress, WebUIClient
@@ -143,6 +144,7 @@ class Dispatcher:
         restore: bool = True,
         refresh_interval: float = 300.0,
         state_file: Path | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         labels = labels or []
         self.backends = [
@@ -172,6 +174,10 @@ class Dispatcher:
         self._asked_at = -ON_DEMAND_GAP  # the last refresh for a name nobody listed
         self._state_written: asyncio.Task[None] | None = None
         self._state_again = False
+        self.metrics = metrics or Metrics(process=False)
+        # backend index → when its last job left while others waited in the queue (the GPU
+        # idle gap runs from there to the next job it takes)
+        self._idle_since: dict[int, float] = {}
 
     # --- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -472,6 +478,9 @@ class Dispatcher:
             run.sent_at = time.monotonic()
             if len(backend.inflight) == 1 or backend.inflight[0] is run:
                 run.started_at = run.sent_at
+                idle_since = self._idle_since.pop(backend.index, None)
+                if idle_since is not None:
+                    self.metrics.idle_gap(run.sent_at - idle_since)
             # bookkeeping (a DB write, replies) must not delay the request to the GPU
             started = asyncio.create_task(self.events.started(run))
             result = await call(backend.client)
@@ -611,12 +620,19 @@ class Dispatcher:
 
     def _leave(self, run: Running) -> None:
         backend = run.backend
+        held = run in backend.inflight and run.started_at is not None
         if run in backend.inflight:
             backend.inflight.remove(run)
         now = time.monotonic()
         for other in backend.inflight:  # the waiting request now holds the WebUI's lock
             if other.started_at is None:
                 other.started_at = now
+                if held:
+                    self.metrics.idle_gap(0.0)  # prefetched: the WebUI went straight on
+        if held and not backend.inflight and len(self.queue) and backend.available(now):
+            self._idle_since[backend.index] = now
+        elif held:
+            self._idle_since.pop(backend.index, None)
         asyncio.get_running_loop().create_task(self.notify())
 
     def _mark_down(self, backend: Backend, error: WebUIError, *, exclude: Running | None) -> None:
@@ -625,6 +641,7 @@ class Dispatcher:
             log.warning("backend %s marked down: %s", backend.name, error.render("en"))
         backend.up = False
         backend.last_error = error.render("en")
+        self._idle_since.pop(backend.index, None)  # down is not an idle gap
         self._state_changed()
         self._cancel_inflight(backend, error, exclude=exclude)
 
@@ -647,6 +664,7 @@ class Dispatcher:
         delay = min(self.cooloff_max, self.cooloff * 2 ** (backend.failures - 1))
         backend.cooling_until = max(backend.cooling_until, time.monotonic() + delay)
         backend.last_error = error.render("en")
+        self._idle_since.pop(backend.index, None)  # cooling off is not an idle gap
         log.warning(
             "backend %s failed a job (%s); it cools off for %g s (%d failure(s) in a row)",
             backend.name,

@@ -48,6 +48,7 @@ from bot.fairqueue import Entry, FairQueue
 from bot.images.ingest import image_size
 from bot.images.store import ImageStore
 from bot.lease import Lease
+from bot.metrics import BackendState, Metrics, Snapshot
 from bot.options import DrawParser, Limits, draw_options, validate_request
 from bot.payload import (
     Resolved,
@@ -110,6 +111,8 @@ class Job:
     shown_position: int = 0
     notes: tuple[str, ...] = field(default=())
     chain: asyncio.Task[Any] | None = None  # its latest bookkeeping step (bot.steps)
+    backend: str = ""  # the backend that took it last (its metrics label)
+    ran: float | None = None  # seconds its backend drew it
 
     def update(self, state: JobState, **fields: Any) -> JobUpdate:
         """A JobUpdate of this job, carrying its notes."""
@@ -129,9 +132,11 @@ class Engine(Events):
         store: ImageStore | None = None,
         instance: str | None = None,
         serves: Sequence[str] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
+        self.metrics = metrics or Metrics(process=False)
         self.presets = presets or load_presets(settings.presets_file)
         self.limits = Limits.from_settings(settings)
         self.options = draw_options(self.limits, self.presets)
@@ -182,7 +187,9 @@ class Engine(Events):
             restore=settings.webui_restore_settings,
             refresh_interval=settings.catalogue_refresh_interval,
             state_file=state_path(settings),
+            metrics=self.metrics,
         )
+        self.metrics.watch(self.snapshot)
 
     # --- lifecycle -------------------------------------------------------------------
     async def __aenter__(self) -> Engine:
@@ -502,6 +509,30 @@ class Engine(Events):
             return None
         return [b.last_error for b in self.dispatcher.backends]
 
+    def snapshot(self) -> Snapshot:
+        """The queue and the backends now, for /metrics and /healthz."""
+        per_user: dict[str, int] = {}
+        for job in self.jobs.values():
+            if job.state is JobState.QUEUED:
+                per_user[job.requester.key] = per_user.get(job.requester.key, 0) + 1
+        now = time.monotonic()
+        backends = [
+            BackendState(
+                label=backend_label(b.label, b.index),
+                up=b.up,
+                running=len(b.inflight),
+                cooling=b.cooling(now) > 0,
+                error="" if b.up else b.last_error,
+            )
+            for b in self.dispatcher.backends
+        ]
+        return Snapshot(
+            queued=len(self.queue),
+            running=sum(len(b.inflight) for b in self.dispatcher.backends),
+            per_user=sorted(per_user.values()),
+            backends=backends,
+        )
+
     def samplers(self) -> list[str]:
         """Sampler names of every backend, without repeats (for autocomplete)."""
         return catalogue.samplers(self.dispatcher.backends)
@@ -560,7 +591,35 @@ class Engine(Events):
         )
         if refunded is None:
             log.info("job %s was not ours to cancel any more", job.id)
+        else:
+            self._ended(job, "cancelled")
         return refunded
+
+    def _ended(self, job: Job, outcome: str) -> None:
+        """A job reached its final state here: its one INFO line (never the prompt) and its
+        metrics."""
+        spec, who = job.spec, job.requester
+        took = time.monotonic() - job.created
+        fields = {
+            "job_id": job.id,
+            "user": who.key,
+            "platform": who.platform,
+            "chat": who.chat_id,
+            "mode": spec.mode.value,
+            "size": f"{spec.width}x{spec.height}",
+            "steps": spec.steps,
+            "cost": job.cost,
+            "backend": job.backend or "-",
+            "seconds": round(took, 2),
+            "drawn_seconds": None if job.ran is None else round(job.ran, 2),
+            "outcome": outcome,
+        }
+        log.info(
+            "job finished: %s",
+            " ".join(f"{key}={'-' if value is None else value}" for key, value in fields.items()),
+            extra={"job": fields},
+        )
+        self.metrics.job_ended(outcome, cost=job.cost, ran=job.ran)
 
     async def _job_of_cancel_button(self, key: str) -> Job | None:
         # Cancel buttons carry the job id; those drawn before that carried an action key.
@@ -708,7 +767,10 @@ class Engine(Events):
     async def started(self, run: Running) -> None:
         job: Job = run.entry.item
         job.state = JobState.RUNNING
+        if job.started is None:  # a retry's wait is not counted twice
+            self.metrics.job_started(time.monotonic() - job.created)
         job.started = time.monotonic()
+        job.backend = backend_label(run.backend.label, run.backend.index)
         backend = run.backend.url
         attempts = self.dispatcher.attempts.get(job.id, 1)
         self.steps.then(job, "start", lambda: self._start_write(job, backend, attempts))
@@ -750,6 +812,7 @@ class Engine(Events):
             return  # cancelled meanwhile
         # The picture exists: from here on the job is delivered or refunded, never cancelled.
         job.state = JobState.RENDERED
+        job.ran = elapsed
         self.jobs.pop(job.id, None)
         backend_model = run.backend.model
         self.steps.then(
@@ -810,15 +873,18 @@ class Engine(Events):
             await job.replier.deliver(result)
         except DeliveryFailed as exc:
             log.warning("job %s could not be delivered; refunding it", job.id)
-            await self._fail(job, exc, error_text="delivery failed")
+            await self._fail(job, exc, error_text="delivery failed", outcome="undelivered")
             return
         except Exception as exc:
             log.warning("delivering job %s failed (%s); refunding it", job.id, _brief(exc))
-            await self._fail(job, DeliveryFailed(), error_text="delivery failed")
+            await self._fail(
+                job, DeliveryFailed(), error_text="delivery failed", outcome="undelivered"
+            )
             return
         await until_written(
             lambda: self.db.jobs.deliver(job.id, owner=self.instance), f"job {job.id}: deliver"
         )
+        self._ended(job, "delivered")
 
     async def failed(self, run: Running, error: DrawbridgeError) -> None:
         job: Job = run.entry.item
@@ -830,7 +896,14 @@ class Engine(Events):
         with contextlib.suppress(Exception):
             await self._refresh_positions()
 
-    async def _fail(self, job: Job, error: DrawbridgeError, *, error_text: str = "") -> None:
+    async def _fail(
+        self,
+        job: Job,
+        error: DrawbridgeError,
+        *,
+        error_text: str = "",
+        outcome: str = "failed",
+    ) -> None:
         """fail (refunded in the same transaction), then tell the user."""
         job.state = JobState.FAILED
         self.jobs.pop(job.id, None)
@@ -844,12 +917,14 @@ class Engine(Events):
         if refunded is None:
             log.info("job %s had ended or is not ours any more; nothing refunded", job.id)
             return
+        self._ended(job, outcome)
         with contextlib.suppress(Exception):
             await job.replier.fail(job.id, error, refunded)
 
     async def retrying(self, run: Running, error: WebUIError) -> None:
         job: Job = run.entry.item
         job.state = JobState.QUEUED
+        self.metrics.failover()
         text = error.render("en")[:500]
         self.steps.then(job, "requeue", lambda: self._requeue_write(job, text))
         attempt = self.dispatcher.attempts.get(job.id, 1) + 1
@@ -881,6 +956,11 @@ class Engine(Events):
 
     async def discarded(self, run: Running) -> None:
         log.info("dropped the result of cancelled job %s", run.entry.job_id)
+
+
+def backend_label(label: str, index: int) -> str:
+    """A backend's name in metrics and job lines: WEBUI_NAMES' label, else its index."""
+    return label or str(index)
 
 
 def _result_actions(count: int, mode: Mode) -> tuple[list[tuple[int, str]], list[str]]:

@@ -12,6 +12,7 @@ DrawbridgeError                 (key + params → a sentence from bot.i18n)
 │   └── NoBackendCanDraw        no backend has what the request needs (checkpoint, LoRA …)
 ├── NotFound                    unknown job, preset, model …
 ├── DatabaseError               the database cannot be used (operator-facing, CLI only)
+├── ListenError                 HTTP_LISTEN cannot be served (operator-facing, CLI only)
 ├── StorageError                the database failed; the write was rolled back whole (the
 │                               storage.vocab.StorageFault it stands for says which sentence)
 ├── DeliveryFailed              a result could not be delivered (the platform stayed away for
@@ -113,6 +114,12 @@ class DatabaseError(DrawbridgeError):
     """The database cannot be reached or used; the key names the reason (db.auth, …)."""
 
     key = "db.unreachable"
+
+
+class ListenError(DrawbridgeError):
+    """The health and metrics server cannot listen on HTTP_LISTEN (port taken, bad host)."""
+
+    key = "http.cannot_listen"
 
 
 class DeliveryFailed(DrawbridgeError):

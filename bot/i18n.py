@@ -773,6 +773,12 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "无法使用 SQLite 数据库 {where}（{detail}）——请把 DATA_DIR（或 DATABASE_URL）"
         "设为 drawbridge 可写的文件夹；在 Docker 中是 /data 卷。",
     },
+    "http.cannot_listen": {
+        "en": "Cannot serve /healthz and /metrics on HTTP_LISTEN={listen} ({detail}) — choose a "
+        "free port (e.g. HTTP_LISTEN=127.0.0.1:9090), or HTTP_LISTEN=off to run without them.",
+        "zh": "无法在 HTTP_LISTEN={listen} 上提供 /healthz 和 /metrics（{detail}）——请换一个空闲端口"
+        "（例如 HTTP_LISTEN=127.0.0.1:9090），或设 HTTP_LISTEN=off 不启用它们。",
+    },
     "db.failed": {
         "en": "The database at {where} failed: {detail}. Check its log; drawbridge changed "
         "nothing that this error interrupted.",

@@ -6,6 +6,8 @@ import logging
 import os
 import re
 
+from pythonjsonlogger.json import JsonFormatter
+
 from bot.settings import Settings
 from storage.urls import parse
 
@@ -54,11 +56,26 @@ def secrets_of(settings: Settings) -> list[str]:
     return values
 
 
+TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def formatter_for(log_format: str) -> logging.Formatter:
+    """LOG_FORMAT's formatter: text lines, or one JSON object per line (for log shippers).
+    Either formats records the handler's RedactingFilter has already masked."""
+    if log_format == "json":
+        return JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            json_ensure_ascii=False,
+        )
+    return logging.Formatter(TEXT_FORMAT)
+
+
 def setup_logging(settings: Settings) -> RedactingFilter:
     """Configure the root logger once; quiet the libraries that log URLs."""
     redactor = RedactingFilter(secrets_of(settings))
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(formatter_for(settings.log_format))
     handler.addFilter(redactor)
     root = logging.getLogger()
     root.handlers[:] = [handler]

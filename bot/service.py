@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from sqlalchemy import text
 
 from bot import database, defaults
 from bot.backend_report import backend_lines
@@ -33,6 +34,7 @@ from bot.errors import DrawbridgeError, ImageError
 from bot.images.ingest import FORMATS_TEXT, image_size
 from bot.images.inputs import prepare_images
 from bot.images.store import ImageStore
+from bot.metrics import Metrics, Snapshot
 from bot.options import Limits, Option, help_lines
 from bot.presets import PresetBook
 from bot.scheduler import build_scheduler
@@ -83,11 +85,20 @@ class Service:
         run_jobs: bool = True,
         schedule: bool = False,
         serves: Sequence[str] = (),
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
+        # this service's own registry: /metrics shows it, nothing lands in a global one
+        self.metrics = metrics or Metrics()
         self._db = Database(settings.database_url, **settings.database_options())
         self._engine = Engine(
-            settings, self._db, clients=clients, presets=presets, store=store, serves=serves
+            settings,
+            self._db,
+            clients=clients,
+            presets=presets,
+            store=store,
+            serves=serves,
+            metrics=self.metrics,
         )
         self._run_jobs = run_jobs
         self._schedule = schedule
@@ -136,6 +147,22 @@ class Service:
             await self._engine.stop()
         finally:
             await self._db.close()
+
+    def snapshot(self) -> Snapshot:
+        """The queue and each backend's state now (no network), for /healthz and /readyz."""
+        return self._engine.snapshot()
+
+    async def database_fault(self, within: float = 5.0) -> str | None:
+        """None when the database answers a query within `within` seconds, else why not
+        (one line, no credentials: the driver's exception type)."""
+        try:
+            async with asyncio.timeout(within), self._db.read() as conn:
+                await conn.execute(text("SELECT 1"))
+        except TimeoutError:
+            return f"no answer within {within:g} s"
+        except Exception as exc:
+            return type(exc).__name__
+        return None
 
     def backends(self) -> list[str]:
         """The configured WebUIs as they may be shown to an operator (no credentials)."""

@@ -220,6 +220,47 @@ class Settings(BaseSettings):
         """Daily credits for this user."""
         return self.admin_daily_credits if self.is_admin(user_key) else self.daily_credits
 
+    # --- operating it (bot/monitor.py, bot/logs.py) ---
+    # host:port of /healthz, /readyz and /metrics; empty or "off": no HTTP server
+    http_listen: str = "127.0.0.1:8080"
+    # "text" (one line per record) or "json" (one JSON object per line, for log shippers)
+    log_format: str = "text"
+
+    @field_validator("http_listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        value = value.strip()
+        if value.lower() in ("", "off"):
+            return ""
+        split_listen(value)
+        return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _log_format(cls, value: str) -> str:
+        value = value.strip().lower() or "text"
+        if value not in ("text", "json"):
+            raise ValueError(f"LOG_FORMAT {value!r} must be text or json")
+        return value
+
+    def http_address(self) -> tuple[str, int] | None:
+        """HTTP_LISTEN as (host, port); None when it is off."""
+        return split_listen(self.http_listen) if self.http_listen else None
+
     def database_options(self) -> dict[str, float]:
         """Keyword arguments for storage.db.Database beside the URL."""
         return {"retry_seconds": self.db_retry_seconds, "busy_timeout": self.db_busy_timeout}
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """ "host:port" (IPv6 as "[::]:8080") as (host, port); ValueError saying what to write."""
+    host, colon, port = value.rpartition(":")
+    host = host.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    if not colon or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(
+            f"HTTP_LISTEN {value!r} must be HOST:PORT, e.g. 127.0.0.1:8080 (0.0.0.0:8080 in a "
+            "container), or off"
+        )
+    return host, int(port)

@@ -39,6 +39,15 @@ def bot_settings(project: Any, tmp_path: Path) -> dict[str, Any]:
     return result
 
 
+# the bot's healthcheck (compose.yaml and the Dockerfile): /healthz on the container's port
+HEALTHZ_CHECK = [
+    "CMD",
+    "python",
+    "-c",
+    "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/healthz', timeout=10)",
+]
+
+
 def answering_to_webui(project: Any) -> list[str]:
     """Services reachable as http://webui inside the project's network."""
     names = []
@@ -85,12 +94,8 @@ def test_each_webui_profile_gives_the_bot_one_webui_and_data_under_the_volume(tm
         "data_dir": "/data",
         "webui_urls": ["http://webui:7860"],
     }
-    assert "healthcheck" in bot and bot["healthcheck"]["test"] == [
-        "CMD",
-        "drawbridge",
-        "db",
-        "check",
-    ]
+    assert env["HTTP_LISTEN"] == "0.0.0.0:8080"  # Prometheus and the healthcheck reach it
+    assert bot["healthcheck"]["test"] == HEALTHZ_CHECK
 
 
 def test_dev_profile_needs_no_gpu_and_runs_the_placeholder_webui(tmp_path):

@@ -25,6 +25,7 @@ import pytest
 from devwebui import DevWebUI
 from tests.compose_render import container_env, render
 from tests.fakes.telegram_api import FakeTelegram
+from tests.harness.cli import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 USER = 65534  # nobody / nogroup: no home, owns nothing
@@ -148,6 +149,10 @@ async def test_installed_as_root_runs_as_a_user_and_writes_only_under_data(box):
     project = await asyncio.to_thread(render, box, ["dev"])
     env = {k: v.replace("/data", str(data)) for k, v in container_env(project, "bot").items()}
     assert env["DATA_DIR"] == str(data) and env["DATABASE_URL"] == ""
+    assert env["HTTP_LISTEN"] == "0.0.0.0:8080"
+    healthcheck = project["services"]["bot"]["healthcheck"]["test"]
+    port = free_port()  # the same server, but on this machine's loopback and a free port
+    env["HTTP_LISTEN"] = f"127.0.0.1:{port}"
 
     async with FakeTelegram() as fake, DevWebUI(delay=0.05) as webui:
         env.update(
@@ -177,6 +182,13 @@ async def test_installed_as_root_runs_as_a_user_and_writes_only_under_data(box):
                 "sendPhoto", lambda c: "🌱" in (c.params.get("caption") or ""), timeout=60
             )
             assert photo.params["caption"].startswith("a harbour at dusk\n🌱 5")
+            # compose's healthcheck, run as the container's user: /healthz answers 200
+            probe = [arg.replace(":8080/", f":{port}/") for arg in healthcheck[1:]]
+            assert probe[0] == "python"
+            health = await asyncio.create_subprocess_exec(
+                *command, f"{venv}/bin/python", *probe[1:], cwd=app
+            )
+            assert await asyncio.wait_for(health.wait(), 30) == 0
         finally:
             if proc.returncode is None:
                 proc.send_signal(signal.SIGTERM)

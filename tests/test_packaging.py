@@ -8,6 +8,7 @@ the Makefile installs from its lock. The license and metadata are what pyproject
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -77,7 +78,11 @@ def test_dockerfile_installs_the_lock_in_a_layer_before_the_code():
     install_code = next(i for i, line in enumerate(lines) if "pip install --no-deps" in line)
     assert copy_lock < install_lock < copy_code < install_code
     assert "--require-hashes" in lines[install_lock]
-    assert any(line.startswith("HEALTHCHECK ") and "drawbridge" in line for line in lines)
+    (check,) = [line for line in lines if line.startswith("HEALTHCHECK ")]
+    # the same probe as compose's: /healthz on the port the image listens on
+    probe = json.loads(check.split(" CMD ", 1)[1])
+    assert probe[:2] == ["python", "-c"] and "http://127.0.0.1:8080/healthz" in probe[2]
+    assert "ENV HTTP_LISTEN=0.0.0.0:8080" in lines
     assert "ENV DATA_DIR=/data" in lines
     assert any(line.startswith("USER ") and "root" not in line for line in lines)
     # what the image must not contain

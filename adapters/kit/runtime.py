@@ -49,6 +49,7 @@ class Runtime(Generic[Client]):
         self._ready = asyncio.Event()
         # the edge: what leaves (the outbox), what waits to leave (the spool), what comes in
         self.outbox = self.make_outbox()
+        service.metrics.watch_outbox(self.platform, self.outbox)  # /metrics counts its retries
         self.spool = Spool(settings.delivery_memory_mb * MIB, service.stored_picture)
         self.limits = InputLimits(settings.user_rate_limit, settings.user_rate_period)
 

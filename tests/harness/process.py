@@ -30,6 +30,7 @@ from storage.vocab import JobState
 from tests.fakes.telegram_api import FakeTelegram
 
 READY = "drawbridge running"
+HTTP_READY = "http: /healthz, /readyz and /metrics on "
 PRESETS = "width = 256\nheight = 256\nsteps = 4\nhires = false\n"
 ALL_STATES = [state.value for state in JobState]
 
@@ -62,6 +63,8 @@ def bot_env(
         DISCORD_TOKEN="",
         TELEGRAM_TOKEN="",
         LOG_LEVEL="INFO",
+        # /healthz and /metrics on a free port (the log says which: `BotProcess.http_root`)
+        HTTP_LISTEN="127.0.0.1:0",
     )
     if fake is not None:
         env.update(TELEGRAM_TOKEN=fake.token, TELEGRAM_API_BASE_URL=fake.root)
@@ -105,6 +108,11 @@ class BotProcess:
             self.lines.append(raw.decode(errors="replace").rstrip())
             self._changed.set()
         self._changed.set()
+
+    async def http_root(self, timeout: float = 30.0) -> str:
+        """http://host:port of its /healthz, /readyz and /metrics, from the line saying so."""
+        line = await self.wait_log(HTTP_READY, timeout)
+        return "http://" + line.rsplit(" on ", 1)[1].strip()
 
     @property
     def log(self) -> str:

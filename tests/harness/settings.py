@@ -25,6 +25,7 @@ def make_settings(tmp_path: Path, urls: list[str], **overrides: Any) -> Settings
         "health_check_interval": 0.2,
         "max_queued_per_user": 100,
         "daily_credits": 10_000,
+        "http_listen": "",  # no health server unless a test asks (tests run in parallel)
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
