@@ -254,6 +254,46 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "A drawing server made no progress for {seconds} s.",
         "zh": "绘图服务器 {seconds} 秒没有任何进展。",
     },
+    # --- backend failures as chat users read them (no hosts, paths or settings; issue 11) ---
+    "webui.misconfigured": {
+        "en": "The image service is misconfigured; an admin has been told. Please try again later.",
+        "zh": "图像服务配置有误，已通知管理员。请稍后再试。",
+    },
+    "webui.unknown_sampler": {
+        "en": "The drawing server does not know that sampler. See /models for the samplers it has.",
+        "zh": "绘图服务器不认识这个采样器。用 /models 查看可用的采样器。",
+    },
+    "webui.rejected": {
+        "en": "The drawing server could not draw this request. Try other settings (size, "
+        "sampler, model) or a plain /draw.",
+        "zh": "绘图服务器无法绘制这个请求。请换一些设置（尺寸、采样器、模型）或直接用 /draw。",
+    },
+    "webui.out_of_memory": {
+        "en": "The drawing server ran out of GPU memory on this job. Try a smaller --size, "
+        "fewer --count or --hires off.",
+        "zh": "绘图服务器处理这个任务时显存不足。请试试更小的 --size、更少的 --count 或 --hires off。",
+    },
+    "webui.too_slow": {
+        "en": "The drawing server took too long on this job. Try a smaller --size or fewer "
+        "--steps, or try again in a while.",
+        "zh": "绘图服务器处理这个任务太久了。请试试更小的 --size 或更少的 --steps，或稍后再试。",
+    },
+    "webui.failed": {
+        "en": "The drawing server failed on this job. Please try again in a while.",
+        "zh": "绘图服务器处理这个任务时出错。请稍后再试。",
+    },
+    "queue.job_waiting": {
+        "en": "{job} — position {position}, waiting for a drawing server",
+        "zh": "{job} —— 第 {position} 位，等待绘图服务器",
+    },
+    "queue.waiting_no_backend": {
+        "en": "Queued (position {position}), but no drawing server is up right now: your job "
+        "waits until one comes "
+        "back (no start time can be given). Its credits are only held and come back if it "
+        "never runs; /cancel returns them now.",
+        "zh": "已排队（第 {position} 位），但目前没有可用的绘图服务器：任务会等到服务器恢复（无法估计开始时间）。"
+        "额度只是暂时占用，任务没有运行就会退还；用 /cancel 可立即退还。",
+    },
     "backends.numbered": {"en": "backend {n}", "zh": "后端 {n}"},
     "route.none": {
         "en": "None of the drawing servers has {missing}. What each one offers:\n{offers}",

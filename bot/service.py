@@ -216,12 +216,17 @@ class Service:
         key: str,
         replier: Replier | None = None,
         *,
+        kind: str,
         reply_ref: dict[str, Any] | None = None,
         source: str | None = None,
     ) -> Pressed:
-        """A result button by the key it carries: reroll, variations and upscale start a job
-        (answered through `replier`; `source` as for `draw`); delete only checks who may."""
-        return await self._engine.press(requester, key, replier, reply_ref=reply_ref, source=source)
+        """A result button by the kind the adapter decoded and the key it carries: reroll,
+        variations and upscale start a job (answered through `replier`; `source` as for
+        `draw`); delete only checks who may. A key stored for another kind is refused as an
+        expired button (NotFound), nothing started or charged."""
+        return await self._engine.press(
+            requester, key, replier, reply_ref=reply_ref, source=source, kind=kind
+        )
 
     async def remember_reply(self, job_id: str, reply_ref: dict[str, Any]) -> None:
         """A replier's conversation moved (its first status message was sent, or replaced):
