@@ -89,6 +89,8 @@ class Service:
         self._engine = Engine(
             settings, self._db, clients=clients, presets=presets, store=store, serves=serves
         )
+        # each decode may hold MAX_PIXELS of pixels: this bounds the memory uploads can take
+        self._decodes = asyncio.Semaphore(settings.max_concurrent_decodes)
         self._run_jobs = run_jobs
         self._schedule = schedule
         self._scheduler: AsyncIOScheduler | None = None
@@ -196,6 +198,7 @@ class Service:
             max_pixels=settings.max_pixels,
             max_bytes=settings.max_upload_bytes,
             locale=requester.locale,
+            decodes=self._decodes,
         )
         problems = self._engine.backend_problems()
         if refuse_when_down and problems is not None:
