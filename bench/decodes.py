@@ -42,6 +42,12 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
+def _reset_peak() -> int:
+    """Reset VmHWM to the current RSS; the RSS now, in KiB."""
+    Path("/proc/self/clear_refs").write_text("5")
+    return _rss_kib("VmRSS")
+
+
 async def _twenty(max_pixels: int, bounded: bool, store_dir: Path) -> None:
     from bot.errors import ImageError
     from bot.images.inputs import prepare_images
@@ -64,8 +70,7 @@ async def _twenty(max_pixels: int, bounded: bool, store_dir: Path) -> None:
             )
 
     gc.collect()
-    Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-    before = _rss_kib("VmRSS")
+    before = _reset_peak()
     await asyncio.gather(*(one() for _ in range(UPLOADS)))
     print(json.dumps({"rss_mib": (_rss_kib("VmHWM") - before) / 1024, "png_bytes": len(data)}))
 
