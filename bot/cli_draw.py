@@ -85,10 +85,12 @@ async def draw_once(
     try:
         # before anything starts: a wrong flag or an unreadable file costs nothing
         request = service.parse(text)
+        limit = settings.max_upload_bytes
         pictures = Pictures(
-            init=_read(init_path) if init_path else None,
-            mask=_read(mask_path) if mask_path else None,
+            init=_read(init_path, limit) if init_path else None,
+            mask=_read(mask_path, limit) if mask_path else None,
         )
+        _check_out_dir(out_dir)
     except BaseException:
         await service.aclose()
         raise
@@ -145,8 +147,30 @@ async def _cancel_quietly(service: Service, requester: Requester, job_id: str) -
         pass  # finished meanwhile, or cancelled again: the claim of the next process refunds it
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes (MAX_UPLOAD_BYTES) of a file: /dev/zero or a FIFO ends too."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
     except OSError as exc:
         raise CliDrawError("error.input", detail=f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise CliDrawError(
+            "error.input",
+            detail=f"{path} is larger than MAX_UPLOAD_BYTES ({limit} bytes); use a smaller file",
+        )
+    return data
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out must be a directory we can write, before anything is charged."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".drawbridge-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise CliDrawError(
+            "error.input", detail=f"--out {out_dir} cannot be written ({why}); choose another"
+        ) from None

@@ -29,11 +29,11 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot import database, defaults
 from bot.backend_report import backend_lines
 from bot.engine import Engine
-from bot.errors import DrawbridgeError, ImageError
+from bot.errors import DrawbridgeError, ImageError, OptionError
 from bot.images.ingest import FORMATS_TEXT, image_size
 from bot.images.inputs import prepare_images
 from bot.images.store import ImageStore
-from bot.options import Limits, Option, help_lines
+from bot.options import Limits, Option, help_lines, images_only_given
 from bot.presets import PresetBook
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
@@ -191,6 +191,8 @@ class Service:
         acknowledgement. `source` names the platform command (e.g. "<chat>:<message id>"):
         the same command handed over again is the same job, and says nothing."""
         settings = self.settings
+        if pictures.init is None and (flags := images_only_given(request, self.options)):
+            raise OptionError("option.needs_picture", flags=", ".join(flags))
         prepared = await prepare_images(
             self._engine.store,
             request,

@@ -149,6 +149,14 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if value.strip().upper() not in levels:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(levels)}")
+        return value.strip().upper()
+
     @field_validator("webui_names", mode="before")
     @classmethod
     def _split_names(cls, value: object) -> object:

@@ -138,7 +138,7 @@ async def test_queue_quota_cancel_and_the_per_user_cap_while_the_webui_is_down(t
         )
         env.fake.send_text(alice, alice, "/queue")
         queue = await env.wait_message(alice, "Your jobs:")
-        assert "2 waiting, 0 drawing, on 0 server(s)." in queue["text"]
+        assert "2 waiting, 0 drawing, on 0 servers." in queue["text"]
         assert "— position 1, waiting for a drawing server" in queue["text"]
         assert "starting in about" not in queue["text"]
         assert "No drawing server is available right now" in queue["text"]
@@ -154,10 +154,10 @@ async def test_queue_quota_cancel_and_the_per_user_cap_while_the_webui_is_down(t
         await env.wait_message(bob, "You have no queued or running jobs.")
 
         env.fake.send_text(alice, alice, "/cancel")
-        await env.wait_message(alice, f"Cancelled job {jobs[1]}. Your 1 credits were returned.")
+        await env.wait_message(alice, f"Cancelled job {jobs[1]}. Your 1 credit was returned.")
         # the cancelled job's own status message says so too
         await env.wait_message(
-            alice, lambda m: m.get("text") == "Cancelled. Your 1 credits were returned."
+            alice, lambda m: m.get("text") == "Cancelled. Your 1 credit was returned."
         )
         env.fake.send_text(alice, alice, f"/cancel {jobs[0]}")
         await env.until(
@@ -176,7 +176,7 @@ async def test_webui_failure_is_reported_and_refunded(tmp_path) -> None:
         message = await env.wait_message(alice, "This job failed:")
         assert "The drawing server failed on this job. Please try again" in message["text"]
         assert "127.0.0.1" not in message["text"] and "WEBUI_URLS" not in message["text"]
-        assert message["text"].endswith("Your 1 credits were returned.")
+        assert message["text"].endswith("Your 1 credit was returned.")
         assert message["reply_to_message"]["text"] == "/draw a doomed fox"
         view = await env.settled(alice)
         assert view.available == 10_000 and view.reserved == 0

@@ -210,6 +210,13 @@ async def gate(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not isinstance(update, Update):
         return
     chat, user = update.effective_chat, update.effective_user
+    if user is None and update.message is not None:
+        # an anonymous group admin (or a channel) writes as the chat: no user to charge
+        command, _ = split_command(update.message.text or update.message.caption, rt.username)
+        if command:
+            text = t(None, "telegram.anonymous")
+            rt.answer(update.message, text, priority=Priority.REFUSAL, key=("anonymous",))
+        raise ApplicationHandlerStop
     if rt.chat_allowed(chat, user):
         return
     locale = user.language_code if user else None
