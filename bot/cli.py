@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from bot import __version__
 from bot.commands import Where, command
-from bot.errors import DrawbridgeError, ImageError, OptionError
+from bot.errors import DrawbridgeError, UserInputError
 from bot.i18n import t
 from bot.options import Limits, draw_options, usage_line
 from bot.presets import PresetBook
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except DrawbridgeError as exc:
         print(f"drawbridge: {exc.render('en')}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, OptionError | ImageError) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, UserInputError) else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.errors import DrawbridgeError
+from bot.errors import DrawbridgeError, UserInputError
 from bot.i18n import t
 from bot.service import Service
 from bot.settings import Settings
@@ -24,6 +24,12 @@ from bot.types import ImageResult, JobResult, JobUpdate, Pictures, Requester
 
 class CliDrawError(DrawbridgeError):
     """A job that failed, with the sentence the engine gave."""
+
+
+class CliInputError(UserInputError):
+    """A file or folder named on the command line cannot be used (exit status 2)."""
+
+    key = "error.input"
 
 
 @dataclass
@@ -153,9 +159,9 @@ def _read(path: Path, limit: int) -> bytes:
         with path.open("rb") as file:
             data = file.read(limit + 1)
     except OSError as exc:
-        raise CliDrawError("error.input", detail=f"cannot read {path}: {exc.strerror}") from None
+        raise CliInputError("error.input", detail=f"cannot read {path}: {exc.strerror}") from None
     if len(data) > limit:
-        raise CliDrawError(
+        raise CliInputError(
             "error.input",
             detail=f"{path} is larger than MAX_UPLOAD_BYTES ({limit} bytes); use a smaller file",
         )
@@ -171,6 +177,6 @@ def _check_out_dir(out_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         why = exc.strerror or type(exc).__name__
-        raise CliDrawError(
+        raise CliInputError(
             "error.input", detail=f"--out {out_dir} cannot be written ({why}); choose another"
         ) from None

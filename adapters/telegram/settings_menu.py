@@ -103,10 +103,9 @@ def button_change(rt: Runtime, field: str, value: str) -> dict[str, Any]:
     if field == "z":
         if value == CLEAR:
             return {"size": None}
-        width, height = (int(v) for v in value.split("x"))
-        return {"size": (width, height)}
+        return {"size": value}  # checked by the same code as a typed `/settings size`
     if field == "t":
-        return {"steps": None if value == CLEAR else int(value)}
+        return {"steps": None if value == CLEAR else value}
     if field == "n":
         return {"negative": None if value == CLEAR else ""}
     return {}
