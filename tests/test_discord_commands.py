@@ -121,7 +121,7 @@ async def test_queue_quota_and_cancel_while_the_webui_is_down(tmp_path) -> None:
         await env.until(lambda: len(env.engine.queue) == 2)
         text = await env.ephemeral(await fake.slash("queue"))
         assert text.startswith("2 waiting, 0 drawing, on 0 servers.\nYour jobs:")
-        assert "— position 1, starting in about" in text
+        assert "— position 1, waiting for a drawing server" in text
         assert "No drawing server is available right now" in text
         text = await env.ephemeral(await fake.slash("quota"))
         assert text.startswith("Alice: 9998 credits left today (daily 10000, extra 0); 2 reserved")
