@@ -45,6 +45,7 @@ from adapters.telegram.settings_menu import on_settings, on_settings_button
 from adapters.telegram.texts import split_command
 from bot.commands import Where, commands_on
 from bot.i18n import t
+from bot.logs import learn_secret
 from bot.service import Service
 from bot.settings import Settings
 
@@ -266,6 +267,7 @@ async def start_webhook(app: Application, rt: Runtime) -> web.AppRunner:
         if settings.telegram_webhook_secret is not None
         else secrets.token_urlsafe(32)
     )
+    learn_secret(secret)  # generated here when not set: the log's redaction must know it
 
     async def receive(request: web.Request) -> web.Response:
         if not secrets.compare_digest(request.headers.get(SECRET_HEADER, ""), secret):
