@@ -15,10 +15,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import live, memory, queueops, quota, report, tgpath
+from bench import decodes, live, memory, queueops, quota, report, tgpath
 from bench.bots import KINDS
 
-GROUPS = ("queue", "memory", "quota", "overhead", "makespan", "light", "switches", "telegram")
+GROUPS = (
+    "queue",
+    "memory",
+    "decodes",
+    "quota",
+    "overhead",
+    "makespan",
+    "light",
+    "switches",
+    "telegram",
+)
 LIVE: dict[str, Callable[..., Any]] = {
     "overhead": live.overhead,
     "makespan": live.makespan,
@@ -58,6 +68,13 @@ def main(argv: list[str] | None = None) -> int:
         m_ours, m_base, notes = memory.run()
         ours.update(m_ours)
         base.update(m_base)
+        for note in notes:
+            log(note)
+    if "decodes" in groups:
+        log("decodes (twenty 2 KB PNGs declaring 4096×4096 at once, in a subprocess each)")
+        d_ours, d_base, notes = decodes.run()
+        ours.update(d_ours)
+        base.update(d_base)
         for note in notes:
             log(note)
     if "quota" in groups:

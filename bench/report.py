@@ -65,6 +65,8 @@ FIGURES: list[Figure] = [
     Figure("overspend", "", "==", 0),
     Figure("bytes_per_queued_job", "B", "<=", 2048),
     Figure("peak_mib_2048_result", "MiB", "<=", 64),
+    Figure("decode_peak_mib_default", "MiB", "<=", 16),
+    Figure("decode_peak_mib_allowed", "MiB", "<=", 450),
     Figure("model_switches_mixed", "", "<=", 4),
     # the whole path through python-telegram-bot and a fake Bot API with Telegram's limits
     Figure("tg_overhead_ms_p50", "ms", "", None),

@@ -69,6 +69,7 @@ async def run(settings: Settings) -> int:
     adapters = [load_adapter(name)(service, settings) for name in names]
     # what /healthz and /readyz say of each adapter
     states = dict.fromkeys(names, "starting")
+    code = 0
     try:
         async with contextlib.AsyncExitStack() as stack:
             await stack.enter_async_context(service)
@@ -76,27 +77,51 @@ async def run(settings: Settings) -> int:
             if listen is not None:
                 await stack.enter_async_context(Monitor(service, listen, lambda: states))
             for adapter in adapters:
-                await stack.enter_async_context(adapter)
+                try:
+                    await stack.enter_async_context(adapter)
+                except AdapterStartError as exc:
+                    # one platform that cannot start stops the process loudly (exit 1) rather
+                    # than leave the other running unnoticed: a supervisor restarts it, alerts
+                    states[adapter.name] = "stopped"
+                    raise _StartFailed(adapter.name, exc) from None
                 states[adapter.name] = CONNECTED
             log.info(
                 "drawbridge running: %s; backends %s",
                 ", ".join(names),
                 ", ".join(service.backends()),
             )
-            await _until_stopped(stop, adapters, states)
+            if not await _until_stopped(stop, adapters, states):
+                code = EXIT_FAILED
             states.update(dict.fromkeys(states, "stopping"))
             log.info("drawbridge stopping: finishing deliveries, handing back running jobs")
             await service.drain()
-    except AdapterStartError as exc:
-        log.error("adapter stopped: %s", exc)
-    log.info("drawbridge stopped")
-    return 0
+    except _StartFailed as failed:
+        log.error("%s could not start: %s", failed.name, failed.reason)
+        code = EXIT_FAILED
+    if code:
+        log.error("drawbridge stopped with exit status %d (a supervisor should restart it)", code)
+    else:
+        log.info("drawbridge stopped")
+    return code
+
+
+EXIT_FAILED = 1
+
+
+class _StartFailed(Exception):
+    """An adapter could not start (its platform refused the token or was unreachable)."""
+
+    def __init__(self, name: str, reason: AdapterStartError) -> None:
+        super().__init__(f"{name}: {reason}")
+        self.name = name
+        self.reason = reason
 
 
 async def _until_stopped(
     stop: asyncio.Event, adapters: list[Adapter], states: dict[str, str]
-) -> None:
-    """Wait for a signal, or for an adapter whose connection ended (logged, then all stop)."""
+) -> bool:
+    """Wait for a signal (True), or for an adapter whose connection ended (logged, then all
+    stop; False: the process exits non-zero)."""
     watchers: dict[asyncio.Task[Any], str] = {
         asyncio.create_task(adapter.wait_closed()): adapter.name for adapter in adapters
     }
@@ -106,8 +131,8 @@ async def _until_stopped(
         for task in done:
             if task in watchers:
                 states[watchers[task]] = "stopped"
-            if task in watchers and task.exception() is not None:
-                log.error("adapter stopped: %s", task.exception())
+                log.error("%s stopped: %s", watchers[task], task.exception() or "connection ended")
+        return signalled in done
     finally:
         for task in (*watchers, signalled):
             task.cancel()

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 
 from bot import __version__
 from bot.commands import Where, command
-from bot.errors import DrawbridgeError, ImageError, OptionError
+from bot.errors import DrawbridgeError, UserInputError
 from bot.i18n import t
 from bot.options import Limits, draw_options, usage_line
 from bot.presets import PresetBook
@@ -22,6 +22,8 @@ from bot.settings import Settings
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
+# the most `drawbridge quota grant` gives at once (far below the database's 2^63)
+MAX_GRANT = 1_000_000_000
 
 
 def _help(name: str) -> str:
@@ -147,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except DrawbridgeError as exc:
         print(f"drawbridge: {exc.render('en')}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(exc, OptionError | ImageError) else EXIT_FAILED
+        return EXIT_USAGE if isinstance(exc, UserInputError) else EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 
@@ -263,8 +265,10 @@ async def _quota(settings: Settings, args: argparse.Namespace) -> int:
     key = user_key(args.user)
     async with Service(settings, run_jobs=False) as service:
         if args.quota_command == "grant":
-            if args.amount <= 0:
-                raise CliError("N must be a positive number of credits", EXIT_USAGE)
+            if not 0 < args.amount <= MAX_GRANT:
+                raise CliError(
+                    f"N must be a whole number of credits from 1 to {MAX_GRANT}", EXIT_USAGE
+                )
             balance = await service.grant(key, args.amount)
             print(t("en", "quota.granted", amount=args.amount, user=key, balance=balance))
             return 0

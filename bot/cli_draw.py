@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bot.errors import DrawbridgeError
+from bot.errors import DrawbridgeError, UserInputError
 from bot.i18n import t
 from bot.service import Service
 from bot.settings import Settings
@@ -24,6 +24,12 @@ from bot.types import ImageResult, JobResult, JobUpdate, Pictures, Requester
 
 class CliDrawError(DrawbridgeError):
     """A job that failed, with the sentence the engine gave."""
+
+
+class CliInputError(UserInputError):
+    """A file or folder named on the command line cannot be used (exit status 2)."""
+
+    key = "error.input"
 
 
 @dataclass
@@ -85,10 +91,12 @@ async def draw_once(
     try:
         # before anything starts: a wrong flag or an unreadable file costs nothing
         request = service.parse(text)
+        limit = settings.max_upload_bytes
         pictures = Pictures(
-            init=_read(init_path) if init_path else None,
-            mask=_read(mask_path) if mask_path else None,
+            init=_read(init_path, limit) if init_path else None,
+            mask=_read(mask_path, limit) if mask_path else None,
         )
+        _check_out_dir(out_dir)
     except BaseException:
         await service.aclose()
         raise
@@ -145,8 +153,30 @@ async def _cancel_quietly(service: Service, requester: Requester, job_id: str) -
         pass  # finished meanwhile, or cancelled again: the claim of the next process refunds it
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes (MAX_UPLOAD_BYTES) of a file: /dev/zero or a FIFO ends too."""
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(limit + 1)
     except OSError as exc:
-        raise CliDrawError("error.input", detail=f"cannot read {path}: {exc.strerror}") from None
+        raise CliInputError("error.input", detail=f"cannot read {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise CliInputError(
+            "error.input",
+            detail=f"{path} is larger than MAX_UPLOAD_BYTES ({limit} bytes); use a smaller file",
+        )
+    return data
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """--out must be a directory we can write, before anything is charged."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".drawbridge-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        why = exc.strerror or type(exc).__name__
+        raise CliInputError(
+            "error.input", detail=f"--out {out_dir} cannot be written ({why}); choose another"
+        ) from None

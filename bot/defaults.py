@@ -60,7 +60,8 @@ def _preset(value: Any, presets: PresetBook) -> str | None:
 def _size(value: Any, option: Option, limits: Limits) -> tuple[int | None, int | None]:
     if value is None or value == "":
         return None, None
-    width, height = value if isinstance(value, tuple) else option.coerce(str(value))
+    # a button's value is checked exactly as a typed one (a forged press is input too)
+    width, height = option.check(value) if isinstance(value, tuple) else option.coerce(str(value))
     request = GenerationRequest("", width=width, height=height)
     return resolve_size(request, (width, height), limits)
 

@@ -574,7 +574,24 @@ class Dispatcher:
         if run.hand_back:
             await self.events.handed_back(run)  # shutting down: drawn again after restart
             return
-        if isinstance(exc, WebUIUnreachable | WebUINoAPI | WebUIAuthError):
+        if isinstance(exc, WebUIAuthError | WebUINoAPI):
+            # a configuration error, not an outage: the operator is told, the job is not
+            # retried on this backend (only on another that is up) and fails politely
+            self._mark_down(backend, exc, exclude=run)
+            log.error(
+                "backend %s: %s (a configuration error; job %s is not retried on it)",
+                backend.name,
+                exc.render("en"),
+                run.entry.job_id,
+            )
+            if any(b is not backend for b in self.up_backends()):
+                await self._retry_or_fail(run, exc)
+            else:
+                self.attempts.pop(run.entry.job_id, None)
+                self.avoid.pop(run.entry.job_id, None)
+                await self.events.failed(run, exc)
+            return
+        if isinstance(exc, WebUIUnreachable):
             self._mark_down(backend, exc, exclude=run)
             await self._retry_or_fail(run, exc)
             return

@@ -43,6 +43,7 @@ from bot.errors import (
     StorageError,
     WebUIEmptyResult,
     WebUIError,
+    for_users,
 )
 from bot.fairqueue import Entry, FairQueue
 from bot.images.ingest import image_size
@@ -109,6 +110,7 @@ class Job:
     created: float = 0.0
     started: float | None = None
     shown_position: int = 0
+    shown_down: bool = False  # its status says no backend is up
     notes: tuple[str, ...] = field(default=())
     chain: asyncio.Task[Any] | None = None  # its latest bookkeeping step (bot.steps)
     backend: str = ""  # the backend that took it last (its metrics label)
@@ -454,8 +456,16 @@ class Engine(Events):
         position, eta = self.position(job_id)
         job.shown_position = position
         with contextlib.suppress(Exception):
-            await replier.update(job.update(JobState.QUEUED, position=position, eta_seconds=eta))
+            await replier.update(self._queued_update(job, position, eta))
         return JobHandle(job_id, job_cost, position, eta, job.notes)
+
+    def _queued_update(self, job: Job, position: int, eta: float) -> JobUpdate:
+        """Queued at `position`; with no backend up it says so instead of an ETA it cannot
+        know, and that the credits are only held (returned if the job never runs)."""
+        job.shown_down = not self.dispatcher.up_backends()
+        if job.shown_down:
+            return job.update(JobState.QUEUED, position=position, note="queue.waiting_no_backend")
+        return job.update(JobState.QUEUED, position=position, eta_seconds=eta)
 
     async def remember_reply(self, job_id: str, reply_ref: dict[str, Any]) -> None:
         """The job's conversation moved (its status message was sent or replaced): store where,
@@ -640,11 +650,15 @@ class Engine(Events):
         *,
         reply_ref: dict[str, Any] | None = None,
         source: str | None = None,
+        kind: str | None = None,
     ) -> Pressed:
         """Run a result button: reroll/variations/upscale are new jobs charged to whoever
         pressed (they need the replier); delete is for the owner or an admin (the adapter
-        removes the message)."""
+        removes the message). `kind` is what the button said it is: a key stored for another
+        kind (a forged press) is refused as an expired button."""
         action, params = await self._action(key)
+        if kind is not None and action.kind != kind:
+            raise NotFound("action.expired")
         owner = params["requester"]
         is_owner = f"{owner['platform']}:{owner['user_id']}" == requester.key
         kind = action.kind
@@ -688,6 +702,8 @@ class Engine(Events):
     async def original(self, key: str) -> Original:
         """The stored PNG behind an 📄 Original key (anyone who sees the button may have it)."""
         action, _ = await self._action(key)
+        if action.kind != "original":  # another button's key under 📄: a forged press
+            raise NotFound("action.expired")
         result = await self._result(action.job_id, action.image_index)
         png = await asyncio.to_thread(self.store.get, result.image_ref)
         return Original(action.job_id, action.image_index, png)
@@ -757,12 +773,11 @@ class Engine(Events):
             job: Job = entry.item
             eta = ahead / backends
             ahead += entry.cost * rate
-            if job.shown_position != i:
+            down = not self.dispatcher.up_backends()
+            if job.shown_position != i or job.shown_down != down:
                 job.shown_position = i
                 with contextlib.suppress(Exception):
-                    await job.replier.update(
-                        job.update(JobState.QUEUED, position=i, eta_seconds=eta)
-                    )
+                    await job.replier.update(self._queued_update(job, i, eta))
 
     async def started(self, run: Running) -> None:
         job: Job = run.entry.item
@@ -918,8 +933,10 @@ class Engine(Events):
             log.info("job %s had ended or is not ours any more; nothing refunded", job.id)
             return
         self._ended(job, outcome)
+        if isinstance(error, WebUIError):  # the detail is the operator's; the user gets a sentence
+            log.warning("job %s failed: %s", job.id, text)
         with contextlib.suppress(Exception):
-            await job.replier.fail(job.id, error, refunded)
+            await job.replier.fail(job.id, for_users(error), refunded)
 
     async def retrying(self, run: Running, error: WebUIError) -> None:
         job: Job = run.entry.item

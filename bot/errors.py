@@ -198,3 +198,27 @@ class StorageError(DrawbridgeError):
     def from_fault(cls, fault: StorageFault) -> StorageError:
         """The user-facing error for a storage fault (its key says which sentence)."""
         return cls(fault.key)
+
+
+# keys whose sentence names no host, port, path, raw error text or operator setting
+_SAFE_WEBUI_KEYS = {"webui.empty", "webui.wrong_model", "webui.not_upscaled", "webui.stalled"}
+
+
+def for_users(error: DrawbridgeError) -> DrawbridgeError:
+    """What a chat user is told about `error`: a backend failure without its internals (host,
+    port, the WebUI's raw error text, operator advice), saying what the user can do. The
+    operator reads the detail in the log and in `drawbridge backends`."""
+    if not isinstance(error, WebUIError) or error.key in _SAFE_WEBUI_KEYS:
+        return error
+    if isinstance(error, WebUIAuthError | WebUINoAPI):
+        return DrawbridgeError("webui.misconfigured")
+    if isinstance(error, WebUITimeout):
+        return DrawbridgeError("webui.too_slow")
+    if "OutOfMemory" in str(error.params.get("detail", "")):
+        return DrawbridgeError("webui.out_of_memory")
+    if error.key == "webui.sampler_not_found":
+        return DrawbridgeError("webui.unknown_sampler")
+    if isinstance(error, WebUIRequestError) and not isinstance(error, WebUIServerError):
+        if error.key != "webui.bad_response":
+            return DrawbridgeError("webui.rejected")
+    return DrawbridgeError("webui.failed")

@@ -7,10 +7,26 @@ placeholders agree. Add new text here, never inline in code.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 LANGUAGES = ("en", "zh")
 
-MESSAGES: dict[str, dict[str, str]] = {
+
+@dataclass(frozen=True)
+class Plural:
+    """An entry's text with plural forms, chosen by the named count parameter (English: "one"
+    for exactly 1, else "other"; Chinese needs no plural, so its text stays a plain string)."""
+
+    count: str
+    one: str
+    other: str
+
+    def form(self, params: dict[str, object]) -> str:
+        """The form for the count among `params` ("other" when it is missing)."""
+        return self.one if params.get(self.count) == 1 else self.other
+
+
+MESSAGES: dict[str, dict[str, str | Plural]] = {
     # --- generic -------------------------------------------------------------------------
     "error.internal": {
         "en": "Something went wrong on our side. Nothing was charged; please try again.",
@@ -68,6 +84,31 @@ MESSAGES: dict[str, dict[str, str]] = {
     "option.prompt_too_long": {
         "en": "The prompt is {length} characters long; the limit here is {limit}. Please shorten it.",
         "zh": "提示词有 {length} 个字符，这里的上限是 {limit}。请缩短一些。",
+    },
+    "option.repeated": {
+        "en": "{flag} is given twice. Give it once, with the value you want.",
+        "zh": "{flag} 出现了两次。请只写一次，填上你想要的值。",
+    },
+    "option.negative_too_long": {
+        "en": "The negative prompt is {length} characters long; the limit here is {limit}. "
+        "Please shorten it.",
+        "zh": "反向提示词有 {length} 个字符，这里的上限是 {limit}。请缩短一些。",
+    },
+    "option.bad_name": {
+        "en": "{flag} {value} cannot be a name the drawing servers use. See /models for the "
+        "names they offer.",
+        "zh": "{flag} {value} 不可能是绘图服务器使用的名称。用 /models 查看可用的名称。",
+    },
+    "option.needs_picture": {
+        "en": "{flags} only work when you send a picture to start from. Attach one, or leave "
+        "them out.",
+        "zh": "{flags} 只有在你发送起始图片时才有效。请附上一张图片，或去掉这些选项。",
+    },
+    "telegram.anonymous": {
+        "en": "drawbridge needs to know who asks (credits are per person): anonymous admins and "
+        'channels cannot draw. Turn off "Remain anonymous" or write to me in private.',
+        "zh": "drawbridge 需要知道是谁在请求（额度按人计算）：匿名管理员和频道无法使用。"
+        "请关闭“保持匿名”，或私聊我。",
     },
     "option.too_many_pixels": {
         "en": "{width}×{height} is too large; the limit is {limit} pixels "
@@ -133,8 +174,13 @@ MESSAGES: dict[str, dict[str, str]] = {
     "help.range": {"en": "{low}–{high}", "zh": "{low}–{high}"},
     # --- queue / jobs -------------------------------------------------------------------
     "queue.full": {
-        "en": "You already have {count} jobs waiting (the limit is {limit}). "
-        "Wait for one to finish or /cancel one.",
+        "en": Plural(
+            "count",
+            one="You already have {count} job waiting (the limit is {limit}). "
+            "Wait for it to finish or /cancel it.",
+            other="You already have {count} jobs waiting (the limit is {limit}). "
+            "Wait for one to finish or /cancel one.",
+        ),
         "zh": "你已有 {count} 个任务在排队（上限 {limit}）。请等其中一个完成，或用 /cancel 取消。",
     },
     "queue.queued": {
@@ -145,11 +191,19 @@ MESSAGES: dict[str, dict[str, str]] = {
     "queue.running": {"en": "Drawing… {percent}%", "zh": "正在绘制… {percent}%"},
     "queue.done": {"en": "Done in {seconds}s.", "zh": "完成，用时 {seconds} 秒。"},
     "queue.cancelled": {
-        "en": "Cancelled. Your {credits} credits were returned.",
+        "en": Plural(
+            "credits",
+            one="Cancelled. Your {credits} credit was returned.",
+            other="Cancelled. Your {credits} credits were returned.",
+        ),
         "zh": "已取消。已退还 {credits} 点额度。",
     },
     "queue.failed": {
-        "en": "This job failed: {reason} Your {credits} credits were returned.",
+        "en": Plural(
+            "credits",
+            one="This job failed: {reason} Your {credits} credit was returned.",
+            other="This job failed: {reason} Your {credits} credits were returned.",
+        ),
         "zh": "任务失败：{reason} 已退还 {credits} 点额度。",
     },
     "queue.retrying": {
@@ -161,8 +215,13 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "目前没有可用的绘图服务器；任务会等待服务器恢复。",
     },
     "queue.too_many_attempts": {
-        "en": "It failed on {attempts} attempts; the drawing servers seem to be in trouble. "
-        "Please try again later.",
+        "en": Plural(
+            "attempts",
+            one="It failed on {attempts} attempt; the drawing servers seem to be in trouble. "
+            "Please try again later.",
+            other="It failed on {attempts} attempts; the drawing servers seem to be in trouble. "
+            "Please try again later.",
+        ),
         "zh": "已尝试 {attempts} 次仍失败，绘图服务器可能出了问题。请稍后再试。",
     },
     "queue.job_not_found": {
@@ -175,7 +234,11 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "queue.empty": {"en": "The queue is empty.", "zh": "队列是空的。"},
     "queue.summary": {
-        "en": "{queued} waiting, {running} drawing, on {backends} server(s).",
+        "en": Plural(
+            "backends",
+            one="{queued} waiting, {running} drawing, on {backends} server.",
+            other="{queued} waiting, {running} drawing, on {backends} servers.",
+        ),
         "zh": "{queued} 个排队中，{running} 个正在绘制，共 {backends} 台服务器。",
     },
     "eta.seconds": {"en": "{n} s", "zh": "{n} 秒"},
@@ -186,19 +249,33 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     # --- quota ---------------------------------------------------------------------------
     "quota.exceeded": {
-        "en": "This needs {cost} credits and you have {balance} left. "
-        "Credits refill at {reset}; fewer images, steps or a smaller size cost less.",
+        "en": Plural(
+            "cost",
+            one="This needs {cost} credit and you have {balance} left. "
+            "Credits refill at {reset}; fewer images, steps or a smaller size cost less.",
+            other="This needs {cost} credits and you have {balance} left. "
+            "Credits refill at {reset}; fewer images, steps or a smaller size cost less.",
+        ),
         "zh": "这需要 {cost} 点额度，你还剩 {balance} 点。额度将在 {reset} 恢复；"
         "减少图片数量、步数或尺寸可以更省。",
     },
     "quota.show": {
-        "en": "{user}: {balance} credits left today (daily {allowance}, extra {bonus}); "
-        "{reserved} reserved by queued jobs. Refills at {reset}.",
+        "en": Plural(
+            "balance",
+            one="{user}: {balance} credit left today (daily {allowance}, extra {bonus}); "
+            "{reserved} reserved by queued jobs. Refills at {reset}.",
+            other="{user}: {balance} credits left today (daily {allowance}, extra {bonus}); "
+            "{reserved} reserved by queued jobs. Refills at {reset}.",
+        ),
         "zh": "{user}：今日剩余 {balance} 点（每日 {allowance}，额外 {bonus}）；"
         "排队任务占用 {reserved} 点。将在 {reset} 恢复。",
     },
     "quota.granted": {
-        "en": "Granted {amount} extra credits to {user}; they now have {balance}.",
+        "en": Plural(
+            "amount",
+            one="Granted {amount} extra credit to {user}; they now have {balance}.",
+            other="Granted {amount} extra credits to {user}; they now have {balance}.",
+        ),
         "zh": "已向 {user} 发放 {amount} 点额外额度；现有 {balance} 点。",
     },
     # --- WebUI ---------------------------------------------------------------------------
@@ -253,6 +330,46 @@ MESSAGES: dict[str, dict[str, str]] = {
     "webui.stalled": {
         "en": "A drawing server made no progress for {seconds} s.",
         "zh": "绘图服务器 {seconds} 秒没有任何进展。",
+    },
+    # --- backend failures as chat users read them (no hosts, paths or settings; issue 11) ---
+    "webui.misconfigured": {
+        "en": "The image service is misconfigured; an admin has been told. Please try again later.",
+        "zh": "图像服务配置有误，已通知管理员。请稍后再试。",
+    },
+    "webui.unknown_sampler": {
+        "en": "The drawing server does not know that sampler. See /models for the samplers it has.",
+        "zh": "绘图服务器不认识这个采样器。用 /models 查看可用的采样器。",
+    },
+    "webui.rejected": {
+        "en": "The drawing server could not draw this request. Try other settings (size, "
+        "sampler, model) or a plain /draw.",
+        "zh": "绘图服务器无法绘制这个请求。请换一些设置（尺寸、采样器、模型）或直接用 /draw。",
+    },
+    "webui.out_of_memory": {
+        "en": "The drawing server ran out of GPU memory on this job. Try a smaller --size, "
+        "fewer --count or --hires off.",
+        "zh": "绘图服务器处理这个任务时显存不足。请试试更小的 --size、更少的 --count 或 --hires off。",
+    },
+    "webui.too_slow": {
+        "en": "The drawing server took too long on this job. Try a smaller --size or fewer "
+        "--steps, or try again in a while.",
+        "zh": "绘图服务器处理这个任务太久了。请试试更小的 --size 或更少的 --steps，或稍后再试。",
+    },
+    "webui.failed": {
+        "en": "The drawing server failed on this job. Please try again in a while.",
+        "zh": "绘图服务器处理这个任务时出错。请稍后再试。",
+    },
+    "queue.job_waiting": {
+        "en": "{job} — position {position}, waiting for a drawing server",
+        "zh": "{job} —— 第 {position} 位，等待绘图服务器",
+    },
+    "queue.waiting_no_backend": {
+        "en": "Queued (position {position}), but no drawing server is up right now: your job "
+        "waits until one comes "
+        "back (no start time can be given). Its credits are only held and come back if it "
+        "never runs; /cancel returns them now.",
+        "zh": "已排队（第 {position} 位），但目前没有可用的绘图服务器：任务会等到服务器恢复（无法估计开始时间）。"
+        "额度只是暂时占用，任务没有运行就会退还；用 /cancel 可立即退还。",
     },
     "backends.numbered": {"en": "backend {n}", "zh": "后端 {n}"},
     "route.none": {
@@ -503,7 +620,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "上面 {count} 张图片的按钮（#1 是第一张）：",
     },
     "telegram.cancelled_reply": {
-        "en": "Cancelled job {job}. Your {credits} credits were returned.",
+        "en": Plural(
+            "credits",
+            one="Cancelled job {job}. Your {credits} credit was returned.",
+            other="Cancelled job {job}. Your {credits} credits were returned.",
+        ),
         "zh": "已取消任务 {job}。已退还 {credits} 点额度。",
     },
     "telegram.models_checkpoints": {"en": "Checkpoints (--model):", "zh": "模型（--model）："},
@@ -637,7 +758,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "黄昏的城堡 --strength 0.6",
     },
     "discord.cancelled_reply": {
-        "en": "Cancelled job {job}. Your {credits} credits were returned.",
+        "en": Plural(
+            "credits",
+            one="Cancelled job {job}. Your {credits} credit was returned.",
+            other="Cancelled job {job}. Your {credits} credits were returned.",
+        ),
         "zh": "已取消任务 {job}。已退还 {credits} 点额度。",
     },
     "discord.models_checkpoints": {"en": "Checkpoints (model):", "zh": "模型（model）："},
@@ -915,6 +1040,8 @@ def t(locale: str | None, key: str, /, **params: object) -> str:
     if entry is None:
         return key
     text = entry.get(normalize_locale(locale)) or entry["en"]
+    if isinstance(text, Plural):
+        text = text.form(params)
     rendered = {k: v.render(locale) if isinstance(v, Phrase) else v for k, v in params.items()}
     try:
         return text.format(**rendered)

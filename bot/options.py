@@ -354,6 +354,8 @@ class DrawParser:
             opt, positive = self._lookup(flag)
             if opt.field in seen and seen[opt.field] != flag:
                 raise OptionError("option.conflict", a=seen[opt.field], b=flag)
+            if opt.field in seen:  # the same flag twice: say so rather than keep the last
+                raise OptionError("option.repeated", flag=flag)
             seen[opt.field] = flag
             i += 1
             if opt.kind is Kind.FLAG:
@@ -416,16 +418,64 @@ class DrawParser:
         return request
 
 
+# never echoed or sent on: NUL and other control characters, bidi overrides and isolates
+_STRIPPED = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# invisible: a prompt of only these draws nothing the user meant
+_INVISIBLE = re.compile(r"[\s\u00ad\u034f\u180e\u200b-\u200d\u2060-\u2064\ufeff]")
+NAME_MAX = 200  # longest checkpoint or sampler name accepted
+
+
+def clean_text(text: str) -> str:
+    """Text without control, NUL and bidi-override characters (they are echoed in captions)."""
+    return _STRIPPED.sub("", text).strip()
+
+
+def _check_name(flag: str, value: str | None) -> None:
+    """A checkpoint or sampler name, checked even before any backend reported a catalogue:
+    no path tricks (`..`, an absolute path), no control characters, a sane length."""
+    if value is None:
+        return
+    parts = re.split(r"[/\\]", value)
+    if (
+        ".." in parts
+        or value.startswith(("/", "\\"))
+        or re.match(r"^[A-Za-z]:", value)
+        or len(value) > NAME_MAX
+        or value != clean_text(value)
+    ):
+        raise OptionError("option.bad_name", flag=flag, value=value[:60])
+
+
 def validate_request(
     request: GenerationRequest, limits: Limits, *, require_prompt: bool = True
 ) -> None:
     """Whole-request checks shared by every adapter (Discord options arrive already typed)."""
-    if require_prompt and not request.prompt:
+    request.prompt = clean_text(request.prompt)
+    if request.negative is not None:
+        request.negative = clean_text(request.negative)
+    if require_prompt and not _INVISIBLE.sub("", request.prompt):
         raise OptionError("option.empty_prompt")
     if len(request.prompt) > limits.max_prompt_length:
         raise OptionError(
             "option.prompt_too_long", length=len(request.prompt), limit=limits.max_prompt_length
         )
+    if request.negative is not None and len(request.negative) > limits.max_prompt_length:
+        raise OptionError(
+            "option.negative_too_long",
+            length=len(request.negative),
+            limit=limits.max_prompt_length,
+        )
+    _check_name("--model", request.model)
+    _check_name("--sampler", request.sampler)
+
+
+def images_only_given(request: GenerationRequest, options: list[Option]) -> list[str]:
+    """Flags given that only work with a picture (--strength, --invert …)."""
+    return [
+        opt.flag
+        for opt in options
+        if opt.images_only and getattr(request, opt.field, None) not in (None, False)
+    ]
 
 
 def snap8(value: float) -> int:

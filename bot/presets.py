@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -49,6 +50,10 @@ class Preset:
 
 
 PRESET_FIELDS = {f.name for f in fields(Preset)} - {"name"}
+# a preset name is a Discord choice value, a settings column (64) and a word users type:
+# short, lowercase, no spaces
+PRESET_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+DESCRIPTION_MAX = 100  # Discord's limit on a choice or option description
 
 
 @dataclass(frozen=True)
@@ -104,4 +109,19 @@ def load_presets(path: Path | None) -> PresetBook:
         }
     except TypeError as exc:
         raise PresetFileError(detail=f"PRESETS_FILE {path}: {exc}") from exc
+    for name, preset in named.items():
+        _check_name(path, name, preset)
     return PresetBook(default=default, named=named)
+
+
+def _check_name(path: Path, name: str, preset: Preset) -> None:
+    if not PRESET_NAME.fullmatch(name):
+        raise PresetFileError(
+            detail=f"PRESETS_FILE {path}: preset name {name[:40]!r} must be 1-32 lowercase "
+            "letters, digits, '-' or '_' (it is a word users type and a Discord choice)"
+        )
+    if len(preset.description) > DESCRIPTION_MAX:
+        raise PresetFileError(
+            detail=f"PRESETS_FILE {path}: [presets.{name}] description is "
+            f"{len(preset.description)} characters; Discord allows {DESCRIPTION_MAX}"
+        )

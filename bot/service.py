@@ -30,12 +30,12 @@ from sqlalchemy import text
 from bot import database, defaults
 from bot.backend_report import backend_lines
 from bot.engine import Engine
-from bot.errors import DrawbridgeError, ImageError
+from bot.errors import DrawbridgeError, ImageError, OptionError
 from bot.images.ingest import FORMATS_TEXT, image_size
 from bot.images.inputs import prepare_images
 from bot.images.store import ImageStore
 from bot.metrics import Metrics, Snapshot
-from bot.options import Limits, Option, help_lines
+from bot.options import Limits, Option, help_lines, images_only_given
 from bot.presets import PresetBook
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
@@ -100,6 +100,8 @@ class Service:
             serves=serves,
             metrics=self.metrics,
         )
+        # each decode may hold MAX_PIXELS of pixels: this bounds the memory uploads can take
+        self._decodes = asyncio.Semaphore(settings.max_concurrent_decodes)
         self._run_jobs = run_jobs
         self._schedule = schedule
         self._scheduler: AsyncIOScheduler | None = None
@@ -216,6 +218,8 @@ class Service:
         acknowledgement. `source` names the platform command (e.g. "<chat>:<message id>"):
         the same command handed over again is the same job, and says nothing."""
         settings = self.settings
+        if pictures.init is None and (flags := images_only_given(request, self.options)):
+            raise OptionError("option.needs_picture", flags=", ".join(flags))
         prepared = await prepare_images(
             self._engine.store,
             request,
@@ -223,6 +227,7 @@ class Service:
             max_pixels=settings.max_pixels,
             max_bytes=settings.max_upload_bytes,
             locale=requester.locale,
+            decodes=self._decodes,
         )
         problems = self._engine.backend_problems()
         if refuse_when_down and problems is not None:
@@ -243,12 +248,17 @@ class Service:
         key: str,
         replier: Replier | None = None,
         *,
+        kind: str,
         reply_ref: dict[str, Any] | None = None,
         source: str | None = None,
     ) -> Pressed:
-        """A result button by the key it carries: reroll, variations and upscale start a job
-        (answered through `replier`; `source` as for `draw`); delete only checks who may."""
-        return await self._engine.press(requester, key, replier, reply_ref=reply_ref, source=source)
+        """A result button by the kind the adapter decoded and the key it carries: reroll,
+        variations and upscale start a job (answered through `replier`; `source` as for
+        `draw`); delete only checks who may. A key stored for another kind is refused as an
+        expired button (NotFound), nothing started or charged."""
+        return await self._engine.press(
+            requester, key, replier, reply_ref=reply_ref, source=source, kind=kind
+        )
 
     async def remember_reply(self, job_id: str, reply_ref: dict[str, Any]) -> None:
         """A replier's conversation moved (its first status message was sent, or replaced):

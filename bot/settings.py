@@ -143,9 +143,19 @@ class Settings(BaseSettings):
     max_images: int = 4
     max_prompt_length: int = 1000
     max_upload_bytes: int = 20 * 1024 * 1024
+    # pictures decoded at once (each holds up to MAX_PIXELS of pixels): the upload memory bound
+    max_concurrent_decodes: int = Field(default=2, ge=1)
     retention_days: float = 30.0
 
     log_level: str = "INFO"
+
+    @field_validator("log_level")
+    @classmethod
+    def _log_level(cls, value: str) -> str:
+        levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+        if value.strip().upper() not in levels:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(levels)}")
+        return value.strip().upper()
 
     @field_validator("webui_names", mode="before")
     @classmethod

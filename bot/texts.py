@@ -46,6 +46,8 @@ def status_text(locale: str | None, update: JobUpdate, max_attempts: int, limit:
     lines = list(update.notes)
     if update.note == "queue.retrying":
         lines.append(t(locale, "queue.retrying", attempt=update.attempt or 2, max=max_attempts))
+    elif update.note == "queue.waiting_no_backend":
+        lines.append(t(locale, update.note, position=update.position or 1))
     elif update.note:
         lines.append(t(locale, update.note))
     elif update.state is JobState.RUNNING:
@@ -103,6 +105,8 @@ def queue_lines(view: QueueView, locale: str | None) -> list[str]:
         for job in view.mine:
             if job.running or job.position == 0:
                 lines.append(t(locale, "queue.job_running", job=job.job_id))
+            elif view.backends_up == 0:  # no start time can be known: none is pretended
+                lines.append(t(locale, "queue.job_waiting", job=job.job_id, position=job.position))
             else:
                 eta_words = eta_text(locale, job.eta_seconds)
                 lines.append(

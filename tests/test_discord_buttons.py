@@ -106,7 +106,7 @@ async def test_cancel_while_running_is_for_the_owner(tmp_path) -> None:
             return message if message and message["content"].startswith("Cancelled.") else None
 
         message = await env.until(cancelled)
-        assert message["content"] == "Cancelled. Your 1 credits were returned."
+        assert message["content"] == "Cancelled. Your 1 credit was returned."
         assert message["components"] == [] and message["attachments"] == []
         view = await env.settled("alice")
         assert view.available == 10_000 and view.reserved == 0

@@ -120,8 +120,8 @@ async def test_queue_quota_and_cancel_while_the_webui_is_down(tmp_path) -> None:
         await fake.slash("draw", {"prompt": "second"})
         await env.until(lambda: len(env.engine.queue) == 2)
         text = await env.ephemeral(await fake.slash("queue"))
-        assert text.startswith("2 waiting, 0 drawing, on 0 server(s).\nYour jobs:")
-        assert "— position 1, starting in about" in text
+        assert text.startswith("2 waiting, 0 drawing, on 0 servers.\nYour jobs:")
+        assert "— position 1, waiting for a drawing server" in text
         assert "No drawing server is available right now" in text
         text = await env.ephemeral(await fake.slash("quota"))
         assert text.startswith("Alice: 9998 credits left today (daily 10000, extra 0); 2 reserved")
@@ -130,7 +130,7 @@ async def test_queue_quota_and_cancel_while_the_webui_is_down(tmp_path) -> None:
         text = await env.ephemeral(await fake.slash("cancel", {"job": jobs[0]}, user="bob"))
         assert text == "Only the person who started this job (or an admin) can do that."
         text = await env.ephemeral(await fake.slash("cancel"))
-        assert text == f"Cancelled job {jobs[1]}. Your 1 credits were returned."
+        assert text == f"Cancelled job {jobs[1]}. Your 1 credit was returned."
         text = await env.ephemeral(await fake.slash("cancel", {"job": "nope"}))
         assert text == "There is no job nope to cancel; it may have finished already."
         view = await env.service.quota(f"discord:{fake.user('alice')['id']}")

@@ -108,3 +108,32 @@ def test_interaction_tokens_are_masked_in_logs() -> None:
     assert record.getMessage() == (
         "PATCH https://discord.com/api/v10/webhooks/123/***/x responded with 429"
     )
+
+
+def test_slash_declarations_are_checked_against_discords_rules_before_a_sync() -> None:
+    from adapters.discord.slash import declaration_problems
+
+    good = {"name": "draw", "description": "Draw a picture", "type": 1, "options": []}
+    menu = {"name": "Use as init image", "description": "", "type": 3}
+    assert declaration_problems([good, menu]) == []
+    choices = [{"name": f"p{i}", "value": f"p{i}"} for i in range(26)]
+    bad = {
+        "name": "Draw",
+        "description": "d" * 101,
+        "type": 1,
+        "options": [
+            {"name": "preset", "description": "a preset", "type": 3, "choices": choices},
+            {
+                "name": "x" * 33,
+                "description": "ok",
+                "type": 3,
+                "choices": [{"name": "n" * 101, "value": "v"}],
+            },
+        ],
+    }
+    problems = declaration_problems([bad])
+    assert "/Draw: name 'Draw' must be 1-32 lowercase letters" in problems
+    assert "/Draw: description is 101 characters (Discord allows 1-100)" in problems
+    assert "/Draw/preset: 26 choices (Discord allows 25)" in problems
+    assert any("is over 100 characters" in p for p in problems)
+    assert any(p.startswith("/Draw/xxxx") and "1-32" in p for p in problems)

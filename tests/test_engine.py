@@ -159,7 +159,10 @@ async def test_failure_refunds_and_says_why(tmp_path):
         await replier.wait(lambda r: r.failures)
         job_id, error, refunded = replier.failures[0]
         assert refunded == handle.cost
-        assert "rejected /sdapi/v1/txt2img (500: OutOfMemoryError" in error.render("en")
+        # the user reads what to do; the host, route and raw error text stay in the log
+        said = error.render("en")
+        assert said.startswith("The drawing server ran out of GPU memory") and "--size" in said
+        assert webui.url.split("//")[1] not in said and "sdapi" not in said
         view = await engine.quotas.view(ALICE.key)
         assert view.available == 10_000 and view.reserved == 0
 

@@ -149,13 +149,23 @@ def test_compressible_big_image_is_refused_by_our_own_header_limit(
     with monkeypatch.context() as patch:
         patch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
         assert "smaller copy" in refused(data, "image.too_many_pixels")
-    # With a larger budget the same file is fine (and downscaled): the limit is derived.
-    assert ingest(data, max_pixels=2 * MP, max_bytes=LIMITS["max_bytes"]).downscaled
+    # With a budget that covers it the same file is fine: the limit is MAX_PIXELS itself.
+    assert ingest(data, max_pixels=5000 * 4000, max_bytes=LIMITS["max_bytes"]).width == 5000
 
 
-def test_header_limit_is_capped() -> None:
-    assert header_limit(MP) == 16 * MP
-    assert header_limit(100 * MP) == 64_000_000
+def test_header_limit_is_max_pixels_itself_and_capped() -> None:
+    # what is decoded never exceeds MAX_PIXELS (issue 11: 16 × let small PNGs cost 64 MB each)
+    assert header_limit(MP) == MP
+    # a JPEG decodes DCT-scaled (down to 1/8 a side), so its header may claim more
+    assert header_limit(MP // 4, "JPEG") == 16 * MP
+    assert header_limit(100 * MP) == header_limit(MP, "JPEG") == 64_000_000
+
+
+def test_a_png_over_max_pixels_is_refused_without_decoding(monkeypatch) -> None:
+    data = encode(Image.new("RGB", (1100, 1000)), "PNG")  # 1.1 MP > MP; 2 KB on the wire
+    with monkeypatch.context() as patch:
+        patch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("decoded"))
+        assert "send it as a photo" in refused(data, "image.too_many_pixels")
 
 
 @pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP", "GIF"])
@@ -302,7 +312,7 @@ def test_odd_sizes_are_snapped_to_multiples_of_8() -> None:
     assert not out.downscaled
 
 
-@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])  # JPEG goes through the DCT-scaled decode
+@pytest.mark.parametrize("fmt", ["JPEG"])  # JPEG goes through the DCT-scaled decode
 def test_downscale_keeps_aspect_and_snaps(fmt: str) -> None:
     img = halves((3000, 2000), (255, 0, 0), (0, 0, 255))
     out = ingest(encode(img, fmt, **({"quality": 90} if fmt == "JPEG" else {})), **LIMITS)

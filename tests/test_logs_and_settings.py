@@ -101,3 +101,48 @@ def test_quota_day_starts_at_the_reset_time_in_the_zone():
     assert quota_day(datetime(2026, 3, 10, 20, 30, tzinfo=UTC), reset, tz) == "2026-03-11"
     nxt = next_reset(datetime(2026, 3, 10, 19, 30, tzinfo=UTC), reset, tz)
     assert nxt.isoformat() == "2026-03-11T04:00:00+08:00"
+
+
+def _formatted(record: logging.LogRecord, redactor: RedactingFilter) -> str:
+    redactor.filter(record)
+    return logging.Formatter("%(message)s %(extra_field)s").format(record)
+
+
+@pytest.mark.parametrize(
+    ("msg", "args", "secret"),
+    [
+        ("payload %s", ({"d": {"token": "aW50ZXJhY3Rpb246MTIzOjQ1Ng.xyz"}},), "aW50ZXJhY3Rpb246"),
+        ("json %s", ('{"token": "abc.def-ghi_jkl"}',), "abc.def-ghi_jkl"),
+        ("params %s", ({"url": "https://x", "secret_token": "hook-s3cret-value"},), "hook-s3cret"),
+        ("bytes %r", (b'{"password": "pw-in-bytes-123"}',), "pw-in-bytes-123"),
+        ("url %s", ("postgresql://bot:hunter22@db:5432/x",), "hunter22"),
+        ("header %s", ("Authorization: Basic dXNlcjpwYXNzd29yZA==",), "dXNlcjpwYXNzd29yZA"),
+        ("header %s", ("Authorization: Bot MTAxMjM0NTY3ODkw.abcdef",), "MTAxMjM0NTY3ODkw"),
+        ("bad format %d", ("not a number",), None),
+    ],
+)
+def test_the_root_redaction_masks_secrets_by_their_shape(msg, args, secret) -> None:
+    redactor = RedactingFilter([])
+    record = logging.LogRecord("x", logging.DEBUG, __file__, 1, msg, args, None)
+    # what a JSON formatter prints from `extra=`: the same value, beside the message
+    record.extra_field = (msg % args) if secret is not None else ""
+    text = _formatted(record, redactor)
+    if secret is not None:
+        assert secret not in text and "***" in text
+    else:
+        assert "not a number" in text  # a broken record is still logged, not raised
+
+
+def test_a_secret_learned_at_run_time_is_masked_from_then_on(capsys) -> None:
+    from bot.logs import learn_secret
+
+    setup_logging(Settings(_env_file=None))
+    learn_secret("generated-webhook-secret")
+    logging.getLogger("drawbridge.test").warning("secret is generated-webhook-secret")
+    assert "generated-webhook-secret" not in capsys.readouterr().err
+
+
+def test_log_level_is_checked_with_the_levels_to_use() -> None:
+    with pytest.raises(ValidationError, match="use one of DEBUG, INFO"):
+        Settings(_env_file=None, log_level="LOUD")
+    assert Settings(_env_file=None, log_level="debug").log_level == "DEBUG"

@@ -179,3 +179,23 @@ def test_help_is_generated_from_the_declaration(parser):
     assert "--hires | --no-hires — hires fix on; default on" in lines
     zh = help_lines(draw_options(LIMITS, book), book, "zh")
     assert "--steps N — 采样步数 (1–50); 默认 28" in zh
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ("[presets." + "p" * 101 + "]\nsteps = 12\n", "must be 1-32 lowercase letters"),
+        ('[presets."two words"]\nsteps = 12\n', "must be 1-32 lowercase letters"),
+        ('[presets.fast]\ndescription = "' + "d" * 101 + '"\n', "Discord allows 100"),
+    ],
+)
+def test_preset_names_discord_or_the_settings_column_would_refuse_stop_the_start(
+    tmp_path, table, says
+) -> None:
+    from bot.presets import PresetFileError, load_presets
+
+    path = tmp_path / "presets.toml"
+    path.write_text(table)
+    with pytest.raises(PresetFileError) as info:
+        load_presets(path)
+    assert says in info.value.render("en") and "PRESETS_FILE" in info.value.render("en")

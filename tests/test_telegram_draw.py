@@ -105,7 +105,7 @@ async def test_quota_exhausted_says_so_and_charges_nothing(tmp_path) -> None:
         assert "Credits refill at 00:00 UTC" in message["text"]
         assert env.generations() == []
         env.fake.send_text(alice, alice, "/quota")
-        await env.wait_message(alice, "Alice: 1 credits left today (daily 1, extra 0)")
+        await env.wait_message(alice, "Alice: 1 credit left today (daily 1, extra 0)")
 
 
 async def test_oversized_result_goes_as_a_document(tmp_path) -> None:

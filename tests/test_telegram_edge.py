@@ -93,7 +93,7 @@ async def test_a_result_that_cannot_be_delivered_is_refunded_and_told_when_back(
         assert (view.available, view.reserved) == (10_000, 0)
         await fake.come_back()
         told = await env.wait_message(alice, "I could not deliver the picture of job ")
-        assert "Your 1 credits were returned" in told["text"]
+        assert "Your 1 credit was returned" in told["text"]
         assert told["reply_to_message"]["message_id"] == sent["message_id"]  # a new message
         await env.until(lambda: fake.message(alice, ack.result["message_id"]) is None)
         assert results_in(env, alice.id) == []

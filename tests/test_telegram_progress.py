@@ -111,7 +111,7 @@ async def test_cancel_own_job_from_its_status_message(tmp_path) -> None:
         query = env.fake.press_button(alice, alice, status, _buttons(status)[0]["callback_data"])
         await env.fake.wait_for("answerCallbackQuery")
         assert env.fake.callback_answers[query["id"]].get("show_alert") is not True
-        done = await env.wait_message(alice, "Cancelled. Your 1 credits were returned.")
+        done = await env.wait_message(alice, "Cancelled. Your 1 credit was returned.")
         assert _buttons(done) == []  # the ✖ is gone
         assert (await env.service.quota("telegram:1001")).available == 10_000
         await env.until(lambda: "/sdapi/v1/interrupt" in [p for p, _ in env.webui.requests])

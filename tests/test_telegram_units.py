@@ -51,3 +51,15 @@ def test_status_lines_in_both_languages() -> None:
     assert status_text("en", running, 3) == "Using the painted area.\nDrawing… 42%"
     retry = JobUpdate("j", JobState.QUEUED, attempt=2, note="queue.retrying")
     assert "attempt 2 of 3" in status_text("en", retry, 3)
+
+
+def test_captions_and_texts_fit_telegrams_utf16_count() -> None:
+    from adapters.telegram.texts import CAPTION_MAX, TEXT_MAX, cut, result_caption, units
+
+    emoji = "🦊" * 1500  # each is two UTF-16 units: 3000 units in 1500 code points
+    caption = result_caption("en", emoji, "🌱 1 · 512×512")
+    assert units(caption) <= CAPTION_MAX and caption.endswith("🌱 1 · 512×512")
+    text = cut("🦊" * 5000, TEXT_MAX)
+    assert units(text) <= TEXT_MAX and text.endswith("…")
+    assert "\ud83e" not in text  # never half a surrogate pair
+    assert cut("short", TEXT_MAX) == "short"

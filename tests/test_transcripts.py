@@ -104,13 +104,15 @@ async def test_anyone_may_reroll_but_only_the_owner_may_delete(tmp_path) -> None
         alice, bob = MemoryChat(service, "alice"), MemoryChat(service, "bob")
         await alice.send("/draw a lighthouse --seed 5")
         result = await alice.result()
-        answer = await bob.press(result.keys["reroll"])
+        answer = await bob.press(result.keys["reroll"], "reroll")
         assert answer.startswith("reroll: job ")
         reroll = await bob.result()  # charged to, and delivered to, whoever pressed
         assert reroll.prompt == "a lighthouse" and reroll.images[0].seed != 5
-        assert "Only the person who started this job" in await bob.press(result.keys["delete"])
-        assert await alice.press(result.keys["delete"]) == "delete: done"
-        variation = await bob.press(result.images[0].keys["variations"])
+        assert "Only the person who started this job" in await bob.press(
+            result.keys["delete"], "delete"
+        )
+        assert await alice.press(result.keys["delete"], "delete") == "delete: done"
+        variation = await bob.press(result.images[0].keys["variations"], "variations")
         assert variation.startswith("variations: job ")
         await bob.result(2)
         assert payloads(webui, "img2img")[0]["prompt"] == "a lighthouse"

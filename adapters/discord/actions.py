@@ -38,7 +38,7 @@ async def on_press(rt: Runtime, interaction: discord.Interaction, kind: str, key
             if kind == "cancel":
                 await service.cancel(requester, key)  # a cancel button carries the job id
             else:
-                await service.press(requester, key)
+                await service.press(requester, key, kind=kind)
         except DrawbridgeError as exc:
             await interaction.followup.send(render(exc, locale, service.options), ephemeral=True)
             return
@@ -53,7 +53,12 @@ async def on_press(rt: Runtime, interaction: discord.Interaction, kind: str, key
     replier = DiscordReplier(rt, requester, target, interaction=interaction)
     try:  # queued first; its first status answers the press
         pressed = service.press(
-            requester, key, replier, reply_ref=replier.ref(), source=f"ix:{interaction.id}"
+            requester,
+            key,
+            replier,
+            kind=kind,
+            reply_ref=replier.ref(),
+            source=f"ix:{interaction.id}",
         )
         await submit(replier, pressed)
     except DrawbridgeError as exc:

@@ -24,7 +24,7 @@ from adapters.discord.draw import ephemeral, refuse_after_defer
 from adapters.discord.replier import DiscordReplier
 from adapters.discord.replies import on_message
 from adapters.discord.runtime import PLATFORM, Runtime
-from adapters.discord.slash import CatalogueTranslator
+from adapters.discord.slash import CatalogueTranslator, DeclarationError, declaration_problems
 from adapters.discord.views import ActionButton
 from adapters.kit import AdapterStartError, token_of
 from bot.i18n import t
@@ -99,6 +99,9 @@ async def sync_commands(tree: app_commands.CommandTree[Any], data_dir: Path) -> 
     limits how many commands a day may be created); returns whether it synced."""
     app_id = tree.client.application_id
     payload = await command_payload(tree)
+    problems = declaration_problems(payload)
+    if problems:  # Discord would refuse the whole sync: say what to change instead
+        raise DeclarationError("; ".join(problems[:5]))
     text = json.dumps({"application": app_id, "commands": payload}, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()
     path = data_dir / HASH_FILE
@@ -238,6 +241,11 @@ def _start_failure(runner: asyncio.Task[None], settings: Settings, token: str) -
         return (
             "Discord refused DISCORD_TOKEN (401 Unauthorized). Copy the token again from the "
             "Developer Portal (your application → Bot → Reset Token)."
+        )
+    if isinstance(exc, DeclarationError):
+        return (
+            f"the slash commands break Discord's rules, so they cannot be registered: {exc}. "
+            "Shorten the preset names or descriptions in PRESETS_FILE."
         )
     if isinstance(exc, discord.PrivilegedIntentsRequired):
         return "Discord refused the gateway intents; drawbridge needs no privileged intent."

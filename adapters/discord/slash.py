@@ -11,6 +11,7 @@ same checks the text parser runs, since a client or a stale command may send any
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -275,3 +276,52 @@ def request_from(values: dict[str, Any], service: Service) -> GenerationRequest:
         return service.request(values)
     except OptionError as exc:
         raise discord_names(exc, service.options) from None
+
+
+# --- Discord's rules for command declarations, checked before a sync -----------------------
+
+NAME_RULE = re.compile(r"^[-_\w]{1,32}$")
+DESCRIPTION_MAX = 100
+OPTIONS_MAX = 25
+CHOICES_MAX = 25
+
+
+class DeclarationError(ValueError):
+    """A slash-command declaration Discord would refuse (the whole sync fails with it)."""
+
+
+def declaration_problems(payload: list[dict[str, Any]]) -> list[str]:
+    """What Discord would refuse in the commands `tree.sync()` sends: names (1-32, lowercase),
+    descriptions (1-100), at most 25 options and 25 choices, choice names and values ≤ 100."""
+    problems: list[str] = []
+
+    def check(node: dict[str, Any], where: str, top: bool) -> None:
+        name = str(node.get("name", ""))
+        context_menu = top and node.get("type", 1) != 1  # its name may have spaces and capitals
+        if not context_menu and (not NAME_RULE.match(name) or name != name.lower()):
+            problems.append(f"{where}: name {name[:40]!r} must be 1-32 lowercase letters")
+        if not context_menu and not 1 <= len(str(node.get("description", ""))) <= DESCRIPTION_MAX:
+            length = len(str(node.get("description", "")))
+            problems.append(f"{where}: description is {length} characters (Discord allows 1-100)")
+        for text in (node.get("description_localizations") or {}).values():
+            if not 1 <= len(str(text)) <= DESCRIPTION_MAX:
+                problems.append(f"{where}: a translated description is {len(str(text))} long")
+        for text in (node.get("name_localizations") or {}).values():
+            if not context_menu and not NAME_RULE.match(str(text)):
+                problems.append(f"{where}: translated name {str(text)[:40]!r} breaks the rule")
+        choices = node.get("choices") or []
+        if len(choices) > CHOICES_MAX:
+            problems.append(f"{where}: {len(choices)} choices (Discord allows {CHOICES_MAX})")
+        for choice in choices:
+            label, value = str(choice.get("name", "")), choice.get("value")
+            if not 1 <= len(label) <= 100 or (isinstance(value, str) and len(value) > 100):
+                problems.append(f"{where}: choice {label[:40]!r} is over 100 characters")
+        options = node.get("options") or []
+        if len(options) > OPTIONS_MAX:
+            problems.append(f"{where}: {len(options)} options (Discord allows {OPTIONS_MAX})")
+        for option in options:
+            check(option, f"{where}/{option.get('name')}", False)
+
+    for command in payload:
+        check(command, f"/{command.get('name')}", True)
+    return problems

@@ -75,7 +75,12 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             locale=locale,
         )
         await rt.service.press(
-            requester, press.key, replier, reply_ref=replier.ref(), source=f"press:{query.id}"
+            requester,
+            press.key,
+            replier,
+            kind=press.kind,
+            reply_ref=replier.ref(),
+            source=f"press:{query.id}",
         )
     except DrawbridgeError as exc:
         await answer_query(query, exc.render(locale))

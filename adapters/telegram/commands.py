@@ -10,11 +10,11 @@ from telegram.ext import ContextTypes
 
 from adapters.kit import Priority
 from adapters.telegram.runtime import Runtime, answer_query, asked
-from adapters.telegram.texts import TEXT_MAX, split_command
+from adapters.telegram.texts import TEXT_MAX, cut, split_command
 from bot.commands import Audience, Where, commands_on
 from bot.errors import DrawbridgeError
 from bot.i18n import LANGUAGES, t
-from bot.texts import catalogue_lines, cut, queue_lines, quota_text
+from bot.texts import catalogue_lines, queue_lines, quota_text
 
 log = logging.getLogger(__name__)
 

@@ -86,4 +86,9 @@ async def fetch(bot: Bot, service: Service, ref: ImageRef, max_bytes: int) -> by
 
 
 def _human(size: int) -> str:
-    return f"{size / (1024 * 1024):.1f} MB"
+    """A size as people read it: never "0.0 MB" for a small file or limit."""
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):.1f} MB"
+    if size >= 1024:
+        return f"{size / 1024:.0f} KB"
+    return f"{size} bytes"

@@ -26,11 +26,10 @@ from adapters.kit import GaveUp, Priority, StatusMessage, StatusView
 from adapters.telegram.delivery import send_result
 from adapters.telegram.keyboards import cancel_keyboard
 from adapters.telegram.runtime import Runtime, reply_ref, send_kwargs
-from adapters.telegram.texts import PHOTO_MAX_BYTES, TEXT_MAX, status_text
+from adapters.telegram.texts import PHOTO_MAX_BYTES, TEXT_MAX, cut, status_text
 from bot.errors import DeliveryFailed, DrawbridgeError
 from bot.i18n import t
 from bot.service import picture_size
-from bot.texts import cut
 from bot.types import JobResult, JobState, JobUpdate, Requester
 
 log = logging.getLogger(__name__)

@@ -24,11 +24,10 @@ from telegram.ext import ContextTypes
 from adapters.kit import Admission, Outbox, Priority
 from adapters.kit import Runtime as KitRuntime
 from adapters.telegram.edge import make_outbox
-from adapters.telegram.texts import TEXT_MAX
+from adapters.telegram.texts import TEXT_MAX, cut
 from bot.i18n import t
 from bot.service import Service
 from bot.settings import Settings
-from bot.texts import cut
 from bot.types import Requester
 
 PLATFORM = "telegram"

@@ -45,6 +45,7 @@ from adapters.telegram.settings_menu import on_settings, on_settings_button
 from adapters.telegram.texts import split_command
 from bot.commands import Where, commands_on
 from bot.i18n import t
+from bot.logs import learn_secret
 from bot.service import Service
 from bot.settings import Settings
 
@@ -210,6 +211,13 @@ async def gate(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     if not isinstance(update, Update):
         return
     chat, user = update.effective_chat, update.effective_user
+    if user is None and update.message is not None:
+        # an anonymous group admin (or a channel) writes as the chat: no user to charge
+        command, _ = split_command(update.message.text or update.message.caption, rt.username)
+        if command:
+            text = t(None, "telegram.anonymous")
+            rt.answer(update.message, text, priority=Priority.REFUSAL, key=("anonymous",))
+        raise ApplicationHandlerStop
     if rt.chat_allowed(chat, user):
         return
     locale = user.language_code if user else None
@@ -259,6 +267,7 @@ async def start_webhook(app: Application, rt: Runtime) -> web.AppRunner:
         if settings.telegram_webhook_secret is not None
         else secrets.token_urlsafe(32)
     )
+    learn_secret(secret)  # generated here when not set: the log's redaction must know it
 
     async def receive(request: web.Request) -> web.Response:
         if not secrets.compare_digest(request.headers.get(SECRET_HEADER, ""), secret):

@@ -16,15 +16,16 @@ from telegram.ext import ContextTypes
 
 from adapters.kit import Priority
 from adapters.telegram.runtime import Runtime, answer_query, asked
-from adapters.telegram.texts import TEXT_MAX, split_command
+from adapters.telegram.texts import TEXT_MAX, cut, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
-from bot.texts import cut, settings_lines
+from bot.texts import settings_lines
 from bot.types import Requester, UserDefaults
 
 SIZES = ((512, 512), (512, 768), (768, 512), (768, 768), (1024, 1024))
 STEPS = (20, 28, 35, 50)
 CLEAR = "-"
+ROW = 3  # buttons in a keyboard row
 
 
 def _rt(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
@@ -54,17 +55,17 @@ def keyboard(rt: Runtime, requester: Requester, values: UserDefaults) -> InlineK
     names = rt.service.presets.names
     if names:
         default = t(locale, "telegram.btn.preset_default")
-        rows.append(
-            [button(default, "p", "0", values.preset is None)]
-            + [button(n, "p", str(i + 1), values.preset == n) for i, n in enumerate(names)]
-        )
+        presets = [button(default, "p", "0", values.preset is None)]
+        presets += [button(n, "p", str(i + 1), values.preset == n) for i, n in enumerate(names)]
+        # rows of three: a long row is unreadable (and Telegram clients cap a row at 8)
+        rows += [presets[i : i + ROW] for i in range(0, len(presets), ROW)]
     sizes = [s for s in SIZES if s[0] * s[1] <= limits.max_pixels]
     size_now = (values.width, values.height)
     size_buttons = [button(f"{w}×{h}", "z", f"{w}x{h}", size_now == (w, h)) for w, h in sizes]
     size_buttons.append(
         button(t(locale, "telegram.btn.from_preset"), "z", CLEAR, values.width is None)
     )
-    rows += [size_buttons[i : i + 3] for i in range(0, len(size_buttons), 3)]
+    rows += [size_buttons[i : i + ROW] for i in range(0, len(size_buttons), ROW)]
     steps = [s for s in STEPS if s <= limits.max_steps]
     rows.append(
         [button(str(s), "t", str(s), values.steps == s) for s in steps]
@@ -96,14 +97,15 @@ def button_change(rt: Runtime, field: str, value: str) -> dict[str, Any]:
     if field == "p":
         names = rt.service.presets.names
         index = int(value)
-        return {"preset": names[index - 1] if 0 < index <= len(names) else None}
+        if not 0 <= index <= len(names):  # a forged or stale press: nothing is saved
+            raise ValueError(value)
+        return {"preset": names[index - 1] if index else None}
     if field == "z":
         if value == CLEAR:
             return {"size": None}
-        width, height = (int(v) for v in value.split("x"))
-        return {"size": (width, height)}
+        return {"size": value}  # checked by the same code as a typed `/settings size`
     if field == "t":
-        return {"steps": None if value == CLEAR else int(value)}
+        return {"steps": None if value == CLEAR else value}
     if field == "n":
         return {"negative": None if value == CLEAR else ""}
     return {}
@@ -162,8 +164,9 @@ async def on_settings_button(update: Update, context: ContextTypes.DEFAULT_TYPE)
         change = button_change(rt, parts[2], parts[3])
         values = await rt.service.change_defaults(requester, change)
     except (ValueError, DrawbridgeError) as exc:
-        why = exc.render(requester.locale) if isinstance(exc, DrawbridgeError) else None
-        await answer_query(query, why)
+        # a value no button of ours carries: refused privately, like an expired button
+        error = exc if isinstance(exc, DrawbridgeError) else DrawbridgeError("action.expired")
+        await answer_query(query, error.render(requester.locale))
         return
     with contextlib.suppress(BadRequest):  # "query is too old": the change is saved anyway
         await query.answer(t(requester.locale, "settings.saved"))

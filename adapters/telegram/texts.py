@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from bot.i18n import t
-from bot.texts import ELLIPSIS, cut, model_label
+from bot.texts import ELLIPSIS, model_label
 from bot.texts import status_text as core_status_text
 from bot.types import ImageResult, JobUpdate
 
@@ -16,6 +16,20 @@ PHOTO_MAX_BYTES = 10 * 1024 * 1024
 PHOTO_MAX_SIDES = 10000
 PHOTO_MAX_RATIO = 20
 ALBUM_MAX = 10
+
+
+def units(text: str) -> int:
+    """Length as Telegram counts it: UTF-16 code units (an emoji outside the BMP is two)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def cut(text: str, limit: int) -> str:
+    """Text shortened to `limit` UTF-16 units (Telegram's count), with an ellipsis when cut."""
+    if units(text) <= limit:
+        return text
+    encoded = text.encode("utf-16-le")[: 2 * max(0, limit - 1)]
+    # a cut between the two halves of a surrogate pair drops the half
+    return encoded.decode("utf-16-le", errors="ignore").rstrip() + ELLIPSIS
 
 
 def fits_photo(png_size: int, width: int, height: int) -> bool:
@@ -29,7 +43,7 @@ def fits_photo(png_size: int, width: int, height: int) -> bool:
 
 def status_text(locale: str | None, update: JobUpdate, max_attempts: int) -> str:
     """The status message of a queued or running job, cut to this platform's limit."""
-    return core_status_text(locale, update, max_attempts, CAPTION_MAX)
+    return cut(core_status_text(locale, update, max_attempts, CAPTION_MAX), CAPTION_MAX)
 
 
 def meta_line(locale: str | None, image: ImageResult, model: str, elapsed: float | None) -> str:
@@ -53,7 +67,7 @@ def result_caption(
     """Prompt (cut so the whole caption fits 1024 characters), then seed, size and model."""
     head = f"#{index + 1} · {meta}" if index is not None else meta
     tail = "\n".join([head, *notes])
-    room = CAPTION_MAX - len(tail) - 1
+    room = CAPTION_MAX - units(tail) - 1
     if room < 20:
         return cut(tail, CAPTION_MAX)
     return f"{cut(prompt, room)}\n{tail}" if prompt else tail

@@ -25,7 +25,11 @@ FORMATS_TEXT = "PNG, JPEG, WebP, GIF"
 
 MAX_ASPECT = 8.0  # longer side / shorter side; beyond this nothing useful can be drawn
 MIN_SIDE = 64  # after downscaling and snapping; smaller is useless for Stable Diffusion
-HEADER_FACTOR = 16  # a header may claim up to this many times our output pixel budget …
+# What is decoded never exceeds MAX_PIXELS: a PNG, WebP or GIF header is checked against it
+# as it stands; a JPEG against the size its DCT-scaled decode (draft, 1/2 … 1/8 a side)
+# produces, so phone photos are still taken and downscaled. Nothing over HEADER_CAP is opened.
+HEADER_FACTOR = 1
+JPEG_DRAFT_FACTOR = 64  # a JPEG header may claim this many times MAX_PIXELS (1/8 a side) …
 HEADER_CAP = 64_000_000  # … but never more than this (64 MP ≈ 190 MB of RGB when decoded)
 
 _EXIF_ORIENTATION = 0x0112
@@ -56,9 +60,10 @@ def snap8(width: int, height: int) -> tuple[int, int]:
     return width // 8 * 8, height // 8 * 8
 
 
-def header_limit(max_pixels: int) -> int:
+def header_limit(max_pixels: int, image_format: str = "PNG") -> int:
     """The largest pixel count a header may claim before we refuse to decode it."""
-    return min(HEADER_FACTOR * max_pixels, HEADER_CAP)
+    factor = JPEG_DRAFT_FACTOR if image_format == "JPEG" else HEADER_FACTOR
+    return min(factor * max_pixels, HEADER_CAP)
 
 
 def image_size(data: bytes) -> tuple[int, int]:
@@ -74,10 +79,10 @@ def ingest(data: bytes, *, max_pixels: int, max_bytes: int) -> Ingested:
     """Check, decode, rotate, convert, downscale and snap an uploaded picture; PNG out."""
     if len(data) > max_bytes:
         raise ImageError("image.too_large_file", size=_human(len(data)), limit=_human(max_bytes))
-    limit = header_limit(max_pixels)
-    img = _open(data, limit)
+    img = _open(data, HEADER_CAP)
     original_format = _FORMAT_NAMES[str(img.format)]
     width, height = img.size
+    limit = header_limit(max_pixels, original_format)
     _check_header(width, height, limit)
     if _orientation(img) in _SWAPPING_ORIENTATIONS:
         width, height = height, width
@@ -176,6 +181,7 @@ def _decode(img: Image.Image, *, draft_to: tuple[int, int] | None, limit: int) -
             # draft() keeps the result at least as large as asked, in stored orientation.
             if _orientation(img) in _SWAPPING_ORIENTATIONS:
                 draft_to = (draft_to[1], draft_to[0])
+            # (the header limit keeps even a 1/8 decode within MAX_PIXELS)
             img.draft(img.mode, draft_to)
         img.load()
         upright = ImageOps.exif_transpose(img) or img

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 
 from bot.errors import ImageError
@@ -32,13 +33,29 @@ async def prepare_images(
     max_pixels: int,
     max_bytes: int,
     locale: str | None = "en",
+    decodes: asyncio.Semaphore | None = None,
 ) -> Prepared:
-    """Ingest, store by reference and decide the mask; sets the request's mode and refs."""
+    """Ingest, store by reference and decide the mask; sets the request's mode and refs.
+    `decodes` bounds how many pictures are decoded at once (MAX_CONCURRENT_DECODES): each
+    decode holds up to MAX_PIXELS of pixels, so the bound is the memory bound."""
     init, mask = pictures.init, pictures.mask
     if init is None:
         if mask is not None:
             raise ImageError("mask.needs_init")
         return Prepared()
+    async with decodes or contextlib.nullcontext():
+        return await _prepare(store, request, init, mask, max_pixels, max_bytes, locale)
+
+
+async def _prepare(
+    store: ImageStore,
+    request: GenerationRequest,
+    init: bytes,
+    mask: bytes | None,
+    max_pixels: int,
+    max_bytes: int,
+    locale: str | None,
+) -> Prepared:
     limits = {"max_pixels": max_pixels, "max_bytes": max_bytes}
     image = await asyncio.to_thread(ingest, init, **limits)
     request.init_image = await asyncio.to_thread(store.put, image.png)

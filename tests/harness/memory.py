@@ -106,10 +106,12 @@ class MemoryChat:
         except DrawbridgeError as exc:
             return self._say(exc.render(self.locale))
 
-    async def press(self, key: str) -> str:
-        """A result button; returns what the bot answered."""
+    async def press(self, key: str, kind: str) -> str:
+        """A result button of `kind` carrying `key`; returns what the bot answered."""
         try:
-            pressed: Pressed = await self.service.press(self.requester, key, self.replier)
+            pressed: Pressed = await self.service.press(
+                self.requester, key, self.replier, kind=kind
+            )
         except DrawbridgeError as exc:
             return self._say(exc.render(self.locale))
         if pressed.handle is not None:
