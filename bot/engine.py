@@ -47,6 +47,7 @@ from bot.errors import (
 from bot.fairqueue import Entry, FairQueue
 from bot.images.ingest import image_size
 from bot.images.store import ImageStore
+from bot.jobtable import JobTable
 from bot.lease import Lease
 from bot.options import DrawParser, Limits, draw_options, validate_request
 from bot.payload import (
@@ -139,7 +140,7 @@ class Engine(Events):
         self.store = store or ImageStore(settings.data_dir / "images")
         self.quotas = Quotas(db, settings)
         self.queue = FairQueue()
-        self.jobs: dict[str, Job] = {}
+        self.jobs: JobTable[Job] = JobTable(lambda job: job.requester.key)
         self._pending: dict[str, int] = {}
         # platform → the bot this process answers it with ("telegram:123"), and by that bot,
         # how a job taken over finds its conversation again
@@ -477,10 +478,7 @@ class Engine(Events):
 
     def user_jobs(self, user_key: str) -> list[Job]:
         """This user's queued and running jobs, oldest first."""
-        return sorted(
-            (j for j in self.jobs.values() if j.requester.key == user_key),
-            key=lambda j: j.created,
-        )
+        return sorted(self.jobs.of(user_key), key=lambda j: j.created)
 
     def queue_view(self, user_key: str) -> QueueView:
         """/queue: queued and running jobs, backends up, and this user's jobs in order."""
