@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import gc
 import itertools
 import json
 import logging
@@ -57,6 +58,7 @@ from bot.payload import (
     cost_on,
     reroll_of,
     resolve,
+    shared,
     upscale_of,
     variation_of,
 )
@@ -88,12 +90,15 @@ from bot.types import (
 from bot.webui.client import GenerationResult, WebUIClient
 from storage.db import Database
 from storage.instances import Orphans, new_instance_id
+from storage.jobs import JobSnapshot as JobRow
 from storage.jobs import new_job_id
 from storage.lifecycle import RenderedImage
-from storage.models import Job as JobRow
 from storage.vocab import DuplicateJob, InsufficientCredits, StorageFault, StorageFull
 
 log = logging.getLogger(__name__)
+# Jobs taken over that are adopted between two yields to the event loop (each parses its row).
+ADOPT_SLICE = 100
+_SHARED_FIELDS = ("platform", "chat_id", "locale")  # of a Requester: the same for many jobs
 
 
 @dataclass(eq=False, slots=True)
@@ -142,6 +147,7 @@ class Engine(Events):
         self.queue = FairQueue()
         self.jobs: JobTable[Job] = JobTable(lambda job: job.requester.key)
         self._pending: dict[str, int] = {}
+        self._adopting = 0  # jobs of a takeover batch not yet queued here
         # platform → the bot this process answers it with ("telegram:123"), and by that bot,
         # how a job taken over finds its conversation again
         self.routes: dict[str, str] = {}
@@ -248,10 +254,23 @@ class Engine(Events):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.webui_connect_timeout + 1.0):
                     await asyncio.gather(*stops, return_exceptions=True)
-        for row in orphans.queued:
-            job = await self._adopt(row)
-            if job is not None:
-                self._enqueue(job)
+        self._adopting = len(orphans.queued)
+        try:
+            for n, row in enumerate(orphans.queued, start=1):
+                job = await self._adopt(row)
+                self._adopting -= 1
+                if job is not None:
+                    self._enqueue(job)
+                if n % ADOPT_SLICE == 0:
+                    await asyncio.sleep(0)  # a large batch: let commands and backends in
+        finally:
+            self._adopting = 0
+        if len(orphans.queued) >= ADOPT_SLICE:
+            # A large takeover leaves ~8 tracked objects per queued job: the collector's full
+            # passes over all of them stalled the loop 0.8 s at 100 000 jobs. They live until
+            # their job ends (freed by reference counting then), so the collector need not
+            # walk them: what exists now moves to its permanent generation.
+            gc.freeze()
         for row in orphans.rendered:
             job = await self._adopt(row)
             if job is not None:
@@ -269,7 +288,10 @@ class Engine(Events):
         route = row.platform
         factory = self.repliers.get(route) or self.repliers.get(self.routes.get(route, ""))
         try:
-            requester = Requester(**params["requester"])
+            asked = params["requester"]
+            requester = Requester(
+                **{k: shared(v) if k in _SHARED_FIELDS else v for k, v in asked.items()}
+            )
             if factory is None:
                 raise LookupError(f"no replier for {route}")
             replier = factory(requester, _json(row.reply_ref) or {})
@@ -462,7 +484,7 @@ class Engine(Events):
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
         entry = Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job)
-        entry.needs = needs_of(job.spec)
+        entry.needs = shared(needs_of(job.spec))  # most jobs need the same
         self.queue.push(entry)
 
     # --- status ------------------------------------------------------------------------
@@ -488,7 +510,8 @@ class Engine(Events):
             running = job.state is JobState.RUNNING or position == 0
             mine.append(QueueEntry(job.id, running, position, eta))
         return QueueView(
-            queued=len(self.queue),
+            # jobs of a takeover still being loaded are queued too, only not here yet
+            queued=len(self.queue) + self._adopting + self.lease.pending,
             running=sum(len(b.inflight) for b in self.dispatcher.backends),
             backends_up=len(self.dispatcher.up_backends()),
             mine=tuple(mine),

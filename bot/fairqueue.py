@@ -9,14 +9,13 @@ A job's tag never changes while it is queued, so the fair order of ALL queued jo
 sequence: `Ranked` keeps it (sorted blocks with counts and cost sums per block, prefix sums over
 blocks in a Fenwick tree). Push, take and position are O(log n) plus one bisect inside a block
 of at most 2 × LOAD jobs; the next job and the first k in order are O(1) and O(k). Per user a
-deque holds that user's jobs in order (count, last tag).
+list holds that user's jobs in order (count, last tag).
 """
 
 from __future__ import annotations
 
 import itertools
 from bisect import bisect_left
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,30 +51,36 @@ class Ranked:
         self._keys: list[list[tuple[float, int]]] = []
         self._items: list[list[Entry]] = []
         self._costs: list[list[float]] = []
+        self._totals: list[float] = []  # per block: the sum of its costs
         self._maxes: list[tuple[float, int]] = []
         # Fenwick trees over blocks: how many entries, and their total cost
         self._fen_n: list[int] = [0]
         self._fen_c: list[float] = [0.0]
+        self._stale = False  # blocks split or vanished since the trees were built
         self._len = 0
 
     def __len__(self) -> int:
         return self._len
 
     def _rebuild(self) -> None:
-        """Fenwick trees afresh, O(blocks); after a block split or vanished."""
+        """Fenwick trees afresh, O(blocks): on the first rank after blocks split or vanished
+        (every LOAD or so pushes or pops; not on each, so the hot path stays cheap)."""
         size = len(self._keys)
         fen_n = [0] * (size + 1)
         fen_c = [0.0] * (size + 1)
-        for i in range(size):
-            fen_n[i + 1] += len(self._keys[i])
-            fen_c[i + 1] += sum(self._costs[i])
-            up = (i + 1) + ((i + 1) & -(i + 1))
+        for i, (keys, total) in enumerate(zip(self._keys, self._totals, strict=True), start=1):
+            fen_n[i] += len(keys)
+            fen_c[i] += total
+            up = i + (i & -i)
             if up <= size:
-                fen_n[up] += fen_n[i + 1]
-                fen_c[up] += fen_c[i + 1]
+                fen_n[up] += fen_n[i]
+                fen_c[up] += fen_c[i]
         self._fen_n, self._fen_c = fen_n, fen_c
+        self._stale = False
 
     def _add(self, block: int, count: int, cost: float) -> None:
+        if self._stale:
+            return  # rebuilt before the next rank anyway
         i = block + 1
         size = len(self._fen_n) - 1
         while i <= size:
@@ -100,9 +105,10 @@ class Ranked:
             self._keys.append([key])
             self._items.append([entry])
             self._costs.append([entry.cost])
+            self._totals.append(entry.cost)
             self._maxes.append(key)
             self._len = 1
-            self._rebuild()
+            self._stale = True
             return
         b = bisect_left(self._maxes, key)
         if b == len(self._maxes):
@@ -113,6 +119,7 @@ class Ranked:
         self._items[b].insert(j, entry)
         self._costs[b].insert(j, entry.cost)
         self._maxes[b] = keys[-1]
+        self._totals[b] += entry.cost
         self._len += 1
         if len(keys) > 2 * self._load:
             self._split(b)
@@ -125,9 +132,10 @@ class Ranked:
         self._items.insert(b + 1, self._items[b][half:])
         self._costs.insert(b + 1, self._costs[b][half:])
         del self._keys[b][half:], self._items[b][half:], self._costs[b][half:]
+        self._totals[b : b + 1] = [sum(self._costs[b]), sum(self._costs[b + 1])]
         self._maxes[b] = self._keys[b][-1]
         self._maxes.insert(b + 1, self._keys[b + 1][-1])
-        self._rebuild()
+        self._stale = True
 
     def _locate(self, entry: Entry) -> tuple[int, int]:
         key = (entry.tag, entry.seq)
@@ -147,15 +155,18 @@ class Ranked:
         del self._costs[b][j]
         self._len -= 1
         if not self._keys[b]:
-            del self._keys[b], self._items[b], self._costs[b], self._maxes[b]
-            self._rebuild()
+            del self._keys[b], self._items[b], self._costs[b], self._totals[b], self._maxes[b]
+            self._stale = True
             return
         self._maxes[b] = self._keys[b][-1]
+        self._totals[b] -= entry.cost
         self._add(b, -1, -entry.cost)
 
     def rank(self, entry: Entry) -> tuple[int, float]:
         """(entries, total cost) ordered before this one."""
         b, j = self._locate(entry)
+        if self._stale:
+            self._rebuild()
         count, cost = self._before(b)
         return count + j, cost + sum(self._costs[b][:j])
 
@@ -171,7 +182,9 @@ class FairQueue:
     """Fair queue over users; not thread-safe, used from the event loop only."""
 
     def __init__(self, *, load: int = LOAD) -> None:
-        self._users: dict[str, deque[Entry]] = {}
+        # per user, that user's jobs in order: a list, not a deque (a deque's first block is
+        # ~600 bytes, paid per user with one job); MAX_QUEUED_PER_USER keeps them short
+        self._users: dict[str, list[Entry]] = {}
         self._last: dict[str, float] = {}
         self._ranked = Ranked(load)
         self._by_id: dict[str, Entry] = {}
@@ -206,7 +219,7 @@ class FairQueue:
         self._by_id[entry.job_id] = entry
         q = self._users.get(entry.user)
         if q is None:
-            self._users[entry.user] = deque([entry])
+            self._users[entry.user] = [entry]
         else:
             q.append(entry)
         self._ranked.add(entry)
@@ -217,7 +230,7 @@ class FairQueue:
         entry.tag = min(self.vtime, head.tag if head is not None else self.vtime) - 1e-9
         entry.seq = next(self._seq)
         self._by_id[entry.job_id] = entry
-        self._users.setdefault(entry.user, deque()).appendleft(entry)
+        self._users.setdefault(entry.user, []).insert(0, entry)
         self._ranked.add(entry)
 
     def peek(self) -> Entry | None:
@@ -243,9 +256,9 @@ class FairQueue:
             return None
         q = self._users[entry.user]
         if q[0] is entry:
-            q.popleft()
+            del q[0]
         else:
-            q.remove(entry)  # a user's own jobs only (MAX_QUEUED_PER_USER bounds them)
+            q.remove(entry)
         if not q:
             del self._users[entry.user]
         self._ranked.discard(entry)
