@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -243,6 +244,9 @@ def restart() -> dict[str, float]:
 def run() -> tuple[dict[str, float], dict[str, float]]:
     """(drawbridge figures, baseline figures)."""
     ours, base = asyncio.run(queue_at_100k_users())
+    reset_ours, reset_base = asyncio.run(daily_reset())
+    ours.update(reset_ours)
+    base.update(reset_base)
     ours.update(restart())
     return ours, base
 
@@ -252,3 +256,102 @@ if __name__ == "__main__":
         asyncio.run(_migrate(Path(sys.argv[2])))
     elif sys.argv[1] == "restart":
         print(json.dumps(asyncio.run(_restart(Path(sys.argv[2])))))
+
+
+# --- the daily reset at 100 000 accounts ----------------------------------------------------
+
+ACCOUNTS = 100_000
+DAY, NEXT_DAY = "2026-03-01", "2026-03-02"
+
+
+def _fill_accounts(url: str) -> None:
+    from sqlalchemy import create_engine
+
+    from storage.models import metadata, utcnow
+
+    accounts = metadata.tables["quota_accounts"]
+    now = utcnow()
+    rows = [
+        {
+            "user_key": f"telegram:{i}",
+            "allowance": 10,
+            "period": DAY,
+            "daily_left": i % 10,
+            "bonus": 0,
+            "last_reserve_daily": 0,
+            "updated_at": now,
+        }
+        for i in range(ACCOUNTS)
+    ]
+    sync = create_engine(url.replace("+aiosqlite", ""))
+    with sync.begin() as conn:
+        conn.execute(accounts.insert(), rows)
+    sync.dispose()
+
+
+async def daily_reset() -> tuple[dict[str, float], dict[str, float]]:
+    """daily_reset_stall_ms / daily_reset_draw_ms: the day changes over 100 000 accounts while
+    /draws come in (8 at a time, each one `Database.submit_job`: the transaction a /draw is).
+    drawbridge resets lazily (each account refills in its first reservation of the day; no
+    job runs at the reset time): the longest loop stall (and the most CPU the loop's thread
+    spent between two 5 ms ticks, which others' load does not inflate) and the slowest submit
+    over 400 submits of the new day, after five to warm up. Baseline: the eager reset that was
+    scheduled before (`reset_all`: every stale account updated and a ledger row written for
+    each, one transaction), with the same submits arriving while it runs."""
+    return await _day_change(eager=False), await _day_change(eager=True)
+
+
+async def _day_change(*, eager: bool) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory(prefix="drawbridge-bench-reset-") as tmp:
+        settings = bench_settings(Path(tmp), ["http://127.0.0.1:9"])
+        async with Database(settings.database_url):
+            pass  # migrated
+        await asyncio.to_thread(_fill_accounts, settings.database_url)
+        async with Database(settings.database_url) as db:
+            worst, worst_cpu, watching = 0.0, 0.0, True
+
+            async def ticker() -> None:
+                nonlocal worst, worst_cpu
+                while watching:
+                    due, cpu = loop.time() + 0.005, time.thread_time()
+                    await asyncio.sleep(0.005)
+                    worst = max(worst, loop.time() - due)
+                    worst_cpu = max(worst_cpu, time.thread_time() - cpu)
+
+            slowest = 0.0
+            ids = iter(range(10**6))
+
+            async def draws(users: range) -> None:
+                nonlocal slowest
+                for user in users:
+                    begin = loop.time()
+                    await db.submit_job(
+                        id=f"j{next(ids)}",
+                        user_key=f"telegram:{user}",
+                        platform="telegram",
+                        prompt="a fox",
+                        params={},
+                        cost=1,
+                        allowance=10,
+                        today=NEXT_DAY,
+                    )
+                    slowest = max(slowest, loop.time() - begin)
+
+            await draws(range(ACCOUNTS - 5, ACCOUNTS))  # warm: statements compiled
+            slowest = 0.0
+            gc.collect()
+            watch = asyncio.create_task(ticker())
+            work: list[Coroutine[Any, Any, object]] = [
+                draws(range(i * 50, (i + 1) * 50)) for i in range(8)
+            ]
+            if eager:
+                work.append(db.quota.reset_all(NEXT_DAY, lambda _key: 10))
+            await asyncio.gather(*work)
+            watching = False
+            await watch
+    return {
+        "daily_reset_stall_ms": worst * 1000,
+        "daily_reset_stall_cpu_ms": worst_cpu * 1000,
+        "daily_reset_draw_ms": slowest * 1000,
+    }
