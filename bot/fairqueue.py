@@ -64,13 +64,15 @@ class Ranked:
 
     def _rebuild(self) -> None:
         """Fenwick trees afresh, O(blocks): on the first rank after blocks split or vanished
-        (every LOAD or so pushes or pops; not on each, so the hot path stays cheap)."""
-        size = len(self._keys)
+        (every LOAD or so pushes or pops; not on each, so the hot path stays cheap). They
+        cover the blocks after the first: the first block, where jobs leave, is counted
+        from itself, so a pop touches no tree."""
+        size = len(self._keys) - 1
         fen_n = [0] * (size + 1)
         fen_c = [0.0] * (size + 1)
-        for i, (keys, total) in enumerate(zip(self._keys, self._totals, strict=True), start=1):
-            fen_n[i] += len(keys)
-            fen_c[i] += total
+        for i in range(1, size + 1):
+            fen_n[i] += len(self._keys[i])
+            fen_c[i] += self._totals[i]
             up = i + (i & -i)
             if up <= size:
                 fen_n[up] += fen_n[i]
@@ -79,9 +81,9 @@ class Ranked:
         self._stale = False
 
     def _add(self, block: int, count: int, cost: float) -> None:
-        if self._stale:
-            return  # rebuilt before the next rank anyway
-        i = block + 1
+        if self._stale or block == 0:
+            return  # rebuilt before the next rank anyway / the first block counts itself
+        i = block
         size = len(self._fen_n) - 1
         while i <= size:
             self._fen_n[i] += count
@@ -90,8 +92,10 @@ class Ranked:
 
     def _before(self, block: int) -> tuple[int, float]:
         """(entries, cost) in the blocks before `block`."""
-        count, cost = 0, 0.0
-        i = block
+        if block == 0:
+            return 0, 0.0
+        count, cost = len(self._keys[0]), self._totals[0]
+        i = block - 1
         while i > 0:
             count += self._fen_n[i]
             cost += self._fen_c[i]
