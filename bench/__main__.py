@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import decodes, live, memory, queueops, quota, report, tgpath
+from bench import decodes, live, memory, queueops, quota, report, scale, tgpath
 from bench.bots import KINDS
 
 GROUPS = (
@@ -28,6 +28,7 @@ GROUPS = (
     "light",
     "switches",
     "telegram",
+    "scale",
 )
 LIVE: dict[str, Callable[..., Any]] = {
     "overhead": live.overhead,
@@ -92,6 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         base["tg_overhead_ms_p50"] = found.pop("tg_bare_ms_p50")
         base["tg_overhead_ms_p99"] = found.pop("tg_bare_ms_p99")
         ours.update(found)
+
+    if "scale" in groups:
+        log("scale: the queue at 100 000 users, the day change at 100 000 accounts, a restart")
+        s_ours, s_base = scale.run()
+        ours.update(s_ours)
+        base.update(s_base)
+        log(f"scale: {s_ours} baseline {s_base}")
 
     lines = report.table(ours, base)
     print("\n".join(lines))

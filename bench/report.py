@@ -82,6 +82,19 @@ FIGURES: list[Figure] = [
     Figure("tg_429s", "", "==", 0),
     Figure("tg_results_lost", "", "==", 0),
     Figure("tg_bytes_per_queued_job", "B", "<=", 4096),
+    # scale (bench/scale.py): the queue at 100 000 users, the day change, a restart
+    Figure("position_us_100k", "µs", "<=", 50),
+    Figure("job_start_us_100k", "µs", "<=", 50),
+    Figure("daily_reset_stall_ms", "ms", "<=", 50),
+    Figure("daily_reset_stall_cpu_ms", "ms", "", None),
+    Figure("daily_reset_draw_ms", "ms", "", None),
+    Figure("restart_serving_s", "s", "<=", 2),
+    Figure("restart_stall_ms", "ms", "<=", 100),
+    Figure("restart_stall_cpu_ms", "ms", "", None),
+    Figure("restart_rss_mib", "MiB", "<=", 250),
+    Figure("restart_rss_before_mib", "MiB", "", None),
+    Figure("restart_loaded_s", "s", "", None),
+    Figure("restart_queue_miscount", "", "<=", 2),
 ]
 
 

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import contextlib
 import functools
+import gc
 import itertools
 import json
 import logging
@@ -48,6 +49,7 @@ from bot.errors import (
 from bot.fairqueue import Entry, FairQueue
 from bot.images.ingest import image_size
 from bot.images.store import ImageStore
+from bot.jobtable import JobTable
 from bot.lease import Lease
 from bot.metrics import BackendState, Metrics, Snapshot
 from bot.options import DrawParser, Limits, draw_options, validate_request
@@ -58,6 +60,7 @@ from bot.payload import (
     cost_on,
     reroll_of,
     resolve,
+    shared,
     upscale_of,
     variation_of,
 )
@@ -89,12 +92,15 @@ from bot.types import (
 from bot.webui.client import GenerationResult, WebUIClient
 from storage.db import Database
 from storage.instances import Orphans, new_instance_id
+from storage.jobs import JobSnapshot as JobRow
 from storage.jobs import new_job_id
 from storage.lifecycle import RenderedImage
-from storage.models import Job as JobRow
 from storage.vocab import DuplicateJob, InsufficientCredits, StorageFault, StorageFull
 
 log = logging.getLogger(__name__)
+# Jobs taken over that are adopted between two yields to the event loop (each parses its row).
+ADOPT_SLICE = 100
+_SHARED_FIELDS = ("platform", "chat_id", "locale")  # of a Requester: the same for many jobs
 
 
 @dataclass(eq=False, slots=True)
@@ -146,8 +152,9 @@ class Engine(Events):
         self.store = store or ImageStore(settings.data_dir / "images")
         self.quotas = Quotas(db, settings)
         self.queue = FairQueue()
-        self.jobs: dict[str, Job] = {}
+        self.jobs: JobTable[Job] = JobTable(lambda job: job.requester.key)
         self._pending: dict[str, int] = {}
+        self._adopting = 0  # jobs of a takeover batch not yet queued here
         # platform → the bot this process answers it with ("telegram:123"), and by that bot,
         # how a job taken over finds its conversation again
         self.routes: dict[str, str] = {}
@@ -256,10 +263,23 @@ class Engine(Events):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.settings.webui_connect_timeout + 1.0):
                     await asyncio.gather(*stops, return_exceptions=True)
-        for row in orphans.queued:
-            job = await self._adopt(row)
-            if job is not None:
-                self._enqueue(job)
+        self._adopting = len(orphans.queued)
+        try:
+            for n, row in enumerate(orphans.queued, start=1):
+                job = await self._adopt(row)
+                self._adopting -= 1
+                if job is not None:
+                    self._enqueue(job)
+                if n % ADOPT_SLICE == 0:
+                    await asyncio.sleep(0)  # a large batch: let commands and backends in
+        finally:
+            self._adopting = 0
+        if len(orphans.queued) >= ADOPT_SLICE:
+            # A large takeover leaves ~8 tracked objects per queued job: the collector's full
+            # passes over all of them stalled the loop 0.8 s at 100 000 jobs. They live until
+            # their job ends (freed by reference counting then), so the collector need not
+            # walk them: what exists now moves to its permanent generation.
+            gc.freeze()
         for row in orphans.rendered:
             job = await self._adopt(row)
             if job is not None:
@@ -277,7 +297,10 @@ class Engine(Events):
         route = row.platform
         factory = self.repliers.get(route) or self.repliers.get(self.routes.get(route, ""))
         try:
-            requester = Requester(**params["requester"])
+            asked = params["requester"]
+            requester = Requester(
+                **{k: shared(v) if k in _SHARED_FIELDS else v for k, v in asked.items()}
+            )
             if factory is None:
                 raise LookupError(f"no replier for {route}")
             replier = factory(requester, _json(row.reply_ref) or {})
@@ -478,7 +501,7 @@ class Engine(Events):
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
         entry = Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job)
-        entry.needs = needs_of(job.spec)
+        entry.needs = shared(needs_of(job.spec))  # most jobs need the same
         self.queue.push(entry)
 
     # --- status ------------------------------------------------------------------------
@@ -494,10 +517,7 @@ class Engine(Events):
 
     def user_jobs(self, user_key: str) -> list[Job]:
         """This user's queued and running jobs, oldest first."""
-        return sorted(
-            (j for j in self.jobs.values() if j.requester.key == user_key),
-            key=lambda j: j.created,
-        )
+        return sorted(self.jobs.of(user_key), key=lambda j: j.created)
 
     def queue_view(self, user_key: str) -> QueueView:
         """/queue: queued and running jobs, backends up, and this user's jobs in order."""
@@ -507,7 +527,8 @@ class Engine(Events):
             running = job.state is JobState.RUNNING or position == 0
             mine.append(QueueEntry(job.id, running, position, eta))
         return QueueView(
-            queued=len(self.queue),
+            # jobs of a takeover still being loaded are queued too, only not here yet
+            queued=len(self.queue) + self._adopting + self.lease.pending,
             running=sum(len(b.inflight) for b in self.dispatcher.backends),
             backends_up=len(self.dispatcher.up_backends()),
             mine=tuple(mine),

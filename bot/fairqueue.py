@@ -5,17 +5,22 @@ Each job gets a virtual finish tag when it is queued: ``start = max(V, the user'
 order, so a user who queues 100 jobs gets tags far in the future while another user's single job
 is tagged near V and goes next: it waits for about one job per active user, whatever the burst.
 
-Only the head of each user's queue sits in the heap, so push and pop are O(log users).
+A job's tag never changes while it is queued, so the fair order of ALL queued jobs is one sorted
+sequence: `Ranked` keeps it (sorted blocks with counts and cost sums per block, prefix sums over
+blocks in a Fenwick tree). Push, take and position are O(log n) plus one bisect inside a block
+of at most 2 × LOAD jobs; the next job and the first k in order are O(1) and O(k). Per user a
+list holds that user's jobs in order (count, last tag).
 """
 
 from __future__ import annotations
 
-import heapq
 import itertools
-from collections import deque
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+LOAD = 256  # jobs per block: a block splits at 2 × LOAD
 
 
 @dataclass(slots=True, eq=False)
@@ -38,13 +43,154 @@ class Entry:
         return (self.tag, self.seq)
 
 
+class Ranked:
+    """Entries sorted by (tag, seq), with rank and cost-before lookups (an order-statistic list)."""
+
+    def __init__(self, load: int = LOAD) -> None:
+        self._load = load
+        self._keys: list[list[tuple[float, int]]] = []
+        self._items: list[list[Entry]] = []
+        self._costs: list[list[float]] = []
+        self._totals: list[float] = []  # per block: the sum of its costs
+        self._maxes: list[tuple[float, int]] = []
+        # Fenwick trees over blocks: how many entries, and their total cost
+        self._fen_n: list[int] = [0]
+        self._fen_c: list[float] = [0.0]
+        self._stale = False  # blocks split or vanished since the trees were built
+        self._len = 0
+
+    def __len__(self) -> int:
+        return self._len
+
+    def _rebuild(self) -> None:
+        """Fenwick trees afresh, O(blocks): on the first rank after blocks split or vanished
+        (every LOAD or so pushes or pops; not on each, so the hot path stays cheap). They
+        cover the blocks after the first: the first block, where jobs leave, is counted
+        from itself, so a pop touches no tree."""
+        size = len(self._keys) - 1
+        fen_n = [0] * (size + 1)
+        fen_c = [0.0] * (size + 1)
+        for i in range(1, size + 1):
+            fen_n[i] += len(self._keys[i])
+            fen_c[i] += self._totals[i]
+            up = i + (i & -i)
+            if up <= size:
+                fen_n[up] += fen_n[i]
+                fen_c[up] += fen_c[i]
+        self._fen_n, self._fen_c = fen_n, fen_c
+        self._stale = False
+
+    def _add(self, block: int, count: int, cost: float) -> None:
+        if self._stale or block == 0:
+            return  # rebuilt before the next rank anyway / the first block counts itself
+        i = block
+        size = len(self._fen_n) - 1
+        while i <= size:
+            self._fen_n[i] += count
+            self._fen_c[i] += cost
+            i += i & -i
+
+    def _before(self, block: int) -> tuple[int, float]:
+        """(entries, cost) in the blocks before `block`."""
+        if block == 0:
+            return 0, 0.0
+        count, cost = len(self._keys[0]), self._totals[0]
+        i = block - 1
+        while i > 0:
+            count += self._fen_n[i]
+            cost += self._fen_c[i]
+            i -= i & -i
+        return count, cost
+
+    def add(self, entry: Entry) -> None:
+        """Insert an entry at its place by (tag, seq)."""
+        key = (entry.tag, entry.seq)
+        if not self._keys:
+            self._keys.append([key])
+            self._items.append([entry])
+            self._costs.append([entry.cost])
+            self._totals.append(entry.cost)
+            self._maxes.append(key)
+            self._len = 1
+            self._stale = True
+            return
+        b = bisect_left(self._maxes, key)
+        if b == len(self._maxes):
+            b -= 1
+        keys = self._keys[b]
+        j = bisect_left(keys, key)
+        keys.insert(j, key)
+        self._items[b].insert(j, entry)
+        self._costs[b].insert(j, entry.cost)
+        self._maxes[b] = keys[-1]
+        self._totals[b] += entry.cost
+        self._len += 1
+        if len(keys) > 2 * self._load:
+            self._split(b)
+        else:
+            self._add(b, 1, entry.cost)
+
+    def _split(self, b: int) -> None:
+        half = len(self._keys[b]) // 2
+        self._keys.insert(b + 1, self._keys[b][half:])
+        self._items.insert(b + 1, self._items[b][half:])
+        self._costs.insert(b + 1, self._costs[b][half:])
+        del self._keys[b][half:], self._items[b][half:], self._costs[b][half:]
+        self._totals[b : b + 1] = [sum(self._costs[b]), sum(self._costs[b + 1])]
+        self._maxes[b] = self._keys[b][-1]
+        self._maxes.insert(b + 1, self._keys[b + 1][-1])
+        self._stale = True
+
+    def _locate(self, entry: Entry) -> tuple[int, int]:
+        key = (entry.tag, entry.seq)
+        b = bisect_left(self._maxes, key)
+        if b < len(self._maxes):
+            keys = self._keys[b]
+            j = bisect_left(keys, key)
+            if j < len(keys) and self._items[b][j] is entry:
+                return b, j
+        raise KeyError(entry.job_id)
+
+    def discard(self, entry: Entry) -> None:
+        """Remove an entry (KeyError if it is not here)."""
+        b, j = self._locate(entry)
+        del self._keys[b][j]
+        del self._items[b][j]
+        del self._costs[b][j]
+        self._len -= 1
+        if not self._keys[b]:
+            del self._keys[b], self._items[b], self._costs[b], self._totals[b], self._maxes[b]
+            self._stale = True
+            return
+        self._maxes[b] = self._keys[b][-1]
+        self._totals[b] -= entry.cost
+        self._add(b, -1, -entry.cost)
+
+    def rank(self, entry: Entry) -> tuple[int, float]:
+        """(entries, total cost) ordered before this one."""
+        b, j = self._locate(entry)
+        if self._stale:
+            self._rebuild()
+        count, cost = self._before(b)
+        return count + j, cost + sum(self._costs[b][:j])
+
+    def first(self) -> Entry | None:
+        """The lowest entry."""
+        return self._items[0][0] if self._items else None
+
+    def __iter__(self) -> Iterator[Entry]:
+        return itertools.chain.from_iterable(self._items)
+
+
 class FairQueue:
     """Fair queue over users; not thread-safe, used from the event loop only."""
 
-    def __init__(self) -> None:
-        self._users: dict[str, deque[Entry]] = {}
+    def __init__(self, *, load: int = LOAD) -> None:
+        # per user, that user's jobs in order: a list, not a deque (a deque's first block is
+        # ~600 bytes, paid per user with one job); MAX_QUEUED_PER_USER keeps them short
+        self._users: dict[str, list[Entry]] = {}
         self._last: dict[str, float] = {}
-        self._heap: list[tuple[float, int, str]] = []
+        self._ranked = Ranked(load)
         self._by_id: dict[str, Entry] = {}
         self._seq = itertools.count()
         self.vtime = 0.0
@@ -68,57 +214,37 @@ class FairQueue:
         """Users with at least one queued job."""
         return len(self._users)
 
-    def _publish_head(self, user: str) -> None:
-        q = self._users.get(user)
-        if not q:
-            self._users.pop(user, None)
-            return
-        heapq.heappush(self._heap, (q[0].tag, q[0].seq, user))
-
     def push(self, entry: Entry) -> None:
         """Queue a job behind the user's other jobs, tagged fairly."""
         start = max(self.vtime, self._last.get(entry.user, 0.0))
         entry.tag = start + entry.cost
         entry.seq = next(self._seq)
         self._last[entry.user] = entry.tag
-        q = self._users.get(entry.user)
         self._by_id[entry.job_id] = entry
-        if q:
-            q.append(entry)
+        q = self._users.get(entry.user)
+        if q is None:
+            self._users[entry.user] = [entry]
         else:
-            self._users[entry.user] = deque([entry])
-            self._publish_head(entry.user)
+            q.append(entry)
+        self._ranked.add(entry)
 
     def push_front(self, entry: Entry) -> None:
         """Put a job back at the very head (a retry after its backend failed)."""
-        heads = [q[0].tag for q in self._users.values()]
-        entry.tag = min([self.vtime, *heads]) - 1e-9
+        head = self._ranked.first()
+        entry.tag = min(self.vtime, head.tag if head is not None else self.vtime) - 1e-9
         entry.seq = next(self._seq)
         self._by_id[entry.job_id] = entry
-        q = self._users.setdefault(entry.user, deque())
-        q.appendleft(entry)
-        self._publish_head(entry.user)
-
-    def _valid_top(self) -> tuple[float, int, str] | None:
-        while self._heap:
-            tag, seq, user = self._heap[0]
-            q = self._users.get(user)
-            if q and q[0].seq == seq and q[0].tag == tag:
-                return self._heap[0]
-            heapq.heappop(self._heap)  # stale: that head left or changed
-        return None
+        self._users.setdefault(entry.user, []).insert(0, entry)
+        self._ranked.add(entry)
 
     def peek(self) -> Entry | None:
         """The job that would be taken next."""
-        top = self._valid_top()
-        return self._users[top[2]][0] if top else None
+        return self._ranked.first()
 
     def pop(self) -> Entry | None:
         """Take the next job in fair order."""
-        top = self._valid_top()
-        if top is None:
-            return None
-        return self.take(self._users[top[2]][0].job_id)
+        head = self._ranked.first()
+        return None if head is None else self.take(head.job_id)
 
     def take(self, job_id: str) -> Entry | None:
         """Take a particular job (the dispatcher's model-aware pick); advances virtual time."""
@@ -133,25 +259,18 @@ class FairQueue:
         if entry is None:
             return None
         q = self._users[entry.user]
-        was_head = q[0] is entry
-        q.remove(entry)
-        if was_head or not q:
-            self._publish_head(entry.user)
+        if q[0] is entry:
+            del q[0]
+        else:
+            q.remove(entry)
+        if not q:
+            del self._users[entry.user]
+        self._ranked.discard(entry)
         return entry
 
     def in_order(self, limit: int | None = None) -> Iterator[Entry]:
         """Queued jobs in the order they would be taken (up to `limit`)."""
-        heads = [(q[0].tag, q[0].seq, user, 0) for user, q in self._users.items()]
-        heapq.heapify(heads)
-        produced = 0
-        while heads and (limit is None or produced < limit):
-            _tag, _seq, user, pos = heapq.heappop(heads)
-            q = self._users[user]
-            yield q[pos]
-            produced += 1
-            if pos + 1 < len(q):
-                nxt = q[pos + 1]
-                heapq.heappush(heads, (nxt.tag, nxt.seq, user, pos + 1))
+        return itertools.islice(self._ranked, limit)
 
     def first_matching(self, predicate: Callable[[Entry], bool], depth: int) -> Entry | None:
         """The first of the next `depth` jobs (fair order) that satisfies `predicate`."""
@@ -165,12 +284,4 @@ class FairQueue:
         entry = self._by_id.get(job_id)
         if entry is None:
             return 0, 0.0
-        jobs, total = 0, 0.0
-        key = entry.order
-        for q in self._users.values():
-            for other in q:
-                if other.order >= key:
-                    break  # tags rise along each user's queue
-                jobs += 1
-                total += other.cost
-        return jobs, total
+        return self._ranked.rank(entry)

@@ -4,7 +4,10 @@ alive by a heartbeat that also takes over the jobs of instances that died.
     start ─► register ─► claim ─► every LEASE_SECONDS/3: claim (renews the lease too) ─► stop ─► deregister
 
 A claim hands what it took to the engine (`claimed`): queued jobs to queue again, renders that
-were lost to draw again, rendered results to send again. If the heartbeat finds this instance's
+were lost to draw again, rendered results to send again. It goes in batches of RESUME_BATCH
+jobs, each its own short transaction: `start` returns after the first, so a restart with 100 000
+queued serves at once while the heartbeat task takes the rest, batch after batch (`pending`
+says how many are still to come, so /queue counts them meanwhile). If the heartbeat finds this instance's
 row gone (the database was away longer than the lease and another instance buried it), `lost`
 lets the engine drop what is no longer its own, and the instance registers again. While the
 process drains (`hold`), the heartbeat only renews the lease: a stopping process takes no jobs.
@@ -18,12 +21,15 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from storage.db import Database
-from storage.instances import Orphans
+from storage.instances import Cursor, Orphans
 from storage.vocab import LeaseLost, StorageFault
 
 log = logging.getLogger(__name__)
 
 DEREGISTER_TIMEOUT = 5.0  # at exit; if the database is away, the lease runs out by itself
+# Jobs per claim transaction: small enough that reading and handing over one batch stalls the
+# event loop for milliseconds, large enough that 100 000 jobs take a few hundred of them.
+RESUME_BATCH = 1000
 
 
 class Lease:
@@ -49,6 +55,8 @@ class Lease:
         self._task: asyncio.Task[None] | None = None
         self._holding = False
         self.registered = False
+        self.pending = 0  # queued jobs of dead instances still to claim, as last counted
+        self._cursor: Cursor | None = None  # where the next batch of a takeover starts
 
     @property
     def interval(self) -> float:
@@ -56,8 +64,9 @@ class Lease:
         return self.lease_seconds / 3
 
     async def start(self, platforms: Sequence[str]) -> None:
-        """Register serving `platforms` (bots, e.g. "telegram:123"), take over the jobs of
-        dead instances once, then keep the lease alive in the background."""
+        """Register serving `platforms` (bots, e.g. "telegram:123"), take over a first batch
+        of the jobs of dead instances, then keep the lease alive (and take the rest) in the
+        background."""
         self.platforms = sorted(set(platforms))
         await self.db.instances.register(
             self.instance, self.platforms, lease_seconds=self.lease_seconds
@@ -70,6 +79,8 @@ class Lease:
     def hold(self) -> None:
         """Stop taking jobs over (the process is draining); the lease is still renewed."""
         self._holding = True
+        self.pending = 0  # a stopping process takes no more: what is left waits for others
+        self._cursor = None
 
     async def stop(self) -> None:
         """Stop the heartbeat and deregister, so others may take what is left at once."""
@@ -91,10 +102,24 @@ class Lease:
             )
 
     async def claim(self) -> None:
-        """Renew the lease and take over the jobs of dead instances (LeaseLost if gone)."""
+        """Renew the lease and take over a batch of the jobs of dead instances (LeaseLost if
+        gone); `pending` > 0 afterwards if more are waiting."""
+        first = self._cursor is None
         orphans = await self.db.instances.claim_orphans(
-            self.instance, self.platforms, lease_seconds=self.lease_seconds, today=self._today()
+            self.instance,
+            self.platforms,
+            lease_seconds=self.lease_seconds,
+            today=self._today(),
+            limit=RESUME_BATCH,
+            after=self._cursor,
         )
+        self._cursor = orphans.cursor
+        if self._cursor is None:
+            self.pending = 0
+        elif first:
+            self.pending = orphans.remaining
+        else:
+            self.pending = max(0, self.pending - len(orphans.queued))
         taken = len(orphans.queued) + len(orphans.rendered) + len(orphans.failed)
         if taken:
             log.info(
@@ -106,8 +131,13 @@ class Lease:
             await self._claimed(orphans)
 
     async def _beat(self) -> None:
+        went_wrong = False
         while True:
-            await asyncio.sleep(self.interval)
+            if self._cursor is not None and not self._holding and not went_wrong:
+                await asyncio.sleep(0)  # the next batch of a takeover, without waiting
+            else:
+                await asyncio.sleep(self.interval)
+            went_wrong = True  # until this round got through
             try:
                 if self._holding:
                     if not await self.db.instances.heartbeat(
@@ -116,6 +146,7 @@ class Lease:
                         raise LeaseLost()
                 else:
                     await self.claim()
+                went_wrong = False
             except LeaseLost:
                 log.warning("this instance's lease ran out and was taken; registering again")
                 await self._rejoin()
@@ -127,6 +158,7 @@ class Lease:
                 log.exception("heartbeat failed")
 
     async def _rejoin(self) -> None:
+        self._cursor = None  # the next claim starts a sweep afresh
         try:
             await self.db.instances.register(
                 self.instance, self.platforms, lease_seconds=self.lease_seconds

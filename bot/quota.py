@@ -1,4 +1,4 @@
-"""Quota as a service: the quota day, the reset label users see, and the daily reset job."""
+"""Quota as a service: the quota day, the reset label users see (refills are lazy)."""
 
 from __future__ import annotations
 
@@ -88,5 +88,5 @@ class Quotas:
         )
 
     async def reset_all(self) -> None:
-        """The daily cron job; lazy resets make a missed run harmless."""
+        """Write every stale account's refill now (not scheduled: lazy refills need none)."""
         await self.db.quota.reset_all(self.today(), self.settings.allowance_for)

@@ -1,4 +1,10 @@
-"""APScheduler jobs: backend health checks, the daily quota reset, image retention."""
+"""APScheduler jobs: backend health checks and image retention.
+
+No job resets quotas: each account refills lazily, in its first reservation (or view) of a new
+quota day (storage/quota.py). The scheduled reset that wrote every stale account at
+QUOTA_RESET_TIME held the database writer for seconds at 100 000 accounts, and every /draw
+waited behind it (`make bench`: daily_reset_*).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 if TYPE_CHECKING:
@@ -27,15 +32,6 @@ def build_scheduler(engine: Engine) -> AsyncIOScheduler:
         id="health",
         max_instances=1,
         coalesce=True,
-    )
-    reset = settings.quota_reset_time
-    scheduler.add_job(
-        engine.quotas.reset_all,
-        CronTrigger(hour=reset.hour, minute=reset.minute, timezone=settings.quota_timezone),
-        id="quota-reset",
-        max_instances=1,
-        coalesce=True,
-        misfire_grace_time=3600,
     )
     scheduler.add_job(
         retention,

@@ -45,7 +45,7 @@ JOB_ACTIONS = ("reroll", "delete")
 IMAGE_ACTIONS = ("variations", "upscale", "original")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Requester:
     """Who asked, and where to answer."""
 

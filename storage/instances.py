@@ -40,12 +40,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, delete, func, or_, select, update
+from sqlalchemy import Connection, Select, and_, delete, func, or_, select, update
 
 from storage import lifecycle
-from storage.jobs import rows_to_jobs
+from storage.jobs import JobSnapshot, row_snapshots, rows_to_jobs
 from storage.lifecycle import NON_FINAL, UNRESUMABLE_PLATFORMS
 from storage.models import Instance, Job, metadata, utcnow
 from storage.vocab import JobState, LeaseLost
@@ -58,16 +58,24 @@ JOBS = metadata.tables["jobs"]
 ORPHANED_CLI = "not resumable: the drawbridge draw that started it has stopped"
 
 
+Cursor = tuple[datetime, str]  # (created_at, id) of the last queued job a batch took
+
+
 @dataclass(frozen=True)
 class Orphans:
-    """Jobs claim_orphans took over, by what the new owner must do with them."""
+    """Jobs claim_orphans took over (their rows as read), by what the new owner must do."""
 
-    queued: list[Job] = field(default_factory=list)  # queue again (oldest first)
+    queued: list[JobSnapshot] = field(default_factory=list)  # queue again (oldest first)
     requeued: list[str] = field(default_factory=list)  # ids in `queued` that were running
     # job id → (backend, backend_task) of a requeued job whose render may still run there
     renders: dict[str, tuple[str, str]] = field(default_factory=dict)
-    rendered: list[Job] = field(default_factory=list)  # send the stored result again
-    failed: list[tuple[Job, int]] = field(default_factory=list)  # CLI jobs: ended, refunded
+    rendered: list[JobSnapshot] = field(default_factory=list)  # send the stored result again
+    # CLI jobs: ended, refunded
+    failed: list[tuple[JobSnapshot, int]] = field(default_factory=list)
+    # With a `limit`: where the next batch starts (None: this sweep is done) and, on a
+    # sweep's first batch, how many queued jobs are left after it
+    cursor: Cursor | None = None
+    remaining: int = 0
 
 
 def node_id() -> str:
@@ -160,51 +168,86 @@ def _claim(
     lease_seconds: float,
     today: str | None,
     node: str,
+    limit: int | None = None,
+    after: Cursor | None = None,
 ) -> Orphans:
     if not _heartbeat(conn, instance, lease_seconds):
         raise LeaseLost()
     _bury_the_dead(conn, instance, node)
     wanted = sorted(set(platforms) | UNRESUMABLE_PLATFORMS)
     gone = or_(JOBS.c.owner.is_(None), JOBS.c.owner.not_in(select(INSTANCES.c.id)))
-    candidates = (
-        select(JOBS)
-        .where(JOBS.c.state.in_(NON_FINAL), JOBS.c.platform.in_(wanted), gone)
-        .order_by(JOBS.c.created_at, JOBS.c.id)
-        .with_for_update(skip_locked=True, of=JOBS)
-    )
-    jobs = rows_to_jobs(conn.execute(candidates))
+    orphaned = (JOBS.c.platform.in_(wanted), gone)
+    oldest_first = (JOBS.c.created_at, JOBS.c.id)
+    page: list[Any] = []
+    if limit is None:
+        candidates = select(JOBS).where(JOBS.c.state.in_(NON_FINAL), *orphaned)
+        jobs = list(conn.execute(_locked(candidates.order_by(*oldest_first))))
+    else:
+        # A batch: the few running and rendered ones with the first batch of a sweep, then
+        # queued ones oldest first after the cursor. One state, so ix_jobs_state_created
+        # walks them in order and stops after `limit`: each batch costs its own rows only.
+        jobs = []
+        if after is None:
+            busy = (JobState.RUNNING.value, JobState.RENDERED.value)
+            others = select(JOBS).where(JOBS.c.state.in_(busy), *orphaned)
+            jobs += conn.execute(_locked(others.order_by(*oldest_first)))
+        queued_now = select(JOBS).where(JOBS.c.state == JobState.QUEUED.value, *orphaned)
+        if after is not None:
+            at, job_id = after
+            later = or_(JOBS.c.created_at > at, and_(JOBS.c.created_at == at, JOBS.c.id > job_id))
+            queued_now = queued_now.where(later)
+        page = list(conn.execute(_locked(queued_now.order_by(*oldest_first).limit(limit))))
+        jobs += page
     if not jobs:
         return Orphans()
+    cursor: Cursor | None = None
+    remaining = 0
+    if limit is not None and len(page) == limit:
+        cursor = (page[-1].created_at, page[-1].id)
+        if after is None:  # counted once per sweep (it reads every row); the Lease counts down
+            left = select(func.count()).select_from(JOBS)
+            left = left.where(JOBS.c.state == JobState.QUEUED.value, *orphaned)
+            remaining = int(conn.execute(left).scalar_one()) - limit
     conn.execute(update(JOBS).where(JOBS.c.id.in_([job.id for job in jobs])).values(owner=instance))
-    orphans = Orphans()
+    queued: list[str] = []
+    requeued: list[str] = []
+    renders: dict[str, tuple[str, str]] = {}
+    rendered: list[str] = []
+    failed: list[tuple[str, int]] = []
     for job in jobs:
-        job.owner = instance
         if job.platform in UNRESUMABLE_PLATFORMS:
             refunded = lifecycle.fail(conn, job.id, owner=instance, error=ORPHANED_CLI, today=today)
-            orphans.failed.append((job, refunded or 0))
+            failed.append((job.id, refunded or 0))
         elif job.state == JobState.RENDERED.value:
-            orphans.rendered.append(job)
+            rendered.append(job.id)
         else:
             if job.state == JobState.RUNNING.value:
                 if job.backend and job.backend_task:
-                    orphans.renders[job.id] = (job.backend, job.backend_task)
+                    renders[job.id] = (job.backend, job.backend_task)
                 lifecycle.requeue(conn, job.id, owner=instance, error=job.error)
-                orphans.requeued.append(job.id)
-            orphans.queued.append(job)
+                requeued.append(job.id)
+            queued.append(job.id)
     # Hand back the rows as they are now (requeued ones lost backend and started_at).
     fresh = {
         job.id: job
-        for job in rows_to_jobs(
+        for job in row_snapshots(
             conn.execute(select(JOBS).where(JOBS.c.id.in_([job.id for job in jobs])))
         )
     }
     return Orphans(
-        queued=[fresh[job.id] for job in orphans.queued],
-        requeued=orphans.requeued,
-        renders=orphans.renders,
-        rendered=[fresh[job.id] for job in orphans.rendered],
-        failed=[(fresh[job.id], refunded) for job, refunded in orphans.failed],
+        queued=[fresh[job_id] for job_id in queued],
+        requeued=requeued,
+        renders=renders,
+        rendered=[fresh[job_id] for job_id in rendered],
+        failed=[(fresh[job_id], refunded) for job_id, refunded in failed],
+        remaining=remaining,
+        cursor=cursor,
     )
+
+
+def _locked(stmt: Select[Any]) -> Select[Any]:
+    # PostgreSQL: rows another claimer holds are skipped, not waited for; SQLite ignores it
+    return stmt.with_for_update(skip_locked=True, of=JOBS)
 
 
 def _live(conn: Connection) -> list[Instance]:
@@ -259,10 +302,16 @@ class InstanceRepo:
         *,
         lease_seconds: float,
         today: str | None = None,
+        limit: int | None = None,
+        after: Cursor | None = None,
     ) -> Orphans:
         """Renew `instance`'s lease, then take over the non-final jobs of `platforms` (and
         orphaned CLI jobs) whose owner is gone, in one transaction. Raises LeaseLost if
-        `instance` is not registered (any more). `today` is the quota day for refunds."""
+        `instance` is not registered (any more). `today` is the quota day for refunds.
+        With `limit`, a batch: at most that many queued jobs (oldest first, after the cursor
+        `after`), the running and rendered ones with the first; the result's `cursor` starts
+        the next batch (None when no more) and the first says how many are `remaining`. A
+        large takeover so goes in short transactions, each costing only its own rows."""
         tx = partial(
             _claim,
             instance=instance,
@@ -270,6 +319,8 @@ class InstanceRepo:
             lease_seconds=lease_seconds,
             today=today,
             node=self._node,
+            limit=limit,
+            after=after,
         )
         # Not repeated after a lost COMMIT: a landed claim's jobs are this instance's now,
         # and `owned` lists them; a second claim would not return them.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -87,6 +88,41 @@ def build_job(
 def rows_to_jobs(rows: Iterable[Any]) -> list[Job]:
     """Job objects from `select(JOBS)` rows."""
     return [Job.model_validate(dict(row._mapping)) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class JobSnapshot:
+    """A job row as read, without the ORM: what a takeover hands the engine. Building a
+    table model validates and instruments every field (~0.2 ms a row, 20 s for a takeover
+    of 100 000 jobs); this costs microseconds. Same fields as models.Job."""
+
+    id: str
+    user_key: str
+    platform: str
+    chat_id: str
+    state: str
+    mode: str
+    prompt: str
+    params: str
+    cost: int
+    attempts: int
+    backend: str | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    reply_ref: str | None
+    result_refs: str
+    owner: str | None
+    rendered_at: datetime | None
+    delivered_at: datetime | None
+    backend_task: str | None
+    source: str | None
+
+
+def row_snapshots(rows: Iterable[Any]) -> list[JobSnapshot]:
+    """JobSnapshots from `select(JOBS)` rows."""
+    return [JobSnapshot(**row._mapping) for row in rows]
 
 
 def _get(conn: Connection, id: str) -> Job | None:

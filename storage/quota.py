@@ -9,8 +9,9 @@ allowance without a ledger row (resets are lazy), so for the account's current d
     allowance + sum(daily of rows with period == today) + sum(bonus of all rows)
         == daily_left + bonus
 
-A 'reset' row, written by the scheduled `reset_all`, closes an old day: its `daily` is minus
-the credits that day left unused and its `period` is that old day, so today's sum is untouched.
+A 'reset' row, written by `reset_all`, closes an old day: its `daily` is minus the credits that
+day left unused and its `period` is that old day, so today's sum is untouched. Nothing schedules
+`reset_all` any more (bot/scheduler.py): the invariant needs no reset row, only the lazy one.
 """
 
 from __future__ import annotations

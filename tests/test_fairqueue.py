@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from bot.fairqueue import Entry, FairQueue
 
 
@@ -71,3 +74,114 @@ def test_first_matching_looks_ahead_in_fair_order():
     assert match.job_id == "j1"
     assert q.take("j1").job_id == "j1"
     assert [e.job_id for e in q.in_order()] == ["j0", "j2", "j3", "j4", "j5"]
+
+
+# --- the indexed queue against a naive reference ----------------------------------------------
+# The reference keeps every job in one list and sorts or scans it for each question; the real
+# queue must give the same order, positions and costs after any mix of operations.
+
+
+class _Naive:
+    def __init__(self) -> None:
+        self.jobs: list[Entry] = []
+        self.last: dict[str, float] = {}
+        self.vtime = 0.0
+        self.seq = 0
+
+    def _key(self, e: Entry) -> tuple[float, int]:
+        return (e.tag, e.seq)
+
+    def push(self, job_id: str, user: str, cost: float) -> None:
+        e = Entry(job_id, user, cost)
+        e.tag = max(self.vtime, self.last.get(user, 0.0)) + cost
+        e.seq, self.seq = self.seq, self.seq + 1
+        self.last[user] = e.tag
+        self.jobs.append(e)
+
+    def push_front(self, e: Entry) -> None:
+        e.tag = min([self.vtime, *(j.tag for j in self.jobs)]) - 1e-9
+        e.seq, self.seq = self.seq, self.seq + 1
+        self.jobs.append(e)
+
+    def order(self) -> list[str]:
+        return [e.job_id for e in sorted(self.jobs, key=self._key)]
+
+    def take(self, job_id: str) -> Entry | None:
+        found = [e for e in self.jobs if e.job_id == job_id]
+        if not found:
+            return None
+        self.jobs.remove(found[0])
+        self.vtime = max(self.vtime, found[0].tag - found[0].cost)
+        return found[0]
+
+    def remove(self, job_id: str) -> Entry | None:
+        found = [e for e in self.jobs if e.job_id == job_id]
+        if found:
+            self.jobs.remove(found[0])
+        return found[0] if found else None
+
+    def ahead(self, job_id: str) -> tuple[int, float]:
+        me = next(e for e in self.jobs if e.job_id == job_id)
+        before = [e for e in self.jobs if self._key(e) < self._key(me)]
+        return len(before), sum(e.cost for e in before)
+
+
+_OPS = st.lists(
+    st.tuples(
+        st.sampled_from(["push", "push", "push", "pop", "take", "remove", "retry"]),
+        st.integers(0, 7),  # user
+        st.integers(1, 6),  # cost
+        st.integers(0, 10_000),  # which queued job, for take/remove
+    ),
+    max_size=300,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(_OPS, st.sampled_from([1, 2, 3, 256]))
+def test_indexed_queue_matches_the_naive_reference(ops, load) -> None:
+    """Order, positions, costs ahead and per-user counts equal the naive reference's after
+    every operation (small block sizes make blocks split and vanish often)."""
+    q, ref = FairQueue(load=load), _Naive()
+    for n, (op, user, cost, pick) in enumerate(ops):
+        queued = ref.order()
+        if op == "push":
+            q.push(Entry(f"j{n}", f"u{user}", float(cost)))
+            ref.push(f"j{n}", f"u{user}", float(cost))
+        elif op == "pop":
+            got = q.pop()
+            want = ref.take(queued[0]) if queued else None
+            assert (got and got.job_id) == (want and want.job_id)
+        elif op in ("take", "remove") and queued:
+            job = queued[pick % len(queued)]
+            assert getattr(q, op)(job).job_id == getattr(ref, op)(job).job_id
+        elif op == "retry" and queued:
+            job = queued[pick % len(queued)]
+            entry, mirror = q.take(job), ref.take(job)
+            q.push_front(entry)
+            ref.push_front(Entry(mirror.job_id, mirror.user, mirror.cost))
+        order = ref.order()
+        assert [e.job_id for e in q.in_order()] == order
+        assert [e.job_id for e in q.in_order(5)] == order[:5]
+        assert (q.peek() and q.peek().job_id) == (order[0] if order else None)
+        assert len(q) == len(order)
+        for job in order:
+            assert q.ahead(job) == ref.ahead(job)
+        for u in range(8):
+            assert q.count(f"u{u}") == sum(e.user == f"u{u}" for e in ref.jobs)
+        assert q.users() == len({e.user for e in ref.jobs})
+
+
+def test_positions_stay_exact_across_many_blocks() -> None:
+    """10 000 jobs of 1 000 users (dozens of blocks): every position and cost ahead is exact."""
+    q = FairQueue(load=16)
+    for i in range(10_000):
+        q.push(Entry(f"j{i}", f"u{i % 1000}", float(1 + i % 3)))
+    for _ in range(2_500):
+        q.pop()
+    order = list(q.in_order())
+    total = 0.0
+    for i, entry in enumerate(order):
+        assert q.ahead(entry.job_id) == (i, total)
+        total += entry.cost
+    assert q.ahead("gone") == (0, 0.0)

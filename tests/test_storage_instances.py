@@ -247,3 +247,33 @@ def test_pid_running_tells_live_from_dead_and_zombie() -> None:
     assert not pid_running(child.pid)
     child.wait()
     assert not pid_running(child.pid)
+
+
+async def test_a_large_takeover_goes_in_batches_oldest_first(db: Database) -> None:
+    """With a limit each claim takes that many queued jobs, oldest first after the cursor (the
+    running one with the first batch); the first batch counts what is left; the batches
+    together are exactly the orphans, each taken once."""
+    await db.instances.register("a", ["telegram"], lease_seconds=0)  # expires at once
+    await db.instances.register("b", ["telegram"], lease_seconds=LONG)
+    ids = [f"j{i}" for i in range(8)]
+    for job_id in ids:
+        await submit(db, job_id, "a")
+    await db.jobs.start("j5", owner="a", backend="http://gpu", attempts=1)
+    await asyncio.sleep(0.01)
+    batches, cursor = [], None
+    while True:
+        batch = await db.instances.claim_orphans(
+            "b", ["telegram"], lease_seconds=LONG, limit=3, after=cursor
+        )
+        batches.append(([job.id for job in batch.queued], batch.remaining))
+        cursor = batch.cursor
+        if cursor is None:
+            break
+    assert batches == [
+        (["j5", "j0", "j1", "j2"], 4),  # the running one (requeued) comes with the first
+        (["j3", "j4", "j6"], 0),
+        (["j7"], 0),
+    ]
+    assert await owners(db, *ids) == [("b", "queued")] * 8
+    again = await db.instances.claim_orphans("b", ["telegram"], lease_seconds=LONG, limit=3)
+    assert (again.queued, again.cursor) == ([], None)
