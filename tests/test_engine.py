@@ -125,7 +125,9 @@ async def test_cancel_queued_refunds_and_never_runs(tmp_path):
         assert "c3" not in prompts
         job_id, error, credits = replier.failures[0]
         assert job_id == last.job_id and credits == last.cost
-        assert error.render("en") == f"Cancelled. Your {last.cost} credits were returned."
+        assert error.render("en") == (
+            f"Cancelled. Your {last.cost} credit{' was' if last.cost == 1 else 's were'} returned."
+        )
         await eventually(lambda: engine.quotas.view(ALICE.key), lambda v: v.reserved == 0)
 
 
