@@ -382,6 +382,8 @@ async def test_credentials_in_the_url_move_to_the_header(
     make_devwebui: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    # named too: a bot started in this process earlier (setup_logging) quietened httpx
+    caplog.set_level(logging.DEBUG, logger="httpx")
     server = await make_devwebui(auth=("alice", SECRET))
     url = f"http://alice:{SECRET}@127.0.0.1:{server.port}"
     async with WebUIClient(url) as client:
