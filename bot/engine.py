@@ -45,6 +45,7 @@ from bot.errors import (
     WebUIError,
 )
 from bot.fairqueue import Entry, FairQueue
+from bot.governor import Governor
 from bot.images.ingest import image_size
 from bot.images.store import ImageStore
 from bot.lease import Lease
@@ -110,6 +111,7 @@ class Job:
     shown_position: int = 0
     notes: tuple[str, ...] = field(default=())
     chain: asyncio.Task[Any] | None = None  # its latest bookkeeping step (bot.steps)
+    backend: str = ""  # the backend that drew it, as admins name it (audit, stats)
 
     def update(self, state: JobState, **fields: Any) -> JobUpdate:
         """A JobUpdate of this job, carrying its notes."""
@@ -138,6 +140,8 @@ class Engine(Events):
         self.parser = DrawParser(self.options, self.limits)
         self.store = store or ImageStore(settings.data_dir / "images")
         self.quotas = Quotas(db, settings)
+        self.governor = Governor(settings, db)
+        self.quotas.allowance_of = self.governor.allowance_by_key
         self.queue = FairQueue()
         self.jobs: dict[str, Job] = {}
         self._pending: dict[str, int] = {}
@@ -182,6 +186,9 @@ class Engine(Events):
             restore=settings.webui_restore_settings,
             refresh_interval=settings.catalogue_refresh_interval,
             state_file=state_path(settings),
+            on_health=lambda b, up: self.governor.backend_changed(
+                b.index, b.label or f"backend {b.index}", up
+            ),
         )
 
     # --- lifecycle -------------------------------------------------------------------
@@ -394,14 +401,19 @@ class Engine(Events):
         if not self.accepting:
             raise ShuttingDown()
         user = requester.key
+        governor = self.governor
+        await governor.check_ban(requester)
+        # moderation, pause and the tier, before anything is charged or sent to a WebUI
+        spec = governor.admit(requester, spec)
         dispatcher = self.dispatcher
         await catalogue.check_fresh(spec, dispatcher.backends, dispatcher.refresh_for_unknown)
         # charged what the backends that may draw it really draw (img2img steps differ)
         job_cost = cost_on(spec, (b.flavour for b in dispatcher.can_draw(needs_of(spec))))
         # count first, synchronously, so concurrent submits cannot both pass the cap
         queued = self.queue.count(user) + self._pending.get(user, 0)
-        if queued >= self.settings.max_queued_per_user:
-            raise QueueFull(count=queued, limit=self.settings.max_queued_per_user)
+        max_queued = governor.max_queued(requester)
+        if queued >= max_queued:
+            raise QueueFull(count=queued, limit=max_queued)
         self._pending[user] = self._pending.get(user, 0) + 1
         job_id = new_job_id()
         params: dict[str, Any] = {"requester": _requester_dict(requester), "spec": spec.to_dict()}
@@ -424,7 +436,7 @@ class Engine(Events):
                 params=_dumps(params),
                 cost=job_cost,
                 reply_ref=_dumps(reply_ref or {}),
-                allowance=self.settings.allowance_for(user),
+                allowance=governor.allowance(requester),
                 today=self.quotas.today(),
                 reset=self.quotas.reset_label(),
             )
@@ -461,6 +473,7 @@ class Engine(Events):
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
         entry = Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job)
+        entry.weight = self.governor.tier(job.requester).priority
         entry.needs = needs_of(job.spec)
         self.queue.push(entry)
 
@@ -560,7 +573,49 @@ class Engine(Events):
         )
         if refunded is None:
             log.info("job %s was not ours to cancel any more", job.id)
+        else:
+            self._audit(job, "cancelled")
         return refunded
+
+    def _audit(
+        self,
+        job: Job,
+        outcome: str,
+        model: str = "",
+        hashes: str = "",
+        images: Sequence[ImageResult] = (),
+    ) -> None:
+        """One audit row for the job as it ended (best effort: the audit never fails a job)."""
+        spec, requester = job.spec, job.requester
+        now = time.monotonic()
+        started = job.started if job.started is not None else now
+        values: dict[str, Any] = {
+            "job_id": job.id,
+            "user_key": requester.key,
+            "platform": requester.platform,
+            "chat": requester.chat_id,
+            "prompt": spec.prompt,
+            "negative": spec.negative,
+            "mode": spec.mode.value,
+            "width": images[0].width if images else spec.final_size[0],
+            "height": images[0].height if images else spec.final_size[1],
+            "model": model or spec.model or "",
+            "seed": images[0].seed if images else spec.seed,
+            "cost": job.cost if outcome == "delivered" else 0,
+            "outcome": outcome,
+            "result_hash": hashes[:512],
+            "backend": job.backend,
+            "wait_seconds": max(0.0, started - job.created) if job.created else 0.0,
+            "run_seconds": max(0.0, now - job.started) if job.started is not None else 0.0,
+        }
+
+        async def write() -> None:
+            try:
+                await self.db.audit.record(**values)
+            except StorageFault as exc:
+                log.warning("job %s: its audit row was not written (%s)", job.id, exc)
+
+        self.steps.spawn(f"audit {job.id}", write)
 
     async def _job_of_cancel_button(self, key: str) -> Job | None:
         # Cancel buttons carry the job id; those drawn before that carried an action key.
@@ -709,6 +764,7 @@ class Engine(Events):
         job: Job = run.entry.item
         job.state = JobState.RUNNING
         job.started = time.monotonic()
+        job.backend = run.backend.label or f"backend {run.backend.index}"
         backend = run.backend.url
         attempts = self.dispatcher.attempts.get(job.id, 1)
         self.steps.then(job, "start", lambda: self._start_write(job, backend, attempts))
@@ -819,6 +875,8 @@ class Engine(Events):
         await until_written(
             lambda: self.db.jobs.deliver(job.id, owner=self.instance), f"job {job.id}: deliver"
         )
+        hashes = ",".join(image.ref for image in result.images)
+        self._audit(job, "delivered", result.model, hashes, result.images)
 
     async def failed(self, run: Running, error: DrawbridgeError) -> None:
         job: Job = run.entry.item
@@ -844,6 +902,7 @@ class Engine(Events):
         if refunded is None:
             log.info("job %s had ended or is not ours any more; nothing refunded", job.id)
             return
+        self._audit(job, "failed")
         with contextlib.suppress(Exception):
             await job.replier.fail(job.id, error, refunded)
 

@@ -38,6 +38,7 @@ class DrawbridgeError(Exception):
     """Base of every error drawbridge raises on purpose."""
 
     key: str = "error.internal"
+    private: bool = False  # said only to the user (a DM, an ephemeral), never in the chat
 
     def __init__(self, key: str | None = None, /, **params: Any) -> None:
         self.key = key or type(self).key
@@ -191,3 +192,23 @@ class StorageError(DrawbridgeError):
     def from_fault(cls, fault: StorageFault) -> StorageError:
         """The user-facing error for a storage fault (its key says which sentence)."""
         return cls(fault.key)
+
+
+class Paused(RefusedError):
+    """An admin paused drawing (`/admin pause`): new jobs are refused with the reason."""
+
+    key = "admin.paused"
+
+
+class Banned(RefusedError):
+    """The user is banned; said privately, once per period."""
+
+    key = "ban.banned"
+    private = True
+
+
+class TierRefused(RefusedError):
+    """The request asks for more than the user's tier allows (size, steps, pictures, model)."""
+
+    key = "tier.too_much"
+    private = True

@@ -55,6 +55,7 @@ class Requester:
     chat_id: str = ""
     locale: str = "en"
     is_admin: bool = False
+    roles: tuple[str, ...] = ()  # the platform's role ids (Discord), for tiers
 
     @property
     def key(self) -> str:
@@ -216,6 +217,7 @@ class QuotaView:
     bonus: int
     reserved: int
     reset: str
+    tier: str = ""  # the user's tier(s) in POLICY_FILE, "" when in none
 
 
 @dataclass(frozen=True)

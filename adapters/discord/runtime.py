@@ -5,6 +5,7 @@ NSFW-only, spoilers)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -43,7 +44,11 @@ class Runtime(KitRuntime[discord.Client]):
         """The neutral Requester for a Discord user in a channel."""
         user_id = str(user.id)
         name = user.display_name or user.name
-        return self.make_requester(user_id, name, str(channel_id or ""), locale)
+        requester = self.make_requester(user_id, name, str(channel_id or ""), locale)
+        # role ids as the interaction's member carries them (tiers); the guild's role cache
+        # may not know them all, the member's id list does
+        roles = tuple(str(r) for r in getattr(user, "_roles", ()))
+        return dataclasses.replace(requester, roles=roles) if roles else requester
 
     def refusal(self, channel: Channel, in_guild: bool) -> str | None:
         """Catalogue key of why we do not draw here, or None when we do."""
