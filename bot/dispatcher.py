@@ -148,6 +148,7 @@ class Dispatcher:
         labels = labels or []
         self.on_health = on_health  # a backend went down (False) or came back (True)
         self.drained: set[int] = set()  # backends (index) an admin drained: they take no job
+        self.held = False  # /admin pause: queued jobs wait, running ones finish
         self.backends = [
             Backend(c, index=i + 1, label=labels[i] if i < len(labels) else "")
             for i, c in enumerate(clients)
@@ -338,7 +339,7 @@ class Dispatcher:
         """None if the backend can take a job now, else seconds until it should re-check."""
         if not backend.up or len(self.queue) == 0 or self._paused:
             return self.progress_interval
-        if backend.index in self.drained:
+        if self.held or backend.index in self.drained:
             return self.progress_interval
         cooling = backend.cooling(now)
         if cooling > 0:

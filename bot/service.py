@@ -34,7 +34,7 @@ from bot.backend_report import backend_lines
 from bot.engine import Engine
 from bot.errors import DrawbridgeError, ImageError
 from bot.governor import BanNotice, until_text
-from bot.i18n import t
+from bot.i18n import t, tn
 from bot.images.ingest import FORMATS_TEXT, image_size
 from bot.images.inputs import prepare_images
 from bot.images.store import ImageStore
@@ -337,11 +337,14 @@ class Service:
         return await self._db.bans.unban(user_key)
 
     def pause(self, reason: str = "") -> None:
-        """New jobs are refused with `reason`; queued ones wait."""
+        """New jobs are refused with `reason`; queued ones wait (running ones finish)."""
+        self._engine.dispatcher.held = True
         self._engine.governor.pause(reason)
 
-    def resume(self) -> bool:
-        """Take new jobs again; False if not paused."""
+    async def resume(self) -> bool:
+        """Take new jobs and start queued ones again; False if not paused."""
+        self._engine.dispatcher.held = False
+        await self._engine.dispatcher.notify()
         return self._engine.governor.resume()
 
     def drain_backend(self, name: str, drained: bool = True) -> str | None:
@@ -355,7 +358,6 @@ class Service:
                     dispatcher.drained.add(backend.index)
                 else:
                     dispatcher.drained.discard(backend.index)
-                    self._engine.dispatcher._wake[id(backend)].set()
                 return shown
         return None
 
@@ -432,9 +434,10 @@ class Service:
             self.pause(" ".join(args))
             return t(locale, "admin.paused_now", reason=" ".join(args) or "-")
         if sub == "resume" and not args:
-            return t(locale, "admin.resumed" if self.resume() else "admin.not_paused")
+            return t(locale, "admin.resumed" if await self.resume() else "admin.not_paused")
         if sub in ("drain", "undrain") and args:
             shown = self.drain_backend(" ".join(args), drained=sub == "drain")
+            await self._engine.dispatcher.notify()
             if shown is None:
                 names = ", ".join(b.label or f"backend {b.index}" for b in self._backends())
                 return t(locale, "admin.no_backend", names=names)
@@ -443,7 +446,7 @@ class Service:
             jobs = self.all_jobs()
             if not jobs:
                 return t(locale, "admin.queue_empty")
-            lines = [t(locale, "admin.queue_title", n=len(jobs))]
+            lines = [tn(locale, "admin.queue_title", len(jobs))]
             for job in jobs[:ADMIN_QUEUE_LINES]:
                 where = t(locale, "admin.queue_running") if job.running else f"#{job.position}"
                 lines.append(f"{where} {job.job_id} {job.user_key}: {cut(job.prompt, 60)}")
