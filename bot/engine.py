@@ -39,13 +39,15 @@ from bot.errors import (
     NotFound,
     QueueFull,
     QuotaExceeded,
+    RefusedError,
     ShuttingDown,
     StorageError,
     WebUIEmptyResult,
     WebUIError,
 )
-from bot.fairqueue import Entry, FairQueue
+from bot.fairqueue import Entry
 from bot.governor import Governor
+from bot.i18n import t
 from bot.images.ingest import image_size
 from bot.images.store import ImageStore
 from bot.lease import Lease
@@ -62,6 +64,7 @@ from bot.payload import (
 )
 from bot.presets import PresetBook, load_presets
 from bot.quota import Quotas
+from bot.relaxqueue import LaneQueue
 from bot.settings import Settings
 from bot.steps import Steps, until_written
 from bot.types import (
@@ -112,6 +115,8 @@ class Job:
     notes: tuple[str, ...] = field(default=())
     chain: asyncio.Task[Any] | None = None  # its latest bookkeeping step (bot.steps)
     backend: str = ""  # the backend that drew it, as admins name it (audit, stats)
+    relax: bool = False  # RELAX_MODE: free, queued behind every job with credits
+    share: float = 0.0  # what it weighs in the fair queue (its cost; a relax job's real cost)
 
     def update(self, state: JobState, **fields: Any) -> JobUpdate:
         """A JobUpdate of this job, carrying its notes."""
@@ -142,7 +147,7 @@ class Engine(Events):
         self.quotas = Quotas(db, settings)
         self.governor = Governor(settings, db)
         self.quotas.allowance_of = self.governor.allowance_by_key
-        self.queue = FairQueue()
+        self.queue = LaneQueue()  # credited jobs, then relax jobs
         self.jobs: dict[str, Job] = {}
         self._pending: dict[str, int] = {}
         # platform → the bot this process answers it with ("telegram:123"), and by that bot,
@@ -294,9 +299,9 @@ class Engine(Events):
             log.info("job %s refunded %s", row.id, refunded)
             return None
         notes = tuple(params.get("notes") or ())
-        return Job(
-            row.id, requester, spec, row.cost, replier, created=time.monotonic(), notes=notes
-        )
+        job = Job(row.id, requester, spec, row.cost, replier, created=time.monotonic(), notes=notes)
+        job.relax = bool(params.get("relax"))
+        return job
 
     async def _resend(self, job: Job, row: JobRow) -> None:
         """Send a result stored before the last owner stopped (it was not confirmed sent)."""
@@ -381,7 +386,13 @@ class Engine(Events):
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
         return await self.submit_spec(
-            requester, spec, replier, reply_ref=reply_ref, notes=notes, source=source
+            requester,
+            spec,
+            replier,
+            reply_ref=reply_ref,
+            notes=notes,
+            source=source,
+            relax=bool(request.relax),
         )
 
     async def submit_spec(
@@ -393,14 +404,20 @@ class Engine(Events):
         reply_ref: dict[str, Any] | None = None,
         notes: Sequence[str] = (),
         source: str | None = None,
+        relax: bool = False,
     ) -> JobHandle:
         """Charge and queue fully resolved values (reroll, variations, upscale reuse this).
+        `relax` (RELAX_MODE flag or auto): free, behind every job with credits; in auto mode
+        a job the user's credits do not cover goes relaxed too.
 
         The job is stored (or refused) before the replier hears of it: its first status
         update is the acknowledgement the platform shows."""
         if not self.accepting:
             raise ShuttingDown()
         user = requester.key
+        relax_mode = self.settings.relax_mode
+        if relax and relax_mode == "off":
+            raise RefusedError("relax.off")
         governor = self.governor
         await governor.check_ban(requester)
         # moderation, pause and the tier, before anything is charged or sent to a WebUI
@@ -416,30 +433,20 @@ class Engine(Events):
             raise QueueFull(count=queued, limit=max_queued)
         self._pending[user] = self._pending.get(user, 0) + 1
         job_id = new_job_id()
-        params: dict[str, Any] = {"requester": _requester_dict(requester), "spec": spec.to_dict()}
-        if notes:
-            params["notes"] = list(notes)
+        notes = list(notes)
         try:
-            # One transaction: user upsert, reservation and job row; nothing when refused.
-            await self.db.submit_job(
-                id=job_id,
-                user_key=user,
-                platform=requester.platform,
-                route=self.routes.get(requester.platform),
-                owner=self.instance,
-                source=source,
-                display_name=requester.display_name,
-                locale=requester.locale,
-                chat_id=requester.chat_id,
-                mode=spec.mode.value,
-                prompt=spec.prompt,
-                params=_dumps(params),
-                cost=job_cost,
-                reply_ref=_dumps(reply_ref or {}),
-                allowance=governor.allowance(requester),
-                today=self.quotas.today(),
-                reset=self.quotas.reset_label(),
-            )
+            try:
+                await self._store(
+                    job_id, requester, spec, job_cost, relax, notes, reply_ref, source
+                )
+            except InsufficientCredits:
+                if relax_mode != "auto":
+                    raise
+                relax = True  # credits spent: it may still run, relaxed
+                notes.append(t(requester.locale, "relax.auto"))
+                await self._store(
+                    job_id, requester, spec, job_cost, relax, notes, reply_ref, source
+                )
         except InsufficientCredits as exc:
             raise QuotaExceeded(cost=exc.cost, balance=exc.balance, reset=exc.reset) from None
         except DuplicateJob as exc:
@@ -451,16 +458,59 @@ class Engine(Events):
             raise StorageError.from_fault(exc) from None
         finally:
             self._pending[user] -= 1
+        cost = 0 if relax else job_cost
         job = Job(
-            job_id, requester, spec, job_cost, replier, created=time.monotonic(), notes=tuple(notes)
+            job_id, requester, spec, cost, replier, created=time.monotonic(), notes=tuple(notes)
         )
+        job.relax, job.share = relax, float(job_cost)
         self._enqueue(job)
         await self.dispatcher.notify()
         position, eta = self.position(job_id)
         job.shown_position = position
         with contextlib.suppress(Exception):
             await replier.update(job.update(JobState.QUEUED, position=position, eta_seconds=eta))
-        return JobHandle(job_id, job_cost, position, eta, job.notes)
+        return JobHandle(job_id, cost, position, eta, job.notes)
+
+    async def _store(
+        self,
+        job_id: str,
+        requester: Requester,
+        spec: Resolved,
+        job_cost: int,
+        relax: bool,
+        notes: list[str],
+        reply_ref: dict[str, Any] | None,
+        source: str | None,
+    ) -> None:
+        """One transaction: user upsert, reservation (none for a relax job) and job row;
+        nothing when refused."""
+        if relax and not any(n == t(requester.locale, "relax.auto") for n in notes):
+            notes.append(t(requester.locale, "relax.queued"))
+        params: dict[str, Any] = {"requester": _requester_dict(requester), "spec": spec.to_dict()}
+        if notes:
+            params["notes"] = list(notes)
+        if relax:
+            params["relax"] = True
+        user = requester.key
+        await self.db.submit_job(
+            id=job_id,
+            user_key=user,
+            platform=requester.platform,
+            route=self.routes.get(requester.platform),
+            owner=self.instance,
+            source=source,
+            display_name=requester.display_name,
+            locale=requester.locale,
+            chat_id=requester.chat_id,
+            mode=spec.mode.value,
+            prompt=spec.prompt,
+            params=_dumps(params),
+            cost=0 if relax else job_cost,
+            reply_ref=_dumps(reply_ref or {}),
+            allowance=self.governor.allowance(requester),
+            today=self.quotas.today(),
+            reset=self.quotas.reset_label(),
+        )
 
     async def remember_reply(self, job_id: str, reply_ref: dict[str, Any]) -> None:
         """The job's conversation moved (its status message was sent or replaced): store where,
@@ -472,8 +522,10 @@ class Engine(Events):
 
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
-        entry = Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job)
+        share = job.share or float(job.cost) or 1.0
+        entry = Entry(job.id, job.requester.key, share, job.spec.model, job)
         entry.weight = self.governor.tier(job.requester).priority
+        entry.relax = job.relax
         entry.needs = needs_of(job.spec)
         self.queue.push(entry)
 

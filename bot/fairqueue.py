@@ -31,9 +31,9 @@ class Entry:
     tag: float = field(default=0.0)
     seq: int = 0
     skips: int = 0
-    weight: float = (
-        1.0  # the user's tier priority: a weight-2 job advances virtual time half as far
-    )
+    # the user's tier priority: a weight-2 job advances its user's virtual time half as far
+    weight: float = 1.0
+    relax: bool = False  # a free relax job: bot.relaxqueue keeps those in a lane of their own
 
     @property
     def span(self) -> float:

@@ -1074,6 +1074,30 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Backend name (WEBUI_NAMES) or number",
         "zh": "后端名称（WEBUI_NAMES）或编号",
     },
+    "help.opt.relax": {
+        "en": "queue for free behind every job with credits (when relax mode is on)",
+        "zh": "免费排队，排在所有使用额度的任务之后（需开启放松模式）",
+    },
+    "discord.opt.relax": {"en": "relax", "zh": "relax"},
+    "discord.opt.relax.desc": {
+        "en": "Free, but waits until no job with credits is queued",
+        "zh": "免费，但要等到没有使用额度的任务排队时才开始",
+    },
+    "relax.off": {
+        "en": "Relax mode is off on this bot, so --relax cannot be used. Nothing was charged.",
+        "zh": "本机器人未开启放松模式，无法使用 --relax。没有扣除额度。",
+    },
+    "relax.queued": {
+        "en": "🐢 Relaxed: free, and it starts only when no job with credits is waiting, so it "
+        "may wait a while.",
+        "zh": "🐢 放松模式：免费，但只有在没有使用额度的任务等待时才会开始，可能需要等一会儿。",
+    },
+    "relax.auto": {
+        "en": "🐢 Your credits are spent, so this runs relaxed: free, and it starts only when "
+        "no job with credits is waiting, so it may wait a while.",
+        "zh": "🐢 你的额度已用完，因此以放松模式运行：免费，但只有在没有使用额度的任务等待时才会开始，"
+        "可能需要等一会儿。",
+    },
     "cli.cmd.ban": {
         "en": "ban USER [--days N] [--reason TEXT]: the user's commands get one line, nothing else",
         "zh": "ban 用户 [--days N] [--reason 原因]：该用户的命令只会收到一行提示",

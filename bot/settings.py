@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -170,6 +170,7 @@ class Settings(BaseSettings):
     discord_admin_channel: str | None = None
     audit_retention_days: float = Field(default=365.0, gt=0)
     admin_notice_debounce: float = Field(default=60.0, ge=0)
+    relax_mode: Literal["off", "flag", "auto"] = "off"
 
     @field_validator(
         "telegram_chat_limit", "telegram_group_limit", "telegram_global_limit", mode="before"

@@ -88,6 +88,7 @@ class GenerationRequest:
     invert: bool | None = None
     fill: str | None = None
     only_masked: bool | None = None
+    relax: bool | None = None  # RELAX_MODE: free, behind every job with credits
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ group hidden by default member permissions), and notices in DISCORD_ADMIN_CHANNE
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,29 @@ priority = 3
             # equal weights: sil 0, gilda 2, sil 1, gilda 3; priority 3 puts gilda's first
             assert order == ["gilda 2", "gilda 3", "sil 0", "sil 1"]
             assert (await env.settled("gilda")).available == 7 - 2
+
+
+async def test_relax_jobs_wait_for_credited_ones_and_cost_nothing(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        root = fake.add_user("root")
+        async with discord_env(
+            tmp_path, fake=fake, admin_ids=f"discord:{root['id']}", relax_mode="flag"
+        ) as env:
+            await env.ephemeral(await fake.slash("admin drain", {"backend": "1"}, user="root"))
+            relaxed = await fake.slash("draw", {"prompt": "slow fox", "relax": True}, user="alice")
+            await env.until(lambda: len(env.engine.queue) == 1)
+            paid = await fake.slash("draw", {"prompt": "paid fox"}, user="bob")
+            await env.until(lambda: len(env.engine.queue) == 2)
+
+            def status_says_relaxed() -> bool:
+                message = fake.original_message(relaxed)
+                text = json.dumps(message or {}, ensure_ascii=False)
+                return "🐢 Relaxed: free" in text
+
+            await env.until(status_says_relaxed)
+            await env.ephemeral(await fake.slash("admin undrain", {"backend": "1"}, user="root"))
+            await env.result(relaxed)
+            await env.result(paid)
+            assert [b["prompt"] for b in env.generations()] == ["paid fox", "slow fox"]
+            assert (await env.settled("alice")).available == 10_000  # free
+            assert (await env.settled("bob")).available == 10_000 - 1

@@ -310,7 +310,7 @@ async def test_scheduler_has_health_reset_and_retention_jobs(tmp_path):
         scheduler.start()
         try:
             jobs = {job.id: job for job in scheduler.get_jobs()}
-            assert set(jobs) == {"health", "quota-reset", "retention"}
+            assert set(jobs) == {"health", "quota-reset", "retention", "audit-retention"}
             nxt = jobs["quota-reset"].next_run_time
             assert (nxt.hour, nxt.minute, str(nxt.tzinfo)) == (4, 30, "Asia/Shanghai")
             await engine.quotas.reset_all()  # what the cron runs; harmless when repeated

@@ -268,3 +268,50 @@ daily_credits = 2
             fake.send_text(alice, alice, "/draw alice 4")
             await env.wait_message(alice, "credits")
             assert len(env.generations()) == 6
+
+
+async def test_relax_jobs_are_free_and_run_only_when_no_credited_job_waits(tmp_path) -> None:
+    path = policy(tmp_path, f"[tiers.small]\ntelegram_users = [{ALICE}]\ndaily_credits = 1\n")
+    async with telegram_env(
+        tmp_path, policy_file=path, admin_ids=f"telegram:{ROOT}", relax_mode="auto"
+    ) as env:
+        fake = env.tg
+        root = fake.user(ROOT, "Root")
+        alice = fake.user(ALICE, "Alice")
+        bob = fake.user(BOB, "Bob")
+        fake.send_text(root, root, "/admin drain 1")
+        await env.wait_message(root, "takes no more")
+        queued = 0
+        for user, text in (
+            (alice, "/draw alice paid"),  # her one credit
+            (alice, "/draw alice spent"),  # credits spent: relaxed automatically
+            (alice, "/draw alice asked --relax"),  # relaxed because she asked
+            (bob, "/draw bob 1"),
+            (bob, "/draw bob 2"),
+        ):
+            fake.send_text(user, user, text)
+            queued += 1
+            await env.until(lambda queued=queued: len(env.engine.queue) == queued)
+        await env.wait_message(alice, "Your credits are spent, so this runs relaxed")
+        await env.wait_message(alice, "🐢 Relaxed: free, and it starts only when no job")
+        view = await env.service.quota(f"telegram:{ALICE}")
+        assert (view.available, view.reserved) == (0, 1)  # relax jobs reserve nothing
+        fake.send_text(root, root, "/admin undrain 1")
+        await env.wait_result(alice, count=3)
+        await env.wait_result(bob, count=2)
+        order = [body["prompt"] for body in env.generations()]
+        assert order == ["alice paid", "bob 1", "bob 2", "alice spent", "alice asked"]
+        view = await env.settled(alice)
+        assert (view.available, view.reserved) == (0, 0)  # only the paid one was charged
+
+
+async def test_relax_mode_off_refuses_the_flag(tmp_path) -> None:
+    async with telegram_env(tmp_path, daily_credits=1) as env:
+        alice = env.tg.user(ALICE, "Alice")
+        env.tg.send_text(alice, alice, "/draw a fox --relax")
+        await env.wait_message(alice, "Relax mode is off on this bot")
+        env.tg.send_text(alice, alice, "/draw a fox")
+        await env.wait_result(alice)
+        env.tg.send_text(alice, alice, "/draw another fox")  # no credits, and no relax mode
+        await env.wait_message(alice, "credits")
+        assert len(env.generations()) == 1
