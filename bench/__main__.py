@@ -15,10 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import live, memory, queueops, quota, report, tgpath
+from bench import live, memory, nsfw, queueops, quota, report, tgpath
 from bench.bots import KINDS
 
-GROUPS = ("queue", "memory", "quota", "overhead", "makespan", "light", "switches", "telegram")
+GROUPS = (
+    "queue", "memory", "quota", "overhead", "makespan", "light", "switches", "telegram", "nsfw",
+)  # fmt: skip
 LIVE: dict[str, Callable[..., Any]] = {
     "overhead": live.overhead,
     "makespan": live.makespan,
@@ -75,6 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         base["tg_overhead_ms_p50"] = found.pop("tg_bare_ms_p50")
         base["tg_overhead_ms_p99"] = found.pop("tg_bare_ms_p99")
         ours.update(found)
+
+    if "nsfw" in groups:
+        log("nsfw: NSFW_CHECK's classifier (nudenet) per picture on this CPU")
+        found = nsfw.run()
+        ours.update(found)
+        log(f"nsfw: {found}")
 
     lines = report.table(ours, base)
     print("\n".join(lines))

@@ -80,6 +80,10 @@ FIGURES: list[Figure] = [
     Figure("tg_429s", "", "==", 0),
     Figure("tg_results_lost", "", "==", 0),
     Figure("tg_bytes_per_queued_job", "B", "<=", 4096),
+    # NSFW_CHECK: nudenet on the bot's CPU, per delivered picture (no target: it is a cost)
+    Figure("nsfw_load_s", "s", "", None),
+    Figure("nsfw_ms_per_image_512", "ms", "", None),
+    Figure("nsfw_ms_per_image_1024", "ms", "", None),
 ]
 
 

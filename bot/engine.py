@@ -37,6 +37,7 @@ from bot.errors import (
     DrawbridgeError,
     NotAllowed,
     NotFound,
+    NsfwWithheld,
     QueueFull,
     QuotaExceeded,
     RefusedError,
@@ -51,6 +52,8 @@ from bot.i18n import t
 from bot.images.ingest import image_size
 from bot.images.store import ImageStore
 from bot.lease import Lease
+from bot.nsfw import NsfwCheck, NsfwUnavailable
+from bot.nsfw import available as nsfw_available
 from bot.options import DrawParser, Limits, draw_options, validate_request
 from bot.payload import (
     Resolved,
@@ -146,6 +149,7 @@ class Engine(Events):
         self.store = store or ImageStore(settings.data_dir / "images")
         self.quotas = Quotas(db, settings)
         self.governor = Governor(settings, db)
+        self.nsfw = None if settings.nsfw_check == "off" else NsfwCheck(settings.nsfw_threshold)
         self.quotas.allowance_of = self.governor.allowance_by_key
         self.queue = LaneQueue()  # credited jobs, then relax jobs
         self.jobs: dict[str, Job] = {}
@@ -206,6 +210,8 @@ class Engine(Events):
 
     async def start(self) -> None:
         """Register this instance, take over the jobs of stopped ones, start dispatching."""
+        if self.nsfw is not None and not nsfw_available():
+            raise NsfwUnavailable()
         platforms = {*self.routes.values(), *self._serves}
         # rows written before jobs named their bot carry the bare platform
         platforms |= {p for p, route in self.routes.items() if route != p}
@@ -320,6 +326,8 @@ class Engine(Events):
             ImageResult(png, r.seed, r.width, r.height, r.infotext)
             for png, r in zip(pngs, results, strict=True)
         ]
+        if not await self._screen(job, images):
+            return
         own: dict[str, str] = {}
         for action in actions:
             if action.kind in JOB_ACTIONS:
@@ -882,6 +890,8 @@ class Engine(Events):
             log.error("job %s: its pictures could not be stored (%s); refunding", job.id, exc)
             await self._fail(job, StorageError.from_fault(StorageFull()))
             return
+        if not await self._screen(job, images):
+            return
         # From here on the pictures are held by reference (the store has them): only the
         # ImageResults keep their bytes, and a replier may let go of those while it waits.
         result.images.clear()
@@ -908,6 +918,25 @@ class Engine(Events):
             keys=_assign_keys(keys, wanted, own, images),
         )
         await self._deliver(job, delivered)
+
+    async def _screen(self, job: Job, images: list[ImageResult]) -> bool:
+        """NSFW_CHECK on the pictures of a job asked outside an NSFW place: flagged ones go
+        behind a spoiler, or (block) the job fails and is refunded; False then."""
+        requester = job.requester
+        nsfw_place = requester.nsfw or (
+            requester.platform == "telegram"
+            and requester.chat_id in self.governor.policy.nsfw_telegram_chats
+        )
+        if self.nsfw is None or nsfw_place:
+            return True
+        flags = [await self.nsfw.flagged(image.png) for image in images]
+        if any(flags) and self.settings.nsfw_check == "block":
+            log.info("job %s: the NSFW check flagged its picture; withheld, refunding", job.id)
+            await self._fail(job, NsfwWithheld(), error_text="withheld by the NSFW check")
+            return False
+        for image, flagged in zip(images, flags, strict=True):
+            image.spoiler = flagged
+        return True
 
     async def _deliver(self, job: Job, result: JobResult) -> None:
         """Hand the result to the platform; settle once it confirmed, else refund and say so.
@@ -1050,6 +1079,7 @@ def _requester_dict(r: Requester) -> dict[str, Any]:
         "chat_id": r.chat_id,
         "locale": r.locale,
         "is_admin": r.is_admin,
+        "nsfw": r.nsfw,
     }
 
 

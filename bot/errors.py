@@ -207,6 +207,12 @@ class Banned(RefusedError):
     private = True
 
 
+class NsfwWithheld(RefusedError):
+    """NSFW_CHECK=block flagged a result: it is not sent, and the job is refunded."""
+
+    key = "nsfw.withheld"
+
+
 class TierRefused(RefusedError):
     """The request asks for more than the user's tier allows (size, steps, pictures, model)."""
 

@@ -161,7 +161,7 @@ class Governor:
         if self.paused is not None:
             raise Paused(reason=self.paused or "-")
         moderation = self.policy.moderation
-        prompt = moderation.strip(spec.prompt)
+        prompt = moderation.cleaned(spec.prompt)
         moderation.check(prompt, spec.negative, spec.model)
         self._within_tier(self.tier(requester), spec)
         negative = moderation.negative(spec.negative)

@@ -1098,6 +1098,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "🐢 你的额度已用完，因此以放松模式运行：免费，但只有在没有使用额度的任务等待时才会开始，"
         "可能需要等一会儿。",
     },
+    "nsfw.withheld": {
+        "en": "The picture was held back: the NSFW check flagged it, and it cannot be shown "
+        "here. Your credits were returned; try a different prompt, or an NSFW channel.",
+        "zh": "图片被扣留：NSFW 检查标记了它，不能在这里显示。已退还额度；请换个提示词，或在 NSFW "
+        "频道中使用。",
+    },
+    "nsfw.missing": {
+        "en": "NSFW_CHECK is on, but its classifier is not installed: pip install "
+        "'drawbridge[nsfw]' (or set NSFW_CHECK=off).",
+        "zh": "已开启 NSFW_CHECK，但未安装其分类器：pip install 'drawbridge[nsfw]'（或设置 "
+        "NSFW_CHECK=off）。",
+    },
     "cli.cmd.ban": {
         "en": "ban USER [--days N] [--reason TEXT]: the user's commands get one line, nothing else",
         "zh": "ban 用户 [--days N] [--reason 原因]：该用户的命令只会收到一行提示",

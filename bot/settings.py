@@ -171,6 +171,8 @@ class Settings(BaseSettings):
     audit_retention_days: float = Field(default=365.0, gt=0)
     admin_notice_debounce: float = Field(default=60.0, ge=0)
     relax_mode: Literal["off", "flag", "auto"] = "off"
+    nsfw_check: Literal["off", "spoiler", "block"] = "off"
+    nsfw_threshold: float = Field(default=0.6, gt=0, le=1)
 
     @field_validator(
         "telegram_chat_limit", "telegram_group_limit", "telegram_global_limit", mode="before"

@@ -56,6 +56,7 @@ class Requester:
     locale: str = "en"
     is_admin: bool = False
     roles: tuple[str, ...] = ()  # the platform's role ids (Discord), for tiers
+    nsfw: bool = False  # asked in a place marked NSFW (a Discord NSFW channel): not checked
 
     @property
     def key(self) -> str:
@@ -133,6 +134,7 @@ class ImageResult:
     infotext: str = ""
     keys: dict[str, str] = field(default_factory=dict)
     ref: str = ""
+    spoiler: bool = False  # NSFW_CHECK=spoiler flagged it: shown behind a spoiler
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pytest
 
 from devwebui import DevWebUI
 from tests.fakes.discord_api import FakeDiscord
-from tests.harness.discord import EPHEMERAL, discord_env
+from tests.harness.discord import discord_env
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -228,3 +228,50 @@ async def test_relax_jobs_wait_for_credited_ones_and_cost_nothing(tmp_path: Path
             assert [b["prompt"] for b in env.generations()] == ["paid fox", "slow fox"]
             assert (await env.settled("alice")).available == 10_000  # free
             assert (await env.settled("bob")).available == 10_000 - 1
+
+
+FLAGGED = (Path(__file__).parent / "data" / "nsfw_false_positive.png").read_bytes()
+THRESHOLD = 0.5  # the blobs score 0.81 with the real classifier, placeholders 0.0
+
+
+async def test_nsfw_check_spoilers_outside_nsfw_channels(tmp_path: Path) -> None:
+    async with FakeDiscord() as fake:
+        lounge = fake.add_channel("lounge")
+        lounge["nsfw"] = True
+        async with discord_env(
+            tmp_path, fake=fake, nsfw_check="spoiler", nsfw_threshold=THRESHOLD
+        ) as env:
+            blobs = {"init_image": ("blobs.png", FLAGGED, "image/png")}
+            ix = await fake.slash("draw", {"prompt": "blobs", "strength": 0.01}, attachments=blobs)
+            flagged = await env.result(ix)
+            assert flagged["attachments"][0]["filename"].startswith("SPOILER_")
+            assert await env.engine.nsfw.score(env.png_of(flagged)) >= THRESHOLD
+
+            ix = await fake.slash("draw", {"prompt": "a fox"})
+            plain = await env.result(ix)
+            assert not plain["attachments"][0]["filename"].startswith("SPOILER_")
+
+            ix = await fake.slash(
+                "draw",
+                {"prompt": "blobs", "strength": 0.01},
+                attachments=blobs,
+                channel_id=lounge["id"],
+            )
+            inside = await env.result(ix)
+            assert not inside["attachments"][0]["filename"].startswith("SPOILER_")
+
+
+async def test_nsfw_check_block_withholds_and_refunds(tmp_path: Path) -> None:
+    async with discord_env(tmp_path, nsfw_check="block", nsfw_threshold=THRESHOLD) as env:
+        fake = env.fake
+        blobs = {"init_image": ("blobs.png", FLAGGED, "image/png")}
+        ix = await fake.slash(
+            "draw", {"prompt": "blobs", "strength": 0.01}, attachments=blobs, user="alice"
+        )
+
+        def told() -> bool:
+            messages = [fake.original_message(ix), *fake.followups(ix)]
+            return any("The picture was held back" in json.dumps(m or {}) for m in messages)
+
+        await env.until(told)
+        assert (await env.settled("alice")).available == 10_000

@@ -71,7 +71,7 @@ def test_words_fold_accents_and_case_and_match_whole_words() -> None:
         mod.check(prompt, "", None)
     with pytest.raises(PolicyRefused):
         mod.check("a cat", "some gore", None)
-    assert mod.strip("hd, a cat, HD photo") == "a cat, photo"
+    assert mod.cleaned("hd, a cat, HD photo") == "a cat, photo"
 
 
 def test_regex_models_and_the_negative_prefix() -> None:

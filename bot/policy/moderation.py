@@ -84,7 +84,7 @@ class Moderation:
             _strip=tuple(word_pattern(w) for w in strip),
         )
 
-    def strip(self, prompt: str) -> str:
+    def cleaned(self, prompt: str) -> str:
         """The prompt without the strip_words (whole words, case- and accent-insensitive),
         spaces and commas left tidy."""
         if not self._strip:
