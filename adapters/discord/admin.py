@@ -78,6 +78,8 @@ def _handler(rt: Runtime, sub: str, order: list[str]) -> Any:
 async def ban_gate(rt: Runtime, interaction: discord.Interaction) -> bool:
     """Whether to go on with this command or press: a banned user gets one ephemeral line
     (once per period; in between, nothing at all)."""
+    if interaction.type is discord.InteractionType.autocomplete:
+        return True  # it cannot be answered with a line, and runs nothing
     locale = str(interaction.locale)
     requester = rt.requester(interaction.user, interaction.channel_id, locale)
     notice = await rt.service.ban_notice(requester)
