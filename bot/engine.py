@@ -212,6 +212,7 @@ class Engine(Events):
         """Register this instance, take over the jobs of stopped ones, start dispatching."""
         if self.nsfw is not None and not nsfw_available():
             raise NsfwUnavailable()
+        await self.governor.start()
         platforms = {*self.routes.values(), *self._serves}
         # rows written before jobs named their bot carry the bare platform
         platforms |= {p for p, route in self.routes.items() if route != p}
@@ -233,6 +234,7 @@ class Engine(Events):
         """Stop dispatching, hand back what still runs, write what is pending (briefly),
         deregister. Queued jobs stay queued for the next owner."""
         self.accepting = False
+        await self.governor.stop()
         await self.dispatcher.stop()
         for job in list(self.jobs.values()):
             if job.state is JobState.RUNNING:

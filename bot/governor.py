@@ -7,6 +7,7 @@ through the service, about every command (`ban_notice`)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -21,11 +22,12 @@ from bot.policy import Policy, Tier, Who, load_policy, tier_of
 from bot.settings import Settings
 from bot.types import Requester
 from storage.db import Database
-from storage.models import Ban
+from storage.models import Ban, utcnow
 
 log = logging.getLogger(__name__)
 
 BAN_NOTICE_PERIOD = 600.0  # a banned user hears why at most once per this many seconds
+BAN_REFRESH = 2.0  # seconds between reads of the bans table (`drawbridge ban` from the CLI)
 
 Notify = Callable[[str, dict[str, object]], None]  # catalogue key, its parameters
 
@@ -57,6 +59,49 @@ class Governor:
         self._health: dict[int, bool] = {}  # backend index → up, as last seen
         self._told: dict[int, tuple[bool, float]] = {}  # … as last told the admins, and when
         self._later: dict[int, asyncio.TimerHandle] = {}
+        # bans in memory: every command and press is checked, without a database round trip
+        # (which would also let later updates overtake earlier ones)
+        self._bans: dict[str, Ban] = {}
+        self._changes = 0  # bans and unbans of this process, so a read in flight cannot undo them
+        self._refresher: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Read the bans, then keep reading them every BAN_REFRESH seconds."""
+        await self.refresh_bans()
+        self._refresher = asyncio.create_task(self._refresh_loop(), name="bans")
+
+    async def stop(self) -> None:
+        """Stop reading the bans."""
+        if self._refresher is not None:
+            self._refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._refresher
+            self._refresher = None
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(BAN_REFRESH)
+            try:
+                await self.refresh_bans()
+            except Exception as exc:  # the database is away: the bans known stay in force
+                log.info("bans not read again: %s", exc)
+
+    async def refresh_bans(self) -> None:
+        """Read every ban (the CLI of another process may have changed them)."""
+        changes = self._changes
+        found = {ban.user_key: ban for ban in await self.db.bans.all()}
+        if changes == self._changes:  # else a ban written meanwhile would be lost: next time
+            self._bans = found
+
+    def banned(self, ban: Ban) -> None:
+        """A ban this process wrote: in force at once."""
+        self._changes += 1
+        self._bans[ban.user_key] = ban
+
+    def unbanned(self, user_key: str) -> None:
+        """A ban this process lifted."""
+        self._changes += 1
+        self._bans.pop(user_key, None)
 
     # --- notices ---------------------------------------------------------------------
     def listen(self, notify: Notify) -> None:
@@ -187,8 +232,11 @@ class Governor:
 
     # --- bans --------------------------------------------------------------------------
     async def ban_of(self, user_key: str) -> Ban | None:
-        """The ban in force on `user_key`, if any."""
-        return await self.db.bans.active(user_key)
+        """The ban in force on `user_key`, if any (from memory: no database round trip)."""
+        ban = self._bans.get(user_key)
+        if ban is None or (ban.until is not None and ban.until <= utcnow()):
+            return None
+        return ban
 
     async def check_ban(self, requester: Requester) -> None:
         """Raise Banned when the user is banned."""

@@ -330,11 +330,14 @@ class Service:
         """Ban a user (for `days`, or until unbanned); returns the end as users read it."""
         until = None if days is None else datetime.now(UTC) + timedelta(days=days)
         ban = await self._db.bans.ban(user_key, until=until, reason=reason, by=by)
+        self._engine.governor.banned(ban)
         return until_text(ban.until)
 
     async def unban(self, user_key: str) -> bool:
         """Lift a ban; False if the user was not banned."""
-        return await self._db.bans.unban(user_key)
+        lifted = await self._db.bans.unban(user_key)
+        self._engine.governor.unbanned(user_key)
+        return lifted
 
     def pause(self, reason: str = "") -> None:
         """New jobs are refused with `reason`; queued ones wait (running ones finish)."""

@@ -488,6 +488,9 @@ class QuotaRepo:
             # The ledger's UNIQUE(job_id, kind) refused a second reserve for this job.
             if await self._db.read_tx(partial(_has_reservation, job_id=job_id)):
                 raise ValueError(f"job {job_id!r} already has a reservation") from None
+            # A free job (cost 0) has no reservation: its job row's key refused the second.
+            if cost == 0 and await self._db.read_tx(partial(_job_exists, job_id=job_id)):
+                raise ValueError(f"job {job_id!r} is already stored") from None
             # Or another process stored a job for the same command at the same moment.
             if job is not None and job.get("source"):
                 taken = await self._db.read_tx(

@@ -71,6 +71,7 @@ async def test_moderation_refuses_privately_strips_and_prefixes(tmp_path) -> Non
         assert body["negative_prompt"] == "lowres, blurry"
 
 
+@pytest.mark.timeout(180)  # one bot through every /admin subcommand and five CLI runs
 async def test_bans_admin_commands_notices_and_the_audit(tmp_path) -> None:
     path = policy(tmp_path, MODERATION)
     async with (
