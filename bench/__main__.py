@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import decodes, live, memory, queueops, quota, report, scale, tgpath
+from bench import decodes, live, memory, nsfw, queueops, quota, report, scale, tgpath
 from bench.bots import KINDS
 
 GROUPS = (
@@ -29,6 +29,7 @@ GROUPS = (
     "switches",
     "telegram",
     "scale",
+    "nsfw",
 )
 LIVE: dict[str, Callable[..., Any]] = {
     "overhead": live.overhead,
@@ -100,6 +101,11 @@ def main(argv: list[str] | None = None) -> int:
         ours.update(s_ours)
         base.update(s_base)
         log(f"scale: {s_ours} baseline {s_base}")
+    if "nsfw" in groups:
+        log("nsfw: NSFW_CHECK's classifier (nudenet) per picture on this CPU")
+        found = nsfw.run()
+        ours.update(found)
+        log(f"nsfw: {found}")
 
     lines = report.table(ours, base)
     print("\n".join(lines))

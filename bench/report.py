@@ -95,6 +95,10 @@ FIGURES: list[Figure] = [
     Figure("restart_rss_before_mib", "MiB", "", None),
     Figure("restart_loaded_s", "s", "", None),
     Figure("restart_queue_miscount", "", "<=", 2),
+    # NSFW_CHECK: nudenet on the bot's CPU, per delivered picture (no target: it is a cost)
+    Figure("nsfw_load_s", "s", "", None),
+    Figure("nsfw_ms_per_image_512", "ms", "", None),
+    Figure("nsfw_ms_per_image_1024", "ms", "", None),
 ]
 
 

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from adapters.kit import Adapter, AdapterStartError
+from bot.errors import DrawbridgeError
 from bot.i18n import t
 from bot.monitor import CONNECTED, Monitor
 from bot.service import Service
@@ -54,6 +55,12 @@ def load_adapter(name: str) -> AdapterFactory:
     return factory
 
 
+async def _reload(service: Service) -> None:
+    """SIGHUP: read POLICY_FILE again (a bad file is logged, the admins told, the old kept)."""
+    with contextlib.suppress(DrawbridgeError):
+        await service.reload_policy()
+
+
 async def run(settings: Settings) -> int:
     """Run until SIGINT/SIGTERM; returns the exit code."""
     names = enabled_adapters(settings)
@@ -66,6 +73,8 @@ async def run(settings: Settings) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     service = Service(settings, schedule=True)
+    with contextlib.suppress(NotImplementedError, AttributeError):  # no SIGHUP on Windows
+        loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(_reload(service)))
     adapters = [load_adapter(name)(service, settings) for name in names]
     # what /healthz and /readyz say of each adapter
     states = dict.fromkeys(names, "starting")

@@ -1,4 +1,5 @@
-"""`drawbridge` command line: run, draw, backends, quota, db upgrade/check/backup, dev-webui."""
+"""`drawbridge` command line: run, draw, backends, quota, ban/unban, audit export, stats, db
+upgrade/check/backup, dev-webui."""
 
 from __future__ import annotations
 
@@ -78,6 +79,19 @@ def build_parser() -> argparse.ArgumentParser:
     grant = qsub.add_parser("grant", help=_help("quota grant"))
     grant.add_argument("user")
     grant.add_argument("amount", type=int)
+    ban = sub.add_parser("ban", help=_help("ban"))
+    ban.add_argument("user")
+    ban.add_argument("--days", type=float, default=None, help="for N days (default: until unban)")
+    ban.add_argument("--reason", default="", help="why (kept with the ban)")
+    unban = sub.add_parser("unban", help=_help("unban"))
+    unban.add_argument("user")
+    audit = sub.add_parser("audit", help=_help("audit"))
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    export = asub.add_parser("export", help=_help("audit export"))
+    export.add_argument("file", type=Path, metavar="FILE.csv")
+    export.add_argument("--since", default=None, help="YYYY-MM-DD (UTC)")
+    export.add_argument("--user", default=None, help="platform:id")
+    sub.add_parser("stats", help=_help("stats"))
     db = sub.add_parser("db", help=_help("db"))
     dbsub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     dbsub.add_parser("upgrade", help=_help("db upgrade"))
@@ -194,6 +208,8 @@ async def _with_database(settings: Settings, args: argparse.Namespace) -> int:
         return await _backends(settings, refresh=args.refresh)
     if args.command == "quota":
         return await _quota(settings, args)
+    if args.command in ("ban", "unban", "audit", "stats"):
+        return await _govern(settings, args)
     if args.command == "db":
         await service.upgrade_database(settings)
         print("database is up to date")
@@ -274,6 +290,61 @@ async def _quota(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         print(quota_text("en", await service.quota(key), key))
         return 0
+
+
+AUDIT_COLUMNS = (
+    "time", "user key", "platform", "chat", "prompt", "negative", "mode", "size", "model",
+    "seed", "cost", "outcome", "result hash",
+)  # fmt: skip
+
+
+async def _govern(settings: Settings, args: argparse.Namespace) -> int:
+    """`drawbridge ban|unban|audit export|stats`."""
+    import csv
+    from datetime import UTC, datetime
+
+    from bot.service import Service
+
+    async with Service(settings, run_jobs=False) as service:
+        if args.command == "ban":
+            key = args.user if ":" in args.user else user_key(args.user)
+            if args.days is not None and args.days <= 0:
+                raise CliError("--days must be a positive number of days", EXIT_USAGE)
+            until = await service.ban(key, days=args.days, reason=args.reason, by="cli")
+            print(t("en", "cli.banned", user=key, until=until))
+            return 0
+        if args.command == "unban":
+            key = args.user if ":" in args.user else user_key(args.user)
+            done = await service.unban(key)
+            print(t("en", "cli.unbanned" if done else "cli.not_banned", user=key))
+            return 0 if done else EXIT_FAILED
+        if args.command == "stats":
+            for line in await service.stats_lines("en"):
+                print(line)
+            return 0
+        since = None
+        if args.since:
+            try:
+                since = datetime.fromisoformat(args.since).replace(tzinfo=UTC)
+            except ValueError:
+                raise CliError("--since must be a date like 2026-12-01", EXIT_USAGE) from None
+        rows = await service.audit(since=since, user=args.user)
+    try:
+        with args.file.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(AUDIT_COLUMNS)
+            for r in rows:
+                writer.writerow(
+                    [
+                        r.at.isoformat(timespec="seconds"), r.user_key, r.platform, r.chat,
+                        r.prompt, r.negative, r.mode, f"{r.width}x{r.height}", r.model,
+                        r.seed, r.cost, r.outcome, r.result_hash,
+                    ]
+                )  # fmt: skip
+    except OSError as exc:
+        raise CliError(f"cannot write {args.file}: {exc.strerror or exc}") from None
+    print(t("en", "cli.audit_written", n=len(rows), file=args.file))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -47,6 +47,10 @@ class Kind(StrEnum):
     HOST = "host"
     SECONDS = "seconds"
     PATH = "path"  # a file on the operator's machine
+    ADMIN = "admin"  # an /admin subcommand and its words (bot.service.Service.admin)
+    DAYS = "days"
+    TEXT = "text"
+    DATE = "date"
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,9 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("settings", Param("defaults", Kind.DEFAULTS)),
     _cmd("help"),
     _cmd("use_as_init", Param("message", Kind.MESSAGE), where=frozenset({Where.DISCORD})),
+    # admins in chat: Discord hides it by default member permissions, Telegram lists it only
+    # in the admins' private chats; the service checks ADMIN_IDS and admin tiers either way
+    _cmd("admin", Param("action", Kind.ADMIN, required=True), audience=Audience.ADMIN),
     # --- the operator's terminal ------------------------------------------------------------
     _cmd("run", audience=Audience.ADMIN, where=frozenset({Where.CLI})),
     _cmd(
@@ -131,6 +138,30 @@ COMMANDS: tuple[Command, ...] = (
         audience=Audience.ADMIN,
         where=frozenset({Where.CLI}),
     ),
+    _cmd(
+        "ban",
+        Param("user", Kind.USER, required=True),
+        Param("days", Kind.DAYS),
+        Param("reason", Kind.TEXT),
+        audience=Audience.ADMIN,
+        where=frozenset({Where.CLI}),
+    ),
+    _cmd(
+        "unban",
+        Param("user", Kind.USER, required=True),
+        audience=Audience.ADMIN,
+        where=frozenset({Where.CLI}),
+    ),
+    _cmd("audit", audience=Audience.ADMIN, where=frozenset({Where.CLI})),
+    _cmd(
+        "audit export",
+        Param("file", Kind.PATH, required=True),
+        Param("since", Kind.DATE),
+        Param("user", Kind.USER),
+        audience=Audience.ADMIN,
+        where=frozenset({Where.CLI}),
+    ),
+    _cmd("stats", audience=Audience.ADMIN, where=frozenset({Where.CLI})),
     _cmd("db", audience=Audience.ADMIN, where=frozenset({Where.CLI})),
     _cmd("db upgrade", audience=Audience.ADMIN, where=frozenset({Where.CLI})),
     _cmd("db check", audience=Audience.ADMIN, where=frozenset({Where.CLI})),

@@ -145,8 +145,12 @@ class Dispatcher:
         refresh_interval: float = 300.0,
         state_file: Path | None = None,
         metrics: Metrics | None = None,
+        on_health: Callable[[Backend, bool], None] | None = None,
     ) -> None:
         labels = labels or []
+        self.on_health = on_health  # a backend went down (False) or came back (True)
+        self.drained: set[int] = set()  # backends (index) an admin drained: they take no job
+        self.held = False  # /admin pause: queued jobs wait, running ones finish
         self.backends = [
             Backend(c, index=i + 1, label=labels[i] if i < len(labels) else "")
             for i, c in enumerate(clients)
@@ -270,6 +274,7 @@ class Dispatcher:
         except WebUIError as exc:
             if backend.up:
                 log.warning("backend %s is down: %s", backend.name, exc.render("en"))
+                self._health(backend, False)
             backend.up = False
             backend.last_error = exc.render("en")
             self._state_changed()
@@ -277,12 +282,14 @@ class Dispatcher:
         except Exception as exc:  # a malformed answer is as bad as none
             if backend.up:
                 log.warning("backend %s is down: %s: %s", backend.name, type(exc).__name__, exc)
+                self._health(backend, False)
             backend.up = False
             backend.last_error = f"{type(exc).__name__}: {exc}"
             self._state_changed()
             return False
         if not backend.up:
             log.info("backend %s is back", backend.name)
+            self._health(backend, True)
         backend.up = True
         backend.last_error = ""
         self._state_changed()
@@ -318,6 +325,13 @@ class Dispatcher:
             await self.notify()
         return any(fetched)
 
+    def _health(self, backend: Backend, up: bool) -> None:
+        if self.on_health is not None:
+            try:
+                self.on_health(backend, up)
+            except Exception as exc:  # a notice never stops a health check
+                log.warning("backend notice failed: %s", exc)
+
     def up_backends(self) -> list[Backend]:
         """Backends that answer (cooling off or not)."""
         return [b for b in self.backends if b.up]
@@ -330,6 +344,8 @@ class Dispatcher:
     def _ready(self, backend: Backend, now: float) -> float | None:
         """None if the backend can take a job now, else seconds until it should re-check."""
         if not backend.up or len(self.queue) == 0 or self._paused:
+            return self.progress_interval
+        if self.held or backend.index in self.drained:
             return self.progress_interval
         cooling = backend.cooling(now)
         if cooling > 0:
@@ -656,6 +672,7 @@ class Dispatcher:
         """Take a backend out; its other in-flight jobs are cancelled and go back to the queue."""
         if backend.up:
             log.warning("backend %s marked down: %s", backend.name, error.render("en"))
+            self._health(backend, False)
         backend.up = False
         backend.last_error = error.render("en")
         self._idle_since.pop(backend.index, None)  # down is not an idle gap

@@ -38,20 +38,26 @@ from bot.errors import (
     DrawbridgeError,
     NotAllowed,
     NotFound,
+    NsfwWithheld,
     QueueFull,
     QuotaExceeded,
+    RefusedError,
     ShuttingDown,
     StorageError,
     WebUIEmptyResult,
     WebUIError,
     for_users,
 )
-from bot.fairqueue import Entry, FairQueue
+from bot.fairqueue import Entry
+from bot.governor import Governor
+from bot.i18n import t
 from bot.images.ingest import image_size
 from bot.images.store import ImageStore
 from bot.jobtable import JobTable
 from bot.lease import Lease
 from bot.metrics import BackendState, Metrics, Snapshot
+from bot.nsfw import NsfwCheck, NsfwUnavailable
+from bot.nsfw import available as nsfw_available
 from bot.options import DrawParser, Limits, draw_options, validate_request
 from bot.payload import (
     Resolved,
@@ -66,6 +72,7 @@ from bot.payload import (
 )
 from bot.presets import PresetBook, load_presets
 from bot.quota import Quotas
+from bot.relaxqueue import LaneQueue
 from bot.settings import Settings
 from bot.steps import Steps, until_written
 from bot.types import (
@@ -119,8 +126,10 @@ class Job:
     shown_down: bool = False  # its status says no backend is up
     notes: tuple[str, ...] = field(default=())
     chain: asyncio.Task[Any] | None = None  # its latest bookkeeping step (bot.steps)
-    backend: str = ""  # the backend that took it last (its metrics label)
+    backend: str = ""  # the backend that drew it last (metrics label, audit, stats)
     ran: float | None = None  # seconds its backend drew it
+    relax: bool = False  # RELAX_MODE: free, queued behind every job with credits
+    share: float = 0.0  # what it weighs in the fair queue (its cost; a relax job's real cost)
 
     def update(self, state: JobState, **fields: Any) -> JobUpdate:
         """A JobUpdate of this job, carrying its notes."""
@@ -151,7 +160,10 @@ class Engine(Events):
         self.parser = DrawParser(self.options, self.limits)
         self.store = store or ImageStore(settings.data_dir / "images")
         self.quotas = Quotas(db, settings)
-        self.queue = FairQueue()
+        self.governor = Governor(settings, db)
+        self.nsfw = None if settings.nsfw_check == "off" else NsfwCheck(settings.nsfw_threshold)
+        self.quotas.allowance_of = self.governor.allowance_by_key
+        self.queue = LaneQueue()  # credited jobs, then relax jobs
         self.jobs: JobTable[Job] = JobTable(lambda job: job.requester.key)
         self._pending: dict[str, int] = {}
         self._adopting = 0  # jobs of a takeover batch not yet queued here
@@ -197,6 +209,9 @@ class Engine(Events):
             refresh_interval=settings.catalogue_refresh_interval,
             state_file=state_path(settings),
             metrics=self.metrics,
+            on_health=lambda b, up: self.governor.backend_changed(
+                b.index, b.label or f"backend {b.index}", up
+            ),
         )
         self.metrics.watch(self.snapshot)
 
@@ -210,6 +225,9 @@ class Engine(Events):
 
     async def start(self) -> None:
         """Register this instance, take over the jobs of stopped ones, start dispatching."""
+        if self.nsfw is not None and not nsfw_available():
+            raise NsfwUnavailable()
+        await self.governor.start()
         platforms = {*self.routes.values(), *self._serves}
         # rows written before jobs named their bot carry the bare platform
         platforms |= {p for p, route in self.routes.items() if route != p}
@@ -231,6 +249,7 @@ class Engine(Events):
         """Stop dispatching, hand back what still runs, write what is pending (briefly),
         deregister. Queued jobs stay queued for the next owner."""
         self.accepting = False
+        await self.governor.stop()
         await self.dispatcher.stop()
         for job in list(self.jobs.values()):
             if job.state is JobState.RUNNING:
@@ -319,9 +338,9 @@ class Engine(Events):
             log.info("job %s refunded %s", row.id, refunded)
             return None
         notes = tuple(params.get("notes") or ())
-        return Job(
-            row.id, requester, spec, row.cost, replier, created=time.monotonic(), notes=notes
-        )
+        job = Job(row.id, requester, spec, row.cost, replier, created=time.monotonic(), notes=notes)
+        job.relax = bool(params.get("relax"))
+        return job
 
     async def _resend(self, job: Job, row: JobRow) -> None:
         """Send a result stored before the last owner stopped (it was not confirmed sent)."""
@@ -340,6 +359,8 @@ class Engine(Events):
             ImageResult(png, r.seed, r.width, r.height, r.infotext)
             for png, r in zip(pngs, results, strict=True)
         ]
+        if not await self._screen(job, images):
+            return
         own: dict[str, str] = {}
         for action in actions:
             if action.kind in JOB_ACTIONS:
@@ -406,7 +427,13 @@ class Engine(Events):
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
         return await self.submit_spec(
-            requester, spec, replier, reply_ref=reply_ref, notes=notes, source=source
+            requester,
+            spec,
+            replier,
+            reply_ref=reply_ref,
+            notes=notes,
+            source=source,
+            relax=bool(request.relax),
         )
 
     async def submit_spec(
@@ -418,48 +445,49 @@ class Engine(Events):
         reply_ref: dict[str, Any] | None = None,
         notes: Sequence[str] = (),
         source: str | None = None,
+        relax: bool = False,
     ) -> JobHandle:
         """Charge and queue fully resolved values (reroll, variations, upscale reuse this).
+        `relax` (RELAX_MODE flag or auto): free, behind every job with credits; in auto mode
+        a job the user's credits do not cover goes relaxed too.
 
         The job is stored (or refused) before the replier hears of it: its first status
         update is the acknowledgement the platform shows."""
         if not self.accepting:
             raise ShuttingDown()
         user = requester.key
+        relax_mode = self.settings.relax_mode
+        if relax and relax_mode == "off":
+            raise RefusedError("relax.off")
+        governor = self.governor
+        await governor.check_ban(requester)
+        # moderation, pause and the tier, before anything is charged or sent to a WebUI
+        spec = governor.admit(requester, spec)
         dispatcher = self.dispatcher
         await catalogue.check_fresh(spec, dispatcher.backends, dispatcher.refresh_for_unknown)
         # charged what the backends that may draw it really draw (img2img steps differ)
         job_cost = cost_on(spec, (b.flavour for b in dispatcher.can_draw(needs_of(spec))))
         # count first, synchronously, so concurrent submits cannot both pass the cap
         queued = self.queue.count(user) + self._pending.get(user, 0)
-        if queued >= self.settings.max_queued_per_user:
-            raise QueueFull(count=queued, limit=self.settings.max_queued_per_user)
+        max_queued = governor.max_queued(requester)
+        if queued >= max_queued:
+            raise QueueFull(count=queued, limit=max_queued)
         self._pending[user] = self._pending.get(user, 0) + 1
         job_id = new_job_id()
-        params: dict[str, Any] = {"requester": _requester_dict(requester), "spec": spec.to_dict()}
-        if notes:
-            params["notes"] = list(notes)
+        notes = list(notes)
         try:
-            # One transaction: user upsert, reservation and job row; nothing when refused.
-            await self.db.submit_job(
-                id=job_id,
-                user_key=user,
-                platform=requester.platform,
-                route=self.routes.get(requester.platform),
-                owner=self.instance,
-                source=source,
-                display_name=requester.display_name,
-                locale=requester.locale,
-                chat_id=requester.chat_id,
-                mode=spec.mode.value,
-                prompt=spec.prompt,
-                params=_dumps(params),
-                cost=job_cost,
-                reply_ref=_dumps(reply_ref or {}),
-                allowance=self.settings.allowance_for(user),
-                today=self.quotas.today(),
-                reset=self.quotas.reset_label(),
-            )
+            try:
+                await self._store(
+                    job_id, requester, spec, job_cost, relax, notes, reply_ref, source
+                )
+            except InsufficientCredits:
+                if relax_mode != "auto":
+                    raise
+                relax = True  # credits spent: it may still run, relaxed
+                notes.append(t(requester.locale, "relax.auto"))
+                await self._store(
+                    job_id, requester, spec, job_cost, relax, notes, reply_ref, source
+                )
         except InsufficientCredits as exc:
             raise QuotaExceeded(cost=exc.cost, balance=exc.balance, reset=exc.reset) from None
         except DuplicateJob as exc:
@@ -471,16 +499,59 @@ class Engine(Events):
             raise StorageError.from_fault(exc) from None
         finally:
             self._pending[user] -= 1
+        cost = 0 if relax else job_cost
         job = Job(
-            job_id, requester, spec, job_cost, replier, created=time.monotonic(), notes=tuple(notes)
+            job_id, requester, spec, cost, replier, created=time.monotonic(), notes=tuple(notes)
         )
+        job.relax, job.share = relax, float(job_cost)
         self._enqueue(job)
         await self.dispatcher.notify()
         position, eta = self.position(job_id)
         job.shown_position = position
         with contextlib.suppress(Exception):
             await replier.update(self._queued_update(job, position, eta))
-        return JobHandle(job_id, job_cost, position, eta, job.notes)
+        return JobHandle(job_id, cost, position, eta, job.notes)
+
+    async def _store(
+        self,
+        job_id: str,
+        requester: Requester,
+        spec: Resolved,
+        job_cost: int,
+        relax: bool,
+        notes: list[str],
+        reply_ref: dict[str, Any] | None,
+        source: str | None,
+    ) -> None:
+        """One transaction: user upsert, reservation (none for a relax job) and job row;
+        nothing when refused."""
+        if relax and not any(n == t(requester.locale, "relax.auto") for n in notes):
+            notes.append(t(requester.locale, "relax.queued"))
+        params: dict[str, Any] = {"requester": _requester_dict(requester), "spec": spec.to_dict()}
+        if notes:
+            params["notes"] = list(notes)
+        if relax:
+            params["relax"] = True
+        user = requester.key
+        await self.db.submit_job(
+            id=job_id,
+            user_key=user,
+            platform=requester.platform,
+            route=self.routes.get(requester.platform),
+            owner=self.instance,
+            source=source,
+            display_name=requester.display_name,
+            locale=requester.locale,
+            chat_id=requester.chat_id,
+            mode=spec.mode.value,
+            prompt=spec.prompt,
+            params=_dumps(params),
+            cost=0 if relax else job_cost,
+            reply_ref=_dumps(reply_ref or {}),
+            allowance=self.governor.allowance(requester),
+            today=self.quotas.today(),
+            reset=self.quotas.reset_label(),
+        )
 
     def _queued_update(self, job: Job, position: int, eta: float) -> JobUpdate:
         """Queued at `position`; with no backend up it says so instead of an ETA it cannot
@@ -500,7 +571,10 @@ class Engine(Events):
 
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
-        entry = Entry(job.id, job.requester.key, float(job.cost), job.spec.model, job)
+        share = job.share or float(job.cost) or 1.0
+        entry = Entry(job.id, job.requester.key, share, job.spec.model, job)
+        entry.weight = self.governor.tier(job.requester).priority
+        entry.relax = job.relax
         entry.needs = shared(needs_of(job.spec))  # most jobs need the same
         self.queue.push(entry)
 
@@ -624,6 +698,7 @@ class Engine(Events):
             log.info("job %s was not ours to cancel any more", job.id)
         else:
             self._ended(job, "cancelled")
+            self._audit(job, "cancelled")
         return refunded
 
     def _ended(self, job: Job, outcome: str) -> None:
@@ -651,6 +726,46 @@ class Engine(Events):
             extra={"job": fields},
         )
         self.metrics.job_ended(outcome, cost=job.cost, ran=job.ran)
+
+    def _audit(
+        self,
+        job: Job,
+        outcome: str,
+        model: str = "",
+        hashes: str = "",
+        images: Sequence[ImageResult] = (),
+    ) -> None:
+        """One audit row for the job as it ended (best effort: the audit never fails a job)."""
+        spec, requester = job.spec, job.requester
+        now = time.monotonic()
+        started = job.started if job.started is not None else now
+        values: dict[str, Any] = {
+            "job_id": job.id,
+            "user_key": requester.key,
+            "platform": requester.platform,
+            "chat": requester.chat_id,
+            "prompt": spec.prompt,
+            "negative": spec.negative,
+            "mode": spec.mode.value,
+            "width": images[0].width if images else spec.final_size[0],
+            "height": images[0].height if images else spec.final_size[1],
+            "model": model or spec.model or "",
+            "seed": images[0].seed if images else spec.seed,
+            "cost": job.cost if outcome == "delivered" else 0,
+            "outcome": outcome,
+            "result_hash": hashes[:512],
+            "backend": job.backend,
+            "wait_seconds": max(0.0, started - job.created) if job.created else 0.0,
+            "run_seconds": max(0.0, now - job.started) if job.started is not None else 0.0,
+        }
+
+        async def write() -> None:
+            try:
+                await self.db.audit.record(**values)
+            except StorageFault as exc:
+                log.warning("job %s: its audit row was not written (%s)", job.id, exc)
+
+        self.steps.spawn(f"audit {job.id}", write)
 
     async def _job_of_cancel_button(self, key: str) -> Job | None:
         # Cancel buttons carry the job id; those drawn before that carried an action key.
@@ -873,6 +988,8 @@ class Engine(Events):
             log.error("job %s: its pictures could not be stored (%s); refunding", job.id, exc)
             await self._fail(job, StorageError.from_fault(StorageFull()))
             return
+        if not await self._screen(job, images):
+            return
         # From here on the pictures are held by reference (the store has them): only the
         # ImageResults keep their bytes, and a replier may let go of those while it waits.
         result.images.clear()
@@ -900,6 +1017,25 @@ class Engine(Events):
         )
         await self._deliver(job, delivered)
 
+    async def _screen(self, job: Job, images: list[ImageResult]) -> bool:
+        """NSFW_CHECK on the pictures of a job asked outside an NSFW place: flagged ones go
+        behind a spoiler, or (block) the job fails and is refunded; False then."""
+        requester = job.requester
+        nsfw_place = requester.nsfw or (
+            requester.platform == "telegram"
+            and requester.chat_id in self.governor.policy.nsfw_telegram_chats
+        )
+        if self.nsfw is None or nsfw_place:
+            return True
+        flags = [await self.nsfw.flagged(image.png) for image in images]
+        if any(flags) and self.settings.nsfw_check == "block":
+            log.info("job %s: the NSFW check flagged its picture; withheld, refunding", job.id)
+            await self._fail(job, NsfwWithheld(), error_text="withheld by the NSFW check")
+            return False
+        for image, flagged in zip(images, flags, strict=True):
+            image.spoiler = flagged
+        return True
+
     async def _deliver(self, job: Job, result: JobResult) -> None:
         """Hand the result to the platform; settle once it confirmed, else refund and say so.
 
@@ -921,6 +1057,8 @@ class Engine(Events):
             lambda: self.db.jobs.deliver(job.id, owner=self.instance), f"job {job.id}: deliver"
         )
         self._ended(job, "delivered")
+        hashes = ",".join(image.ref for image in result.images)
+        self._audit(job, "delivered", result.model, hashes, result.images)
 
     async def failed(self, run: Running, error: DrawbridgeError) -> None:
         job: Job = run.entry.item
@@ -956,6 +1094,7 @@ class Engine(Events):
         self._ended(job, outcome)
         if isinstance(error, WebUIError):  # the detail is the operator's; the user gets a sentence
             log.warning("job %s failed: %s", job.id, text)
+        self._audit(job, "failed")
         with contextlib.suppress(Exception):
             await job.replier.fail(job.id, for_users(error), refunded)
 
@@ -1057,6 +1196,7 @@ def _requester_dict(r: Requester) -> dict[str, Any]:
         "chat_id": r.chat_id,
         "locale": r.locale,
         "is_admin": r.is_admin,
+        "nsfw": r.nsfw,
     }
 
 

@@ -39,6 +39,7 @@ class DrawbridgeError(Exception):
     """Base of every error drawbridge raises on purpose."""
 
     key: str = "error.internal"
+    private: bool = False  # said only to the user (a DM, an ephemeral), never in the chat
 
     def __init__(self, key: str | None = None, /, **params: Any) -> None:
         self.key = key or type(self).key
@@ -222,3 +223,29 @@ def for_users(error: DrawbridgeError) -> DrawbridgeError:
         if error.key != "webui.bad_response":
             return DrawbridgeError("webui.rejected")
     return DrawbridgeError("webui.failed")
+
+
+class Paused(RefusedError):
+    """An admin paused drawing (`/admin pause`): new jobs are refused with the reason."""
+
+    key = "admin.paused"
+
+
+class Banned(RefusedError):
+    """The user is banned; said privately, once per period."""
+
+    key = "ban.banned"
+    private = True
+
+
+class NsfwWithheld(RefusedError):
+    """NSFW_CHECK=block flagged a result: it is not sent, and the job is refunded."""
+
+    key = "nsfw.withheld"
+
+
+class TierRefused(RefusedError):
+    """The request asks for more than the user's tier allows (size, steps, pictures, model)."""
+
+    key = "tier.too_much"
+    private = True

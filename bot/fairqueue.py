@@ -1,9 +1,10 @@
 """Per-user queues served fairly on job cost (start-time fair queuing).
 
 Each job gets a virtual finish tag when it is queued: ``start = max(V, the user's last tag)``,
-``tag = start + cost``, where V is the start tag of the job most recently taken. Jobs leave in tag
-order, so a user who queues 100 jobs gets tags far in the future while another user's single job
-is tagged near V and goes next: it waits for about one job per active user, whatever the burst.
+``tag = start + cost / weight`` (weight: the user's tier priority, 1 by default), where V is
+the start tag of the job most recently taken. Jobs leave in tag order, so a user who queues
+100 jobs gets tags far in the future while another user's single job is tagged near V and
+goes next: it waits for about one job per active user, whatever the burst.
 
 A job's tag never changes while it is queued, so the fair order of ALL queued jobs is one sorted
 sequence: `Ranked` keeps it (sorted blocks with counts and cost sums per block, prefix sums over
@@ -36,6 +37,14 @@ class Entry:
     tag: float = field(default=0.0)
     seq: int = 0
     skips: int = 0
+    # the user's tier priority: a weight-2 job advances its user's virtual time half as far
+    weight: float = 1.0
+    relax: bool = False  # a free relax job: bot.relaxqueue keeps those in a lane of their own
+
+    @property
+    def span(self) -> float:
+        """How far the job moves its user's virtual time: cost over weight."""
+        return self.cost / self.weight if self.weight > 0 else self.cost
 
     @property
     def order(self) -> tuple[float, int]:
@@ -217,7 +226,7 @@ class FairQueue:
     def push(self, entry: Entry) -> None:
         """Queue a job behind the user's other jobs, tagged fairly."""
         start = max(self.vtime, self._last.get(entry.user, 0.0))
-        entry.tag = start + entry.cost
+        entry.tag = start + entry.span
         entry.seq = next(self._seq)
         self._last[entry.user] = entry.tag
         self._by_id[entry.job_id] = entry
@@ -250,7 +259,7 @@ class FairQueue:
         """Take a particular job (the dispatcher's model-aware pick); advances virtual time."""
         entry = self.remove(job_id)
         if entry is not None:
-            self.vtime = max(self.vtime, entry.tag - entry.cost)
+            self.vtime = max(self.vtime, entry.tag - entry.span)
         return entry
 
     def remove(self, job_id: str) -> Entry | None:

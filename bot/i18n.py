@@ -1015,6 +1015,262 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         "en": "You are sending commands faster than I take them. Wait {seconds} s, then try again.",
         "zh": "你发送命令的速度太快了。请等 {seconds} 秒再试。",
     },
+    # --- governance: policy, bans, tiers, admin commands and notices (issue 14) ------------
+    "policy.refused.word": {
+        "en": "This prompt uses a word that is not allowed here, so it was not drawn. Nothing "
+        "was charged; please change the prompt.",
+        "zh": "这个提示词包含此处不允许的词语，因此没有绘制。没有扣除额度，请修改提示词。",
+    },
+    "policy.refused.pattern": {
+        "en": "This prompt matches a pattern that is not allowed here, so it was not drawn. "
+        "Nothing was charged; please change the prompt.",
+        "zh": "这个提示词匹配了此处不允许的规则，因此没有绘制。没有扣除额度，请修改提示词。",
+    },
+    "policy.refused.model": {
+        "en": "That model is not allowed here, so nothing was drawn or charged. Pick another "
+        "one (/models lists them).",
+        "zh": "此处不允许使用该模型，因此没有绘制，也没有扣除额度。请换一个（/models 可查看）。",
+    },
+    "policy.bad_file": {
+        "en": "The policy file cannot be used: {detail}",
+        "zh": "无法使用策略文件：{detail}",
+    },
+    "ban.banned": {
+        "en": "You are banned from this bot until {until}.",
+        "zh": "你已被禁止使用本机器人，直到 {until}。",
+    },
+    "tier.show": {"en": "Tier: {tier}", "zh": "等级：{tier}"},
+    "tier.too_big": {
+        "en": "Your tier ({tier}) allows pictures up to {pixels} pixels. Nothing was charged; "
+        "ask for a smaller size.",
+        "zh": "你的等级（{tier}）最多允许 {pixels} 像素的图片。没有扣除额度，请选择更小的尺寸。",
+    },
+    "tier.too_many_steps": {
+        "en": "Your tier ({tier}) allows at most {steps} steps. Nothing was charged; ask for "
+        "fewer.",
+        "zh": "你的等级（{tier}）最多允许 {steps} 步。没有扣除额度，请减少步数。",
+    },
+    "tier.too_many_images": {
+        "en": "Your tier ({tier}) allows at most {images} pictures per request. Nothing was "
+        "charged; ask for fewer.",
+        "zh": "你的等级（{tier}）每次最多允许 {images} 张图片。没有扣除额度，请减少数量。",
+    },
+    "tier.model": {
+        "en": "Your tier ({tier}) cannot use that model. Nothing was charged; pick another one.",
+        "zh": "你的等级（{tier}）不能使用该模型。没有扣除额度，请换一个。",
+    },
+    "tier.preset": {
+        "en": "Your tier ({tier}) cannot use that preset. Nothing was charged; pick another one.",
+        "zh": "你的等级（{tier}）不能使用该预设。没有扣除额度，请换一个。",
+    },
+    "admin.paused": {
+        "en": "Drawing is paused for now ({reason}). Nothing was charged; please try again later.",
+        "zh": "绘制暂时暂停（{reason}）。没有扣除额度，请稍后再试。",
+    },
+    "admin.refused": {
+        "en": "Only the bot's admins can use /admin.",
+        "zh": "只有机器人的管理员可以使用 /admin。",
+    },
+    "admin.usage": {
+        "en": "Usage: /admin grant USER N · ban USER [DAYS] [REASON] · unban USER · "
+        "pause [REASON] · resume · drain BACKEND · undrain BACKEND · queue · cancel JOB · "
+        "stats · reload",
+        "zh": "用法：/admin grant 用户 数量 · ban 用户 [天数] [原因] · unban 用户 · "
+        "pause [原因] · resume · drain 后端 · undrain 后端 · queue · cancel 任务 · "
+        "stats · reload",
+    },
+    "admin.granted": {
+        "en": "Gave {user} {amount} credits; they have {balance} now.",
+        "zh": "已给 {user} {amount} 点额度；现在共有 {balance} 点。",
+    },
+    "admin.banned": {
+        "en": "{user} is banned until {until}.",
+        "zh": "{user} 已被禁止，直到 {until}。",
+    },
+    "admin.unbanned": {"en": "{user} is no longer banned.", "zh": "{user} 已解除禁止。"},
+    "admin.not_banned": {"en": "{user} was not banned.", "zh": "{user} 没有被禁止。"},
+    "admin.paused_now": {
+        "en": "Paused ({reason}): new jobs are refused, queued ones wait. /admin resume to go on.",
+        "zh": "已暂停（{reason}）：新任务会被拒绝，排队中的任务等待。使用 /admin resume 继续。",
+    },
+    "admin.resumed": {"en": "Resumed: new jobs are taken again.", "zh": "已恢复：重新接收新任务。"},
+    "admin.not_paused": {"en": "Drawing was not paused.", "zh": "绘制并未暂停。"},
+    "admin.drained": {
+        "en": "{backend} finishes its current job and takes no more (/admin undrain to undo).",
+        "zh": "{backend} 会完成当前任务，之后不再接收任务（/admin undrain 可撤销）。",
+    },
+    "admin.undrained": {"en": "{backend} takes jobs again.", "zh": "{backend} 重新接收任务。"},
+    "admin.no_backend": {
+        "en": "No backend has that name. Backends: {names}.",
+        "zh": "没有这个名字的后端。后端有：{names}。",
+    },
+    "admin.queue_empty": {
+        "en": "Nobody has a job queued or running.",
+        "zh": "没有排队或运行中的任务。",
+    },
+    "admin.queue_title.one": {"en": "{n} job:", "zh": "{n} 个任务："},
+    "admin.queue_title.other": {"en": "{n} jobs:", "zh": "{n} 个任务："},
+    "admin.queue_running": {"en": "running", "zh": "运行中"},
+    "admin.cancelled": {
+        "en": "Cancelled job {job}; {credits} credits were returned to its owner.",
+        "zh": "已取消任务 {job}；已向其发起者退还 {credits} 点额度。",
+    },
+    "admin.reloaded": {"en": "Policy reloaded.", "zh": "策略已重新加载。"},
+    "notice.backend_down": {
+        "en": "⚠️ {backend} is down; jobs go to the other backends.",
+        "zh": "⚠️ {backend} 已离线；任务会交给其他后端。",
+    },
+    "notice.backend_up": {"en": "✅ {backend} is back.", "zh": "✅ {backend} 已恢复。"},
+    "notice.paused": {
+        "en": "⏸ Drawing was paused ({reason}).",
+        "zh": "⏸ 绘制已暂停（{reason}）。",
+    },
+    "notice.resumed": {"en": "▶️ Drawing was resumed.", "zh": "▶️ 绘制已恢复。"},
+    "notice.policy_bad": {
+        "en": "⚠️ The policy was not reloaded, the old one stays: {detail}",
+        "zh": "⚠️ 策略没有重新加载，仍使用旧策略：{detail}",
+    },
+    "stats.title": {"en": "📊 Stats", "zh": "📊 统计"},
+    "stats.window": {
+        "en": "Last {days} d: {images} images, {credits} credits, {jobs} jobs",
+        "zh": "最近 {days} 天：{images} 张图片，{credits} 点额度，{jobs} 个任务",
+    },
+    "stats.top": {"en": "Top users (30 d):", "zh": "最活跃用户（30 天）："},
+    "stats.top_user": {
+        "en": "• {user}: {images} images, {credits} credits",
+        "zh": "• {user}：{images} 张图片，{credits} 点额度",
+    },
+    "stats.backend_index": {"en": "backend {n}", "zh": "后端 {n}"},
+    "stats.backend": {
+        "en": "{backend}: busy {share}% of 30 d, {jobs} jobs, {failures} failed",
+        "zh": "{backend}：30 天内 {share}% 时间忙碌，{jobs} 个任务，{failures} 个失败",
+    },
+    "stats.median_wait": {"en": "Median wait: {seconds} s", "zh": "等待时间中位数：{seconds} 秒"},
+    "telegram.cmd.admin": {"en": "Admin commands (admins only)", "zh": "管理命令（仅限管理员）"},
+    "discord.cmd.admin": {"en": "Admin commands", "zh": "管理命令"},
+    "discord.cmd.admin.name": {"en": "admin", "zh": "admin"},
+    "discord.cmd.admin.grant.name": {"en": "grant", "zh": "grant"},
+    "discord.cmd.admin.grant": {"en": "Give a user extra credits", "zh": "给用户额外额度"},
+    "discord.cmd.admin.ban.name": {"en": "ban", "zh": "ban"},
+    "discord.cmd.admin.ban": {
+        "en": "Ban a user (for DAYS, or until unbanned)",
+        "zh": "禁止用户（DAYS 天，或直到解除）",
+    },
+    "discord.cmd.admin.unban.name": {"en": "unban", "zh": "unban"},
+    "discord.cmd.admin.unban": {"en": "Lift a ban", "zh": "解除禁止"},
+    "discord.cmd.admin.pause.name": {"en": "pause", "zh": "pause"},
+    "discord.cmd.admin.pause": {
+        "en": "Refuse new jobs with a reason; queued ones wait",
+        "zh": "暂停：拒绝新任务并说明原因，排队任务等待",
+    },
+    "discord.cmd.admin.resume.name": {"en": "resume", "zh": "resume"},
+    "discord.cmd.admin.resume": {"en": "Take new jobs again", "zh": "重新接收新任务"},
+    "discord.cmd.admin.drain.name": {"en": "drain", "zh": "drain"},
+    "discord.cmd.admin.drain": {
+        "en": "Let a backend finish its job and take no more",
+        "zh": "让后端完成当前任务后不再接收",
+    },
+    "discord.cmd.admin.undrain.name": {"en": "undrain", "zh": "undrain"},
+    "discord.cmd.admin.undrain": {
+        "en": "Let a drained backend take jobs again",
+        "zh": "让已停止接收的后端重新接收任务",
+    },
+    "discord.cmd.admin.queue.name": {"en": "queue", "zh": "queue"},
+    "discord.cmd.admin.queue": {
+        "en": "Everyone's queued and running jobs",
+        "zh": "所有人排队和运行中的任务",
+    },
+    "discord.cmd.admin.cancel.name": {"en": "cancel", "zh": "cancel"},
+    "discord.cmd.admin.cancel": {
+        "en": "Cancel anyone's job (refunded)",
+        "zh": "取消任何人的任务（退还额度）",
+    },
+    "discord.cmd.admin.stats.name": {"en": "stats", "zh": "stats"},
+    "discord.cmd.admin.stats": {
+        "en": "Images, credits, users, backends, waits",
+        "zh": "图片、额度、用户、后端、等待时间",
+    },
+    "discord.cmd.admin.reload.name": {"en": "reload", "zh": "reload"},
+    "discord.cmd.admin.reload": {"en": "Read the policy file again", "zh": "重新读取策略文件"},
+    "discord.opt.user": {"en": "user", "zh": "user"},
+    "discord.opt.user.desc": {
+        "en": "platform:id, a mention or an id",
+        "zh": "平台:编号、提及或编号",
+    },
+    "discord.opt.amount": {"en": "amount", "zh": "amount"},
+    "discord.opt.amount.desc": {"en": "Credits to give", "zh": "要给的额度"},
+    "discord.opt.days": {"en": "days", "zh": "days"},
+    "discord.opt.days.desc": {
+        "en": "For how many days (default: until unbanned)",
+        "zh": "多少天（默认：直到解除）",
+    },
+    "discord.opt.reason": {"en": "reason", "zh": "reason"},
+    "discord.opt.reason.desc": {"en": "Why (shown to users)", "zh": "原因（会显示给用户）"},
+    "discord.opt.backend": {"en": "backend", "zh": "backend"},
+    "discord.opt.backend.desc": {
+        "en": "Backend name (WEBUI_NAMES) or number",
+        "zh": "后端名称（WEBUI_NAMES）或编号",
+    },
+    "help.opt.relax": {
+        "en": "queue for free behind every job with credits (when relax mode is on)",
+        "zh": "免费排队，排在所有使用额度的任务之后（需开启放松模式）",
+    },
+    "discord.opt.relax": {"en": "relax", "zh": "relax"},
+    "discord.opt.relax.desc": {
+        "en": "Free, but waits until no job with credits is queued",
+        "zh": "免费，但要等到没有使用额度的任务排队时才开始",
+    },
+    "relax.off": {
+        "en": "Relax mode is off on this bot, so --relax cannot be used. Nothing was charged.",
+        "zh": "本机器人未开启放松模式，无法使用 --relax。没有扣除额度。",
+    },
+    "relax.queued": {
+        "en": "🐢 Relaxed: free, and it starts only when no job with credits is waiting, so it "
+        "may wait a while.",
+        "zh": "🐢 放松模式：免费，但只有在没有使用额度的任务等待时才会开始，可能需要等一会儿。",
+    },
+    "relax.auto": {
+        "en": "🐢 Your credits are spent, so this runs relaxed: free, and it starts only when "
+        "no job with credits is waiting, so it may wait a while.",
+        "zh": "🐢 你的额度已用完，因此以放松模式运行：免费，但只有在没有使用额度的任务等待时才会开始，"
+        "可能需要等一会儿。",
+    },
+    "nsfw.withheld": {
+        "en": "The picture was held back: the NSFW check flagged it, and it cannot be shown "
+        "here. Your credits were returned; try a different prompt, or an NSFW channel.",
+        "zh": "图片被扣留：NSFW 检查标记了它，不能在这里显示。已退还额度；请换个提示词，或在 NSFW "
+        "频道中使用。",
+    },
+    "nsfw.missing": {
+        "en": "NSFW_CHECK is on, but its classifier is not installed: pip install "
+        "'drawbridge[nsfw]' (or set NSFW_CHECK=off).",
+        "zh": "已开启 NSFW_CHECK，但未安装其分类器：pip install 'drawbridge[nsfw]'（或设置 "
+        "NSFW_CHECK=off）。",
+    },
+    "cli.cmd.ban": {
+        "en": "ban USER [--days N] [--reason TEXT]: the user's commands get one line, nothing else",
+        "zh": "ban 用户 [--days N] [--reason 原因]：该用户的命令只会收到一行提示",
+    },
+    "cli.cmd.unban": {"en": "lift a ban", "zh": "解除禁止"},
+    "cli.cmd.audit": {"en": "the audit of every job", "zh": "所有任务的审计记录"},
+    "cli.cmd.audit.export": {
+        "en": "write the audit as CSV: FILE [--since DATE] [--user USER]",
+        "zh": "将审计记录导出为 CSV：文件 [--since 日期] [--user 用户]",
+    },
+    "cli.cmd.stats": {
+        "en": "images, credits, top users, backends and waits (today, 7 and 30 days)",
+        "zh": "图片、额度、活跃用户、后端与等待时间（今天、7 天、30 天）",
+    },
+    "cli.banned": {
+        "en": "{user} is banned until {until}.",
+        "zh": "{user} 已被禁止，直到 {until}。",
+    },
+    "cli.unbanned": {"en": "{user} is no longer banned.", "zh": "{user} 已解除禁止。"},
+    "cli.not_banned": {"en": "{user} was not banned.", "zh": "{user} 没有被禁止。"},
+    "cli.audit_written": {
+        "en": "wrote {n} audit rows to {file}",
+        "zh": "已将 {n} 条审计记录写入 {file}",
+    },
 }
 
 

@@ -249,6 +249,8 @@ def draw_options(limits: Limits, presets: PresetBook) -> list[Option]:
             images_only=True,
             discord_name="only_masked",
         ),
+        # RELAX_MODE: queue for free behind every job with credits (bot.relaxqueue)
+        Option("relax", "--relax", Kind.FLAG, "help.opt.relax"),
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING
@@ -38,6 +39,14 @@ class Quotas:
 
     db: Database
     settings: Settings
+    # daily credits by user key (the governor's tiers; DAILY_CREDITS / ADMIN_DAILY_CREDITS)
+    allowance_of: Callable[[str], int] | None = None
+
+    def allowance(self, user_key: str) -> int:
+        """A user's daily credits."""
+        if self.allowance_of is not None:
+            return self.allowance_of(user_key)
+        return self.settings.allowance_for(user_key)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -62,10 +71,10 @@ class Quotas:
         """The job failed or was cancelled: give the credits back (once)."""
         return int(await self.db.quota.release(job_id, today=self.today()))
 
-    async def view(self, user_key: str) -> QuotaView:
+    async def view(self, user_key: str, tier: str = "") -> QuotaView:
         """/quota and `drawbridge quota show`: the balance and the next refill."""
         shown = await self.db.quota.show(
-            user_key, allowance=self.settings.allowance_for(user_key), today=self.today()
+            user_key, allowance=self.allowance(user_key), today=self.today()
         )
         return QuotaView(
             user_key=user_key,
@@ -74,6 +83,7 @@ class Quotas:
             bonus=shown.bonus,
             reserved=shown.reserved,
             reset=self.reset_label(),
+            tier=tier,
         )
 
     async def grant(self, user_key: str, amount: int) -> int:
@@ -82,11 +92,11 @@ class Quotas:
             await self.db.quota.grant(
                 user_key,
                 amount,
-                allowance=self.settings.allowance_for(user_key),
+                allowance=self.allowance(user_key),
                 today=self.today(),
             )
         )
 
     async def reset_all(self) -> None:
         """Write every stale account's refill now (not scheduled: lazy refills need none)."""
-        await self.db.quota.reset_all(self.today(), self.settings.allowance_for)
+        await self.db.quota.reset_all(self.today(), self.allowance)

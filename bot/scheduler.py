@@ -1,4 +1,4 @@
-"""APScheduler jobs: backend health checks and image retention.
+"""APScheduler jobs: backend health checks, image retention and audit retention.
 
 No job resets quotas: each account refills lazily, in its first reservation (or view) of a new
 quota day (storage/quota.py). The scheduled reset that wrote every stale account at
@@ -41,7 +41,24 @@ def build_scheduler(engine: Engine) -> AsyncIOScheduler:
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(
+        audit_retention,
+        IntervalTrigger(hours=1),
+        args=[engine],
+        id="audit-retention",
+        max_instances=1,
+        coalesce=True,
+    )
     return scheduler
+
+
+async def audit_retention(engine: Engine) -> int:
+    """Delete audit rows older than AUDIT_RETENTION_DAYS (image retention leaves them)."""
+    days = engine.settings.audit_retention_days
+    forgotten = await engine.db.audit.forget(datetime.now(UTC) - timedelta(days=days))
+    if forgotten:
+        log.info("audit retention: deleted %d rows older than %g days", forgotten, days)
+    return forgotten
 
 
 async def retention(engine: Engine) -> tuple[int, int]:

@@ -19,8 +19,11 @@ is refused politely), then leave the adapters and the service.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Self
 
@@ -31,6 +34,8 @@ from bot import database, defaults
 from bot.backend_report import backend_lines
 from bot.engine import Engine
 from bot.errors import DrawbridgeError, ImageError, OptionError
+from bot.governor import BanNotice, until_text
+from bot.i18n import t, tn
 from bot.images.ingest import FORMATS_TEXT, image_size
 from bot.images.inputs import prepare_images
 from bot.images.store import ImageStore
@@ -39,12 +44,16 @@ from bot.options import Limits, Option, help_lines, images_only_given
 from bot.presets import PresetBook
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
+from bot.stats import Stats, stats_lines
+from bot.stats import gather as gather_stats
+from bot.texts import cut
 from bot.types import (
     Cancelled,
     Catalogue,
     Checkpoint,
     GenerationRequest,
     JobHandle,
+    JobState,
     Original,
     Pictures,
     Pressed,
@@ -61,6 +70,7 @@ from storage.db import Database, upgrade
 log = logging.getLogger(__name__)
 
 __all__ = [
+    "AdminJob",
     "Service",
     "backup_database",
     "check_database",
@@ -70,6 +80,17 @@ __all__ = [
     "upgrade_database",
     "wait_for_database",
 ]
+
+
+@dataclass(frozen=True)
+class AdminJob:
+    """One job as /admin queue lists it."""
+
+    job_id: str
+    user_key: str
+    prompt: str
+    running: bool
+    position: int
 
 
 class Service:
@@ -217,6 +238,7 @@ class Service:
         The job is stored before `replier` hears of it: its first status update is the
         acknowledgement. `source` names the platform command (e.g. "<chat>:<message id>"):
         the same command handed over again is the same job, and says nothing."""
+        requester = self.governed(requester)
         settings = self.settings
         if pictures.init is None and (flags := images_only_given(request, self.options)):
             raise OptionError("option.needs_picture", flags=", ".join(flags))
@@ -256,6 +278,7 @@ class Service:
         variations and upscale start a job (answered through `replier`; `source` as for
         `draw`); delete only checks who may. A key stored for another kind is refused as an
         expired button (NotFound), nothing started or charged."""
+        requester = self.governed(requester)
         return await self._engine.press(
             requester, key, replier, reply_ref=reply_ref, source=source, kind=kind
         )
@@ -275,6 +298,7 @@ class Service:
 
     async def cancel(self, requester: Requester, job_id: str | None = None) -> Cancelled:
         """Cancel the named job (a cancel button carries its id), or the user's newest."""
+        requester = self.governed(requester)
         return await self._engine.cancel(requester, job_id)
 
     def backend_problems(self) -> list[str] | None:
@@ -286,9 +310,13 @@ class Service:
         """/queue for this user."""
         return self._engine.queue_view(requester.key)
 
-    async def quota(self, user_key: str) -> QuotaView:
-        """/quota: credits of "platform:user_id"."""
-        return await self._engine.quotas.view(user_key)
+    async def quota(self, user_key: str, requester: Requester | None = None) -> QuotaView:
+        """/quota: credits of "platform:user_id" (with the requester: their tier, by roles)."""
+        tier = ""
+        if requester is not None:
+            self._engine.governor.tier(requester)  # remembers their roles for the allowance
+            tier = self.tier_label(requester)
+        return await self._engine.quotas.view(user_key, tier)
 
     async def grant(self, user_key: str, amount: int) -> int:
         """Give extra credits that survive the daily reset; returns the new balance."""
@@ -312,6 +340,170 @@ class Service:
         when every backend is down. `refresh` lets each WebUI rescan its model folders first."""
         return await backend_lines(self.settings, self._db, refresh=refresh)
 
+    # --- governance (bot.governor, bot.policy; the admin commands) ---------------------------
+    def governed(self, requester: Requester) -> Requester:
+        """The requester with `is_admin` also true for a tier marked admin = true."""
+        if requester.is_admin or not self._engine.governor.is_admin(requester):
+            return requester
+        return dataclasses.replace(requester, is_admin=True)
+
+    def is_admin(self, requester: Requester) -> bool:
+        """ADMIN_IDS or an admin tier: who may use /admin."""
+        return self._engine.governor.is_admin(requester)
+
+    async def ban_notice(self, requester: Requester) -> BanNotice:
+        """Before any command or press: whether the user is banned and the one line to say
+        (None within the quiet period: then say nothing)."""
+        return await self._engine.governor.ban_notice(requester)
+
+    def listen_notices(self, notify: Callable[[str, dict[str, object]], None]) -> None:
+        """Hear admin notices (backend down/up, pause, a failed policy reload) as catalogue
+        keys with parameters; each adapter sends them to its admins through its outbox."""
+        self._engine.governor.listen(notify)
+
+    async def ban(
+        self, user_key: str, *, days: float | None = None, reason: str = "", by: str = ""
+    ) -> str:
+        """Ban a user (for `days`, or until unbanned); returns the end as users read it."""
+        until = None if days is None else datetime.now(UTC) + timedelta(days=days)
+        ban = await self._db.bans.ban(user_key, until=until, reason=reason, by=by)
+        self._engine.governor.banned(ban)
+        return until_text(ban.until)
+
+    async def unban(self, user_key: str) -> bool:
+        """Lift a ban; False if the user was not banned."""
+        lifted = await self._db.bans.unban(user_key)
+        self._engine.governor.unbanned(user_key)
+        return lifted
+
+    def pause(self, reason: str = "") -> None:
+        """New jobs are refused with `reason`; queued ones wait (running ones finish)."""
+        self._engine.dispatcher.held = True
+        self._engine.governor.pause(reason)
+
+    async def resume(self) -> bool:
+        """Take new jobs and start queued ones again; False if not paused."""
+        self._engine.dispatcher.held = False
+        await self._engine.dispatcher.notify()
+        return self._engine.governor.resume()
+
+    def drain_backend(self, name: str, drained: bool = True) -> str | None:
+        """Let a backend finish its current job and take no more (or take jobs again); its
+        name as shown, or None if no backend has that name (WEBUI_NAMES, "backend N" or N)."""
+        dispatcher = self._engine.dispatcher
+        for backend in dispatcher.backends:
+            shown = backend.label or f"backend {backend.index}"
+            if name.strip().casefold() in {shown.casefold(), str(backend.index)}:
+                if drained:
+                    dispatcher.drained.add(backend.index)
+                else:
+                    dispatcher.drained.discard(backend.index)
+                return shown
+        return None
+
+    def all_jobs(self) -> list[AdminJob]:
+        """Everyone's queued and running jobs, running first, then in queue order."""
+        engine = self._engine
+        jobs = [
+            AdminJob(j.id, j.requester.key, j.spec.prompt, True, 0)
+            for j in engine.jobs.values()
+            if j.state is JobState.RUNNING
+        ]
+        for position, entry in enumerate(engine.queue.in_order(), start=1):
+            job = entry.item
+            jobs.append(AdminJob(job.id, job.requester.key, job.spec.prompt, False, position))
+        return jobs
+
+    async def reload_policy(self) -> None:
+        """Read POLICY_FILE again (SIGHUP, /admin reload); PolicyFileError keeps the old one
+        (the admins are told)."""
+        self._engine.governor.reload()
+
+    def tier_label(self, requester: Requester) -> str:
+        """The user's tier as /quota shows it ("" when in none)."""
+        tier = self._engine.governor.tier(requester)
+        return tier.label if tier.name else ""
+
+    async def stats(self) -> Stats:
+        """`drawbridge stats`, `/admin stats`."""
+        return await gather_stats(self._db)
+
+    async def stats_lines(self, locale: str | None) -> list[str]:
+        """The stats as lines of text."""
+        return stats_lines(await self.stats(), locale)
+
+    async def audit(self, *, since: datetime | None = None, user: str | None = None) -> list[Any]:
+        """Audit rows (oldest first) for `drawbridge audit export`."""
+        return await self._db.audit.entries(since=since, user=user)
+
+    async def forget_audit(self) -> int:
+        """Delete audit rows older than AUDIT_RETENTION_DAYS; how many."""
+        days = self.settings.audit_retention_days
+        return await self._db.audit.forget(datetime.now(UTC) - timedelta(days=days))
+
+    async def admin(self, requester: Requester, words: Sequence[str]) -> str:
+        """One `/admin SUBCOMMAND …` from chat, as words; the answer to send privately.
+        Refused (politely) to anyone who is not an admin; never raises DrawbridgeError."""
+        locale = requester.locale
+        if not self.is_admin(requester):
+            return t(locale, "admin.refused")
+        sub, args = (words[0].lower(), list(words[1:])) if words else ("", [])
+        try:
+            return await self._admin(self.governed(requester), sub, args)
+        except DrawbridgeError as exc:
+            return exc.render(locale)
+
+    async def _admin(self, requester: Requester, sub: str, args: list[str]) -> str:
+        locale = requester.locale
+        usage = t(locale, "admin.usage")
+        if sub == "grant" and len(args) == 2 and _is_int(args[1]):
+            key = user_key_of(args[0], requester.platform)
+            balance = await self.grant(key, int(args[1]))
+            return t(locale, "admin.granted", user=key, amount=int(args[1]), balance=balance)
+        if sub == "ban" and args:
+            key = user_key_of(args[0], requester.platform)
+            rest = args[1:]
+            days = float(rest.pop(0)) if rest and _is_number(rest[0]) else None
+            until = await self.ban(key, days=days, reason=" ".join(rest), by=requester.key)
+            return t(locale, "admin.banned", user=key, until=until)
+        if sub == "unban" and len(args) == 1:
+            key = user_key_of(args[0], requester.platform)
+            done = await self.unban(key)
+            return t(locale, "admin.unbanned" if done else "admin.not_banned", user=key)
+        if sub == "pause":
+            self.pause(" ".join(args))
+            return t(locale, "admin.paused_now", reason=" ".join(args) or "-")
+        if sub == "resume" and not args:
+            return t(locale, "admin.resumed" if await self.resume() else "admin.not_paused")
+        if sub in ("drain", "undrain") and args:
+            shown = self.drain_backend(" ".join(args), drained=sub == "drain")
+            await self._engine.dispatcher.notify()
+            if shown is None:
+                names = ", ".join(b.label or f"backend {b.index}" for b in self._backends())
+                return t(locale, "admin.no_backend", names=names)
+            return t(locale, f"admin.{sub}ed", backend=shown)
+        if sub == "queue" and not args:
+            jobs = self.all_jobs()
+            if not jobs:
+                return t(locale, "admin.queue_empty")
+            lines = [tn(locale, "admin.queue_title", len(jobs))]
+            for job in jobs[:ADMIN_QUEUE_LINES]:
+                where = t(locale, "admin.queue_running") if job.running else f"#{job.position}"
+                lines.append(f"{where} {job.job_id} {job.user_key}: {cut(job.prompt, 60)}")
+            return "\n".join(lines)
+        if sub == "cancel" and len(args) == 1:
+            cancelled = await self._engine.cancel(requester, args[0])
+            return t(locale, "admin.cancelled", job=cancelled.job_id, credits=cancelled.refunded)
+        if sub == "stats" and not args:
+            return "\n".join(await self.stats_lines(locale))
+        if sub == "reload" and not args:
+            await self.reload_policy()
+            return t(locale, "admin.reloaded")
+        return usage
+
+    def _backends(self) -> list[Any]:
+        return list(self._engine.dispatcher.backends)
+
     # --- the user ---------------------------------------------------------------------------
     async def defaults(self, requester: Requester) -> UserDefaults:
         """The user's saved /draw defaults."""
@@ -334,6 +526,28 @@ class Service:
         row = await self._db.users.get(user_key)
         locale = getattr(row, "locale", None) if row is not None else None
         return str(locale) if locale else None
+
+
+ADMIN_QUEUE_LINES = 30
+
+
+def user_key_of(text: str, platform: str) -> str:
+    """A user as an admin names them: "platform:id", a mention (<@id>), or a bare id on the
+    admin's own platform."""
+    text = text.strip().removeprefix("<@").removeprefix("!").removesuffix(">").lstrip("@")
+    return text if ":" in text else f"{platform}:{text}"
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def picture_size(data: bytes) -> tuple[int, int]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -175,6 +175,15 @@ class Settings(BaseSettings):
     telegram_global_limit: Annotated[tuple[int, float], NoDecode] = (30, 1.0)
     telegram_preview_after: float = 10.0
 
+    # --- governance (bot/policy, bot/governor.py) ---
+    policy_file: Path | None = None
+    discord_admin_channel: str | None = None
+    audit_retention_days: float = Field(default=365.0, gt=0)
+    admin_notice_debounce: float = Field(default=60.0, ge=0)
+    relax_mode: Literal["off", "flag", "auto"] = "off"
+    nsfw_check: Literal["off", "spoiler", "block"] = "off"
+    nsfw_threshold: float = Field(default=0.6, gt=0, le=1)
+
     @field_validator(
         "telegram_chat_limit", "telegram_group_limit", "telegram_global_limit", mode="before"
     )
@@ -209,6 +218,11 @@ class Settings(BaseSettings):
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"WEBUI_URLS entry {url!r} must start with http:// or https://")
         return [url.rstrip("/") for url in value]
+
+    @field_validator("policy_file", "discord_admin_channel", mode="before")
+    @classmethod
+    def _governance_blank_is_none(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("webui_auth", "discord_token", "telegram_token", mode="before")
     @classmethod

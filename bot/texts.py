@@ -134,7 +134,7 @@ def quota_text(locale: str | None, view: QuotaView, user: str) -> str:
         bonus=view.bonus,
         reserved=view.reserved,
         reset=view.reset,
-    )
+    ) + (f"\n{t(locale, 'tier.show', tier=view.tier)}" if view.tier else "")
 
 
 def catalogue_lines(

@@ -55,6 +55,8 @@ class Requester:
     chat_id: str = ""
     locale: str = "en"
     is_admin: bool = False
+    roles: tuple[str, ...] = ()  # the platform's role ids (Discord), for tiers
+    nsfw: bool = False  # asked in a place marked NSFW (a Discord NSFW channel): not checked
 
     @property
     def key(self) -> str:
@@ -87,6 +89,7 @@ class GenerationRequest:
     invert: bool | None = None
     fill: str | None = None
     only_masked: bool | None = None
+    relax: bool | None = None  # RELAX_MODE: free, behind every job with credits
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,7 @@ class ImageResult:
     infotext: str = ""
     keys: dict[str, str] = field(default_factory=dict)
     ref: str = ""
+    spoiler: bool = False  # NSFW_CHECK=spoiler flagged it: shown behind a spoiler
 
 
 @dataclass
@@ -216,6 +220,7 @@ class QuotaView:
     bonus: int
     reserved: int
     reset: str
+    tier: str = ""  # the user's tier(s) in POLICY_FILE, "" when in none
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from tenacity import (
 from storage._sqlite import SQLiteWriter
 from storage.actions import ActionRepo
 from storage.faults import is_disconnect, is_disk_full, is_transient
+from storage.governance import AuditRepo, BanRepo
 from storage.instances import InstanceRepo
 from storage.jobs import JobRepo, build_job
 from storage.quota import QuotaRepo, Reservation
@@ -260,6 +261,8 @@ class Database:
         self.actions = ActionRepo(self)
         self.results = ResultRepo(self)
         self.instances = InstanceRepo(self)
+        self.bans = BanRepo(self)
+        self.audit = AuditRepo(self)
 
     @property
     def engine(self) -> AsyncEngine:

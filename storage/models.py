@@ -230,4 +230,47 @@ class Instance(SQLModel, table=True):
     expires_at: datetime = Field(sa_type=UTCDateTime, nullable=False)
 
 
+class Ban(SQLModel, table=True):
+    """A user who may not use the bot until `until` (None: until unbanned)."""
+
+    __tablename__ = "bans"
+
+    user_key: str = Field(primary_key=True, max_length=128)
+    until: datetime | None = Field(default=None, sa_type=UTCDateTime, nullable=True)
+    reason: str = Field(default="", max_length=500)
+    by: str = Field(default="", max_length=128)
+    created_at: datetime = _created()
+
+
+class AuditEntry(SQLModel, table=True):
+    """One job as it ended, kept AUDIT_RETENTION_DAYS: separate from jobs and results, which
+    image retention deletes."""
+
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_at", "at"),
+        Index("ix_audit_user_key", "user_key"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = _created()
+    job_id: str = Field(max_length=32)
+    user_key: str = Field(max_length=128)
+    platform: str = Field(max_length=32)
+    chat: str = Field(default="", max_length=128)
+    prompt: str = Field(default="", sa_type=Text)
+    negative: str = Field(default="", sa_type=Text)
+    mode: str = Field(default="", max_length=16)
+    width: int = 0
+    height: int = 0
+    model: str = Field(default="", max_length=256)
+    seed: int = Field(default=-1, sa_type=BigInteger)
+    cost: int = 0
+    outcome: str = Field(default="", max_length=16)
+    result_hash: str = Field(default="", max_length=512)
+    backend: str = Field(default="", max_length=256)
+    wait_seconds: float = 0.0
+    run_seconds: float = 0.0
+
+
 metadata = SQLModel.metadata

@@ -215,6 +215,14 @@ def reserve(
     now = utcnow()
     if user is not None:
         conn.execute(_UPSERT_USER[conn.dialect.name], dict(user))
+    if cost == 0:
+        # a free job (relax mode): no reservation, the ledger untouched; settle and release
+        # find nothing to close
+        if job is not None:
+            if repeat and _job_exists(conn, job_id):
+                return Reservation(job_id, 0, 0, 0, available(conn, user_key, allowance, today))
+            conn.execute(_INSERT_JOB, dict(job))
+        return Reservation(job_id, 0, 0, 0, available(conn, user_key, allowance, today))
     params = {
         "b_user_key": user_key,
         "b_allowance": allowance,
@@ -238,6 +246,10 @@ def reserve(
     if job is not None:
         conn.execute(_INSERT_JOB, dict(job))
     return Reservation(job_id, cost, daily, cost - daily, daily_left + bonus_left)
+
+
+def _job_exists(conn: Connection, job_id: str) -> bool:
+    return conn.execute(select(JOBS.c.id).where(JOBS.c.id == job_id)).first() is not None
 
 
 def _job_of_source(conn: Connection, platform: str, source: str) -> str | None:
@@ -477,6 +489,9 @@ class QuotaRepo:
             # The ledger's UNIQUE(job_id, kind) refused a second reserve for this job.
             if await self._db.read_tx(partial(_has_reservation, job_id=job_id)):
                 raise ValueError(f"job {job_id!r} already has a reservation") from None
+            # A free job (cost 0) has no reservation: its job row's key refused the second.
+            if cost == 0 and await self._db.read_tx(partial(_job_exists, job_id=job_id)):
+                raise ValueError(f"job {job_id!r} is already stored") from None
             # Or another process stored a job for the same command at the same moment.
             if job is not None and job.get("source"):
                 taken = await self._db.read_tx(

@@ -35,6 +35,7 @@ async def test_commands_come_from_the_declaration_and_sync_only_when_changed(tmp
             ("models", 1),
             ("settings", 1),
             ("help", 1),
+            ("admin", 1),
             ("Use as init image", 3),
         ]
         draw = registered(fake, "draw")

@@ -27,6 +27,8 @@ TABLES = {
     "actions",
     "results",
     "instances",
+    "bans",
+    "audit",
 }
 DAY = "2025-03-01"
 

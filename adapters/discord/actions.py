@@ -31,7 +31,7 @@ async def on_press(rt: Runtime, interaction: discord.Interaction, kind: str, key
     """One press of an action button."""
     service = rt.service
     locale = str(interaction.locale)
-    requester = rt.requester(interaction.user, interaction.channel_id, locale)
+    requester = rt.requester(interaction.user, interaction.channel_id, locale, interaction.channel)
     if kind in ("delete", "cancel"):
         await interaction.response.defer()  # nothing visible until we know who may do this
         try:

@@ -15,6 +15,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from adapters.discord.admin import admin_group, ban_gate
 from adapters.discord.draw import (
     channel_refusal,
     ephemeral,
@@ -55,6 +56,9 @@ def build_tree(client: discord.Client, rt: Runtime) -> app_commands.CommandTree[
     tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
     common = _availability(rt)
     for declared in commands_on(Where.DISCORD):
+        if any(p.kind is Kind.ADMIN for p in declared.params):
+            tree.add_command(admin_group(rt, common))
+            continue
         if any(p.kind is Kind.MESSAGE for p in declared.params):
             tree.add_command(_context_menu(rt, declared, common))
             continue
@@ -62,6 +66,11 @@ def build_tree(client: discord.Client, rt: Runtime) -> app_commands.CommandTree[
         key = declared.catalogue_key(Where.DISCORD)
         tree.add_command(command(f"{key}.name", key, params_of(rt, declared), handler, **common))
     tree.on_error = on_error  # type: ignore[method-assign]
+
+    async def not_banned(interaction: discord.Interaction) -> bool:
+        return await ban_gate(rt, interaction)
+
+    tree.interaction_check = not_banned  # type: ignore[method-assign]
     return tree
 
 
@@ -139,6 +148,8 @@ def _context_menu(
 
 async def on_error(interaction: discord.Interaction, error: app_commands.AppCommandError) -> None:
     """A command handler failed: log it, tell the user we are sorry (privately)."""
+    if isinstance(error, app_commands.CheckFailure):
+        return  # the ban gate said what there was to say
     original = getattr(error, "original", error)
     name = interaction.command.name if interaction.command else "?"
     log.error("discord command %s failed: %s: %s", name, type(original).__name__, original)
@@ -208,7 +219,7 @@ async def on_quota(rt: Runtime, interaction: discord.Interaction, values: dict[s
     locale = str(interaction.locale)
     requester = rt.requester(interaction.user, interaction.channel_id, locale)
     await interaction.response.defer(ephemeral=True, thinking=True)
-    view = await rt.service.quota(requester.key)
+    view = await rt.service.quota(requester.key, requester)
     await interaction.followup.send(quota_text(locale, view, requester.display_name))
 
 

@@ -114,7 +114,7 @@ async def start_job(
     the picture."""
     service = rt.service
     locale = str(interaction.locale)
-    requester = rt.requester(interaction.user, interaction.channel_id, locale)
+    requester = rt.requester(interaction.user, interaction.channel_id, locale, interaction.channel)
     replier = DiscordReplier(
         rt, requester, interaction_target(rt, interaction, None), interaction=interaction
     )

@@ -173,7 +173,7 @@ class DiscordReplier:
         view = result_view(self.locale, result)
 
         def files() -> list[discord.File]:
-            return self._files(result.job_id, encoded)
+            return self._files(result.job_id, encoded, [i.spoiler for i in result.images])
 
         fields: dict[str, Any] = {
             "content": "",
@@ -374,13 +374,16 @@ class DiscordReplier:
             **fields,
         )
 
-    def _files(self, job_id: str, encoded: list[Encoded]) -> list[discord.File]:
-        spoiler = self.target.spoiler
+    def _files(
+        self, job_id: str, encoded: list[Encoded], flagged: list[bool] | None = None
+    ) -> list[discord.File]:
+        flagged = flagged or []
         return [
             discord.File(
                 io.BytesIO(item.data),
                 f"drawbridge-{job_id}-{index + 1}.{item.extension}",
-                spoiler=spoiler,
+                # the channel's rule (DISCORD_SPOILER_OUTSIDE_NSFW), or NSFW_CHECK=spoiler
+                spoiler=self.target.spoiler or (index < len(flagged) and flagged[index]),
             )
             for index, item in enumerate(encoded)
         ]

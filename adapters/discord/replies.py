@@ -99,7 +99,7 @@ async def on_message(rt: Runtime, message: discord.Message) -> None:
     try:
         init_bytes = await download(rt, init)
         mask_bytes = await download(rt, mask) if mask is not None else None
-        requester = rt.requester(message.author, message.channel.id, locale)
+        requester = rt.requester(message.author, message.channel.id, locale, message.channel)
         # No status message yet: the job is stored first, and its first status (posted by
         # the replier as a reply to this message) is the acknowledgement.
         target = Target(

@@ -5,6 +5,7 @@ NSFW-only, spoilers)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from typing import Any
 
@@ -39,11 +40,25 @@ class Runtime(KitRuntime[discord.Client]):
         return make_outbox(self.settings)
 
     # --- who and where -----------------------------------------------------------------
-    def requester(self, user: discord.abc.User, channel_id: int | None, locale: str) -> Requester:
-        """The neutral Requester for a Discord user in a channel."""
+    def requester(
+        self,
+        user: discord.abc.User,
+        channel_id: int | None,
+        locale: str,
+        channel: Channel | None = None,
+    ) -> Requester:
+        """The neutral Requester for a Discord user in a channel (given the channel itself,
+        whether it is an NSFW one: NSFW_CHECK leaves those alone)."""
         user_id = str(user.id)
         name = user.display_name or user.name
-        return self.make_requester(user_id, name, str(channel_id or ""), locale)
+        requester = self.make_requester(user_id, name, str(channel_id or ""), locale)
+        # role ids as the interaction's member carries them (tiers); the guild's role cache
+        # may not know them all, the member's id list does
+        roles = tuple(str(r) for r in getattr(user, "_roles", ()))
+        nsfw = channel is not None and _nsfw(channel)
+        if roles or nsfw:
+            return dataclasses.replace(requester, roles=roles, nsfw=nsfw)
+        return requester
 
     def refusal(self, channel: Channel, in_guild: bool) -> str | None:
         """Catalogue key of why we do not draw here, or None when we do."""

@@ -19,6 +19,7 @@ import discord.http
 from discord import app_commands
 
 from adapters.discord.actions import on_press
+from adapters.discord.admin import ban_gate, send_notices
 from adapters.discord.commands import build_tree
 from adapters.discord.draw import ephemeral, refuse_after_defer
 from adapters.discord.replier import DiscordReplier
@@ -71,6 +72,8 @@ class DrawbridgeClient(discord.Client):
 
     async def on_action_press(self, interaction: discord.Interaction, kind: str, key: str) -> None:
         try:
+            if not await ban_gate(self.rt, interaction):
+                return
             await on_press(self.rt, interaction, kind, key)
         except Exception as exc:
             log.error("discord button %s failed: %s: %s", kind, type(exc).__name__, exc)
@@ -170,6 +173,7 @@ class DiscordAdapter:
         self._token = token_of(settings.discord_token, "DISCORD_TOKEN", DiscordStartError)
         self.rt = Runtime(service, settings)
         self.rt.resume_with(DiscordReplier.from_ref)
+        send_notices(self.rt)
         self._runner: asyncio.Task[None] | None = None
         self._old_base = discord.http.Route.BASE
         self._unmask: Callable[[], None] | None = None

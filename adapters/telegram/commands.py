@@ -97,7 +97,7 @@ async def on_quota(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     if (found := await asked(update, context)) is None:
         return
     rt, message, requester = found
-    view = await rt.service.quota(requester.key)
+    view = await rt.service.quota(requester.key, requester)
     text = quota_text(requester.locale, view, requester.display_name)
     rt.answer(message, text)
 

@@ -48,14 +48,22 @@ async def send_picture(
     markup: InlineKeyboardMarkup | None = None,
     reply_to: int | None = None,
     thread_id: int | None = None,
+    spoiler: bool = False,
 ) -> Message:
-    """A photo if it fits, else (or if Telegram refuses the photo) the PNG as a document."""
+    """A photo if it fits, else (or if Telegram refuses the photo) the PNG as a document;
+    `spoiler` (NSFW_CHECK=spoiler) hides a photo behind Telegram's spoiler."""
     bot = await rt.wait_ready()
     kwargs = send_kwargs(reply_to, thread_id)
     if as_photo:
         try:
             return await bot.send_photo(
-                chat_id, png, caption=caption, reply_markup=markup, filename=name, **kwargs
+                chat_id,
+                png,
+                caption=caption,
+                reply_markup=markup,
+                filename=name,
+                has_spoiler=spoiler or None,
+                **kwargs,
             )
         except BadRequest as exc:
             if not _photo_refused(exc):
@@ -104,6 +112,7 @@ async def send_result(
             markup=markup,
             reply_to=reply_to,
             thread_id=thread_id,
+            spoiler=images[i].spoiler,
         )
 
     if len(images) == 1:
@@ -165,7 +174,12 @@ async def _album(
         for i in chunk:
             name = file_name(result.job_id, i)
             if photos:
-                items.append(InputMediaPhoto(pngs[i], caption=captions[i], filename=name))
+                spoiler = result.images[i].spoiler or None
+                items.append(
+                    InputMediaPhoto(
+                        pngs[i], caption=captions[i], filename=name, has_spoiler=spoiler
+                    )
+                )
             else:
                 items.append(InputMediaDocument(pngs[i], caption=captions[i], filename=name))
         return items

@@ -86,7 +86,10 @@ async def draw(
             source=f"{message.chat_id}:{message.message_id}",
         )
     except DrawbridgeError as exc:
-        rt.answer(message, exc.render(locale), priority=Priority.REFUSAL, key=refusal)
+        if exc.private and message.chat.type != Chat.PRIVATE and user is not None:
+            rt.say(user.id, exc.render(locale), priority=Priority.REFUSAL, key=refusal)
+        else:
+            rt.answer(message, exc.render(locale), priority=Priority.REFUSAL, key=refusal)
 
 
 async def on_draw_command(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:

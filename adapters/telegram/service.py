@@ -26,6 +26,7 @@ from telegram.ext import (
 )
 
 from adapters.kit import AdapterStartError, Priority, token_of
+from adapters.telegram.admin import ban_gate, on_admin, register_admin_menus, send_notices
 from adapters.telegram.buttons import on_action
 from adapters.telegram.commands import (
     bot_commands,
@@ -65,6 +66,7 @@ HANDLERS = {
     "quota": on_quota,
     "models": on_models,
     "settings": on_settings,
+    "admin": on_admin,
 }
 
 
@@ -93,6 +95,7 @@ class TelegramAdapter:
         self._token = token_of(settings.telegram_token, "TELEGRAM_TOKEN", TelegramStartError)
         self.rt = Runtime(service, settings)
         self.rt.resume_with(TelegramReplier.from_ref)
+        send_notices(self.rt)
         self.app = build_application(self.rt, self._token)
         self._runner: web.AppRunner | None = None
         self._closed = asyncio.Event()
@@ -177,7 +180,9 @@ def build_application(rt: Runtime, token: str) -> Application:
     )
     app.bot_data["runtime"] = rt
     messages = filters.UpdateType.MESSAGE
-    app.add_handler(TypeHandler(Update, gate), group=-1)
+    # each group runs its first matching handler: chats first, then bans, then the commands
+    app.add_handler(TypeHandler(Update, gate), group=-2)
+    app.add_handler(TypeHandler(Update, ban_gate), group=-1)
     for command in commands_on(Where.TELEGRAM):
         app.add_handler(CommandHandler(command.name, HANDLERS[command.name], filters=messages))
     app.add_handler(MessageHandler(messages & (filters.PHOTO | filters.Document.ALL), on_picture))
@@ -203,6 +208,7 @@ async def register_commands(app: Application) -> None:
             await app.bot.set_my_commands(bot_commands(lang), language_code=lang)
     except TelegramError as exc:  # the menu is a convenience; the bot works without it
         log.warning("setMyCommands failed: %s", type(exc).__name__)
+    await register_admin_menus(app, bot_commands("en"))
 
 
 async def gate(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
