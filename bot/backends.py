@@ -59,6 +59,7 @@ class Needs:
     sampler: str | None = None
     upscaler: str | None = None
     loras: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
     # sampling_steps values /progress may show while this job samples
     steps: frozenset[int] = frozenset()
 
@@ -85,6 +86,7 @@ def needs_of(spec: Resolved) -> Needs:
         sampler=spec.sampler,
         upscaler=spec.hr_upscaler if hires else None,
         loras=loras,
+        styles=tuple(spec.styles),
         steps=frozenset(steps),
     )
 
@@ -108,6 +110,12 @@ class Listing:
     loras: list[str] | None  # None: no /loras (no Lora extension, SD.Next's original backend)
     scripts: list[str] | None
     fetched_at: float
+    styles: list[str] | None = None  # None: it did not answer /prompt-styles
+
+    @property
+    def adetailer(self) -> bool:
+        """Whether the ADetailer extension is installed (its script is listed)."""
+        return "adetailer" in (self.scripts or ())
 
     def titles(self) -> list[str]:
         """Checkpoint titles (as override_settings takes them)."""
@@ -139,7 +147,12 @@ async def fetch_listing(client: WebUIClient) -> Listing:
             scripts = sorted(
                 {str(s) for kind in listed.values() if isinstance(kind, list) for s in kind}
             )
-    return Listing(models, samplers, schedulers, upscalers, loras, scripts, time.monotonic())
+        styles: list[str] | None = None
+        with contextlib.suppress(Exception):
+            styles = [str(s["name"]) for s in await client.prompt_styles() if s.get("name")]
+    return Listing(
+        models, samplers, schedulers, upscalers, loras, scripts, time.monotonic(), styles
+    )
 
 
 def upscaler_in(name: str, available: list[str]) -> str | None:
@@ -314,6 +327,8 @@ class Backend:
             known = self.listing.loras
             if known is not None:
                 missing += [Missing("lora", x) for x in needs.loras if x not in known]
+            styles = self.listing.styles or []
+            missing += [Missing("style", x) for x in needs.styles if x not in styles]
         if needs.upscaler and self.upscaler_for(needs.upscaler) is None:
             missing.append(Missing("upscaler", needs.upscaler))
         return missing
@@ -334,6 +349,8 @@ class Backend:
             return [u for u in listing.upscalers or [] if u != "None"]
         if kind == "lora":
             return list(listing.loras or [])
+        if kind == "style":
+            return list(listing.styles or [])
         return []
 
     def target_for(self, needs: Needs, *, restore: bool, task_id: str | None) -> Target:
@@ -348,6 +365,7 @@ class Backend:
             frozen=self.frozen,
             restore=restore,
             task_id=task_id if self.binds_tasks else None,
+            adetailer=bool(self.listing and self.listing.adetailer),
         )
 
     def remaining(self, now: float) -> float:

@@ -510,6 +510,10 @@ class Engine(Events):
         """Checkpoints of every backend, without repeats (for autocomplete)."""
         return catalogue.checkpoints(self.dispatcher.backends)
 
+    def offered(self, kind: str) -> list[str]:
+        """Upscaler, LoRA or style names of every backend, without repeats (autocomplete)."""
+        return catalogue.names_of(self.dispatcher.backends, kind)
+
     async def catalogue(self) -> Catalogue:
         """Checkpoints, samplers and LoRAs the backends offer (for /models)."""
         return await catalogue.gather(self.dispatcher.backends)

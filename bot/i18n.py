@@ -879,6 +879,53 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "You are sending commands faster than I take them. Wait {seconds} s, then try again.",
         "zh": "你发送命令的速度太快了。请等 {seconds} 秒再试。",
     },
+    # --- create more (issue 15): hires, faces, LoRAs, styles ------------------------------
+    "help.opt.hr_scale": {
+        "en": "hires factor (turns hires on)",
+        "zh": "高清修复倍数（会开启高清修复）",
+    },
+    "help.opt.hr_denoise": {
+        "en": "hires denoising strength (turns hires on)",
+        "zh": "高清修复重绘幅度（会开启高清修复）",
+    },
+    "help.opt.hr_steps": {
+        "en": "hires steps, 0 = as many as the first pass (turns hires on)",
+        "zh": "高清修复步数，0 表示与第一遍相同（会开启高清修复）",
+    },
+    "help.opt.hr_upscaler": {
+        "en": "hires upscaler, as /models lists them (turns hires on)",
+        "zh": "高清修复放大器，见 /models（会开启高清修复）",
+    },
+    "help.opt.face": {
+        "en": "fix faces (ADetailer where installed, else face restoration)",
+        "zh": "修复面部（有 ADetailer 时用它，否则用面部修复）",
+    },
+    "help.opt.lora": {
+        "en": "add a LoRA, weight -2 to 2 (default 1); repeat it for more",
+        "zh": "添加 LoRA，权重 -2 到 2（默认 1）；可重复使用",
+    },
+    "help.opt.style": {"en": "a style saved in the WebUI", "zh": "WebUI 中保存的风格"},
+    "option.accepts_lora": {
+        "en": "a LoRA name, optionally with :WEIGHT (e.g. detail:0.7)",
+        "zh": "LoRA 名称，可加 :权重（例如 detail:0.7）",
+    },
+    "discord.opt.hr_scale": {"en": "hr_scale", "zh": "高清倍数"},
+    "discord.opt.hr_denoise": {"en": "hr_denoise", "zh": "高清重绘幅度"},
+    "discord.opt.hr_steps": {"en": "hr_steps", "zh": "高清步数"},
+    "discord.opt.hr_upscaler": {"en": "hr_upscaler", "zh": "高清放大器"},
+    "discord.opt.face": {"en": "face", "zh": "修复面部"},
+    "discord.opt.lora": {"en": "lora", "zh": "lora"},
+    "discord.opt.style": {"en": "style", "zh": "风格"},
+    "option.unknown_lora": {
+        "en": "There is no LoRA called {name!r}. Did you mean {close}?",
+        "zh": "没有名为 {name!r} 的 LoRA。你是不是想用 {close}？",
+    },
+    "option.unknown_style": {
+        "en": "There is no style called {name!r}. Did you mean {close}?",
+        "zh": "没有名为 {name!r} 的风格。你是不是想用 {close}？",
+    },
+    "route.offer.style": {"en": "styles {names}", "zh": "风格 {names}"},
+    "route.missing.style": {"en": "the style {name!r}", "zh": "风格 {name!r}"},
 }
 
 

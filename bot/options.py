@@ -1,7 +1,9 @@
 """The draw options, declared once; the text parser, Telegram help and Discord options derive from it.
 
 Text syntax: ``PROMPT [--neg TEXT] [--ar W:H | --size WxH] [--steps N] [--cfg X] [--seed N]
-[--sampler NAME] [--model NAME] [--n N] [--strength X] [--hires | --no-hires] [--preset NAME]``.
+[--sampler NAME] [--model NAME] [--n N] [--strength X] [--hires | --no-hires] [--preset NAME]
+[--hr-scale X] [--hr-denoise X] [--hr-steps N] [--hr-upscaler NAME] [--face] [--lora NAME[:WEIGHT]]…
+[--style NAME]``. A repeatable option (``--lora``) may be given more than once.
 Values with spaces go in "double quotes"; a text option (``--neg``) takes every word up to the next
 flag. Phones turn ``--`` into an em dash, so ``—seed`` is read as ``--seed``.
 """
@@ -24,6 +26,8 @@ FILL_CHOICES = ("fill", "original", "noise", "nothing")  # index = WebUI inpaint
 MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 2048
+LORA_WEIGHT = (-2.0, 2.0)  # what the WebUI's sliders allow
+HIRES_FIELDS = ("hr_scale", "hr_denoise", "hr_steps", "hr_upscaler")
 
 
 class Kind(StrEnum):
@@ -36,6 +40,7 @@ class Kind(StrEnum):
     RATIO = "ratio"
     CHOICE = "choice"
     FLAG = "flag"
+    LORA = "lora"  # NAME or NAME:WEIGHT
 
 
 @dataclass(frozen=True)
@@ -46,6 +51,8 @@ class Limits:
     max_steps: int = 50
     max_images: int = 4
     max_prompt_length: int = 1000
+    max_hr_scale: float = 2.0
+    max_loras: int = 5
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
@@ -55,6 +62,8 @@ class Limits:
             max_steps=settings.max_steps,
             max_images=settings.max_images,
             max_prompt_length=settings.max_prompt_length,
+            max_hr_scale=settings.max_hr_scale,
+            max_loras=settings.max_loras,
         )
 
 
@@ -74,6 +83,7 @@ class Option:
     discord_name: str = ""
     aliases: tuple[str, ...] = ()
     images_only: bool = False
+    repeatable: bool = False  # given again, it adds a value (the field holds a tuple)
     extra: dict[str, Any] = dc_field(default_factory=dict)
 
     @property
@@ -100,6 +110,8 @@ class Option:
             return raw
         if self.kind is Kind.CHOICE:
             return self._check_choice(raw)
+        if self.kind is Kind.LORA:
+            return self._lora(raw)
         try:
             if self.kind is Kind.INT:
                 value: Any = int(raw)
@@ -149,6 +161,30 @@ class Option:
         if self.kind is Kind.CHOICE:
             return self._check_choice(str(value))
         return value
+
+    def _lora(self, raw: str) -> tuple[str, float]:
+        """NAME or NAME:WEIGHT (a name may hold colons: the weight is after the last one)."""
+        name, sep, weight = raw.rpartition(":")
+        if not sep or not name.strip():
+            name, weight = raw, "1"
+        try:
+            value = float(weight.replace(",", "."))
+            if value != value:
+                raise ValueError(weight)
+        except ValueError:
+            raise OptionError(
+                "option.bad_value", flag=self.flag, value=raw, accepts=self.accepts()
+            ) from None
+        low, high = LORA_WEIGHT
+        if not low <= value <= high:
+            raise OptionError(
+                "option.out_of_range",
+                flag=self.flag,
+                low=_num(low),
+                high=_num(high),
+                value=_num(value),
+            )
+        return name.strip(), value
 
     def _check_choice(self, raw: str) -> str:
         if not self.choices:
@@ -249,6 +285,46 @@ def draw_options(limits: Limits, presets: PresetBook) -> list[Option]:
             images_only=True,
             discord_name="only_masked",
         ),
+        Option(
+            "hr_scale",
+            "--hr-scale",
+            Kind.FLOAT,
+            "help.opt.hr_scale",
+            1.0,
+            limits.max_hr_scale,
+            default_from="hr_scale",
+            discord_name="hr_scale",
+        ),
+        Option(
+            "hr_denoise",
+            "--hr-denoise",
+            Kind.FLOAT,
+            "help.opt.hr_denoise",
+            0.0,
+            1.0,
+            default_from="hr_denoise",
+            discord_name="hr_denoise",
+        ),
+        Option(
+            "hr_steps",
+            "--hr-steps",
+            Kind.INT,
+            "help.opt.hr_steps",
+            0,
+            limits.max_steps,
+            discord_name="hr_steps",
+        ),
+        Option(
+            "hr_upscaler",
+            "--hr-upscaler",
+            Kind.TEXT,
+            "help.opt.hr_upscaler",
+            default_from="hr_upscaler",
+            discord_name="hr_upscaler",
+        ),
+        Option("face", "--face", Kind.FLAG, "help.opt.face"),
+        Option("loras", "--lora", Kind.LORA, "help.opt.lora", discord_name="lora", repeatable=True),
+        Option("style", "--style", Kind.TEXT, "help.opt.style"),
     ]
 
 
@@ -352,7 +428,7 @@ class DrawParser:
             if "=" in flag:
                 flag, inline = flag.split("=", 1)
             opt, positive = self._lookup(flag)
-            if opt.field in seen and seen[opt.field] != flag:
+            if opt.field in seen and seen[opt.field] != flag and not opt.repeatable:
                 raise OptionError("option.conflict", a=seen[opt.field], b=flag)
             seen[opt.field] = flag
             i += 1
@@ -374,7 +450,10 @@ class DrawParser:
                 raw = ""
             if not raw.strip():
                 raise OptionError("option.missing_value", flag=flag, accepts=opt.accepts())
-            values[opt.field] = opt.coerce(raw)
+            if opt.repeatable:
+                values[opt.field] = (*values.get(opt.field, ()), opt.coerce(raw))
+            else:
+                values[opt.field] = opt.coerce(raw)
         if "aspect" in values and "size" in values:
             raise OptionError("option.conflict", a="--ar", b="--size")
         request = GenerationRequest(prompt=" ".join(prompt).strip())
@@ -397,7 +476,11 @@ class DrawParser:
             if opt is None or value is None:
                 continue
             typed: Any
-            if opt.kind is Kind.TEXT:
+            if opt.repeatable:  # one slash option: the values separated by commas
+                typed = tuple(opt.coerce(x) for x in str(value).split(",") if x.strip())
+                if not typed:
+                    continue
+            elif opt.kind is Kind.TEXT:
                 typed = str(value).strip()
                 if not typed:
                     continue
@@ -422,6 +505,21 @@ def validate_request(
     """Whole-request checks shared by every adapter (Discord options arrive already typed)."""
     if require_prompt and not request.prompt:
         raise OptionError("option.empty_prompt")
+    hires_flags = [f for f in HIRES_FIELDS if getattr(request, f) is not None]
+    if hires_flags:
+        if request.hires is False:
+            raise OptionError(
+                "option.conflict", a="--no-hires", b="--" + hires_flags[0].replace("_", "-")
+            )
+        request.hires = True  # asking how the hires pass runs asks for one
+    if len(request.loras) > limits.max_loras:
+        raise OptionError(
+            "option.out_of_range",
+            flag="--lora",
+            low=0,
+            high=limits.max_loras,
+            value=len(request.loras),
+        )
     if len(request.prompt) > limits.max_prompt_length:
         raise OptionError(
             "option.prompt_too_long", length=len(request.prompt), limit=limits.max_prompt_length
@@ -503,6 +601,7 @@ def _metavar(opt: Option) -> str:
         Kind.RATIO: "W:H",
         Kind.CHOICE: "NAME",
         Kind.FLAG: "",
+        Kind.LORA: "NAME[:WEIGHT]",
     }[opt.kind]
 
 

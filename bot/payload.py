@@ -7,6 +7,7 @@ import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
+from dataclasses import field as dc_field
 from typing import Any
 
 from bot.errors import OptionError
@@ -26,6 +27,12 @@ SDNEXT_RESIZE_MODE = {0: 1, 1: 2, 2: 3, 3: 1}
 SDNEXT_HIRES_FIXED = 1
 # Forge evaluates `'Use same choices' not in hr_additional_modules` on None (processing.py:1405)
 FORGE_SAME_MODULES = ["Use same choices"]
+# ADetailer (Bing-su/adetailer, scripts/!adetailer.py get_args/is_ad_enabled): args are
+# [enable, skip_img2img, {ad_model, ...}, ...]; its face model and denoise are its defaults
+ADETAILER = "ADetailer"
+ADETAILER_MODEL = "face_yolov8n.pt"
+ADETAILER_DENOISE = 0.4
+ADETAILER_SIZE = 512  # ad_inpaint_width/height: only the masked face is redrawn, at 512×512
 
 
 @dataclass(slots=True)
@@ -62,6 +69,9 @@ class Resolved:
     init_image: str | None
     mask: str | None
     preset: str
+    # added by issue 15; defaults so that jobs stored before read back
+    face: bool = False
+    styles: list[str] = dc_field(default_factory=list)
 
     @property
     def final_size(self) -> tuple[int, int]:
@@ -119,9 +129,12 @@ def resolve(
     seed = request.seed if request.seed is not None and request.seed >= 0 else None
     negative = request.negative if request.negative is not None else user.get("negative")
     fill = FILL_CHOICES.index(request.fill) if request.fill else preset.inpainting_fill
+    prompt = request.prompt
+    for name, weight in request.loras:  # the WebUI's own syntax, so the infotext shows them
+        prompt += f" <lora:{name}:{weight:g}>"
     return Resolved(
         mode=request.mode,
-        prompt=request.prompt,
+        prompt=prompt.strip(),
         negative=preset.negative if negative is None else negative,
         width=width,
         height=height,
@@ -134,10 +147,10 @@ def resolve(
         seed=seed if seed is not None else secrets.randbelow(MAX_SEED),
         count=int(count),
         hires=preset.hires if request.hires is None else request.hires,
-        hr_scale=preset.hr_scale,
-        hr_steps=preset.hr_steps,
-        hr_denoise=preset.hr_denoise,
-        hr_upscaler=preset.hr_upscaler,
+        hr_scale=preset.hr_scale if request.hr_scale is None else request.hr_scale,
+        hr_steps=preset.hr_steps if request.hr_steps is None else request.hr_steps,
+        hr_denoise=preset.hr_denoise if request.hr_denoise is None else request.hr_denoise,
+        hr_upscaler=request.hr_upscaler or preset.hr_upscaler,
         clip_skip=preset.clip_skip,
         ensd=preset.ensd,
         strength=request.strength if request.strength is not None else preset.strength,
@@ -150,6 +163,8 @@ def resolve(
         init_image=request.init_image,
         mask=request.mask,
         preset=preset.name,
+        face=bool(request.face),
+        styles=[request.style] if request.style else [],
     )
 
 
@@ -172,6 +187,9 @@ def cost(job: Resolved, flavour: Flavour = Flavour.A1111) -> int:
     if job.hires and job.mode is Mode.TXT2IMG:
         fw, fh = job.final_size
         work += job.count * fw * fh * (job.hr_steps or job.steps)
+    if job.face:  # ADetailer's inpaint pass per picture (restore_faces costs no sampling)
+        face_steps = int(ADETAILER_DENOISE * job.steps) + 1
+        work += job.count * ADETAILER_SIZE * ADETAILER_SIZE * face_steps
     return max(1, math.ceil(work / UNIT))
 
 
@@ -232,6 +250,7 @@ class Target:
     frozen: frozenset[str] | None = frozenset()  # options never to override; None: all
     restore: bool = True  # override_settings_restore_afterwards
     task_id: str | None = None  # force_task_id (A1111 >= 1.6, Forge)
+    adetailer: bool = False  # the backend lists the ADetailer script
 
 
 def _overrides(job: Resolved, target: Target) -> dict[str, Any]:
@@ -288,6 +307,14 @@ def build_payload(
         payload["scheduler"] = job.scheduler
     if target.task_id and flavour is not Flavour.SDNEXT:
         payload["force_task_id"] = target.task_id
+    if job.styles:
+        payload["styles"] = list(job.styles)
+    if job.face:
+        if target.adetailer:
+            args = [True, False, {"ad_model": ADETAILER_MODEL}]
+            payload["alwayson_scripts"] = {ADETAILER: {"args": args}}
+        else:
+            payload["restore_faces"] = True
     if job.mode is Mode.TXT2IMG:
         payload["enable_hr"] = job.hires
         if job.hires:

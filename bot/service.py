@@ -269,6 +269,11 @@ class Service:
         """Checkpoints the backends reported (autocomplete; no network)."""
         return self._engine.checkpoints()
 
+    def offered(self, kind: str) -> list[str]:
+        """Upscaler ("upscaler"), LoRA ("lora") or style ("style") names the backends
+        reported (autocomplete; no network)."""
+        return self._engine.offered(kind)
+
     async def backend_report(self, *, refresh: bool = False) -> tuple[list[str], bool]:
         """`drawbridge backends`: lines per backend (probed now: flavour, model, catalogue,
         binding, frozen settings; cool-off as the running service saw it) and the queue; False

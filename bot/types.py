@@ -87,6 +87,14 @@ class GenerationRequest:
     invert: bool | None = None
     fill: str | None = None
     only_masked: bool | None = None
+    # the hires pass, faces, LoRAs (name, weight) and an A1111 style
+    hr_scale: float | None = None
+    hr_denoise: float | None = None
+    hr_steps: int | None = None
+    hr_upscaler: str | None = None
+    face: bool | None = None
+    loras: tuple[tuple[str, float], ...] = ()
+    style: str | None = None
 
 
 @dataclass(frozen=True)

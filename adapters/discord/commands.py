@@ -122,7 +122,26 @@ def _completers(rt: Runtime) -> dict[str, Autocomplete]:
     ) -> list[app_commands.Choice[str]]:
         return model_choices(rt, current)
 
-    return {"sampler": samplers, "model": checkpoints}
+    def offered(kind: str) -> Autocomplete:
+        async def complete(
+            interaction: discord.Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            return name_choices(rt.service.offered(kind), current)
+
+        return complete
+
+    async def loras(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return lora_choices(rt, current)
+
+    return {
+        "sampler": samplers,
+        "model": checkpoints,
+        "hr_upscaler": offered("upscaler"),
+        "style": offered("style"),
+        "loras": loras,
+    }
 
 
 def _context_menu(
@@ -315,6 +334,22 @@ HANDLERS: dict[str, Handler] = {
 def sampler_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:
     """Samplers of every backend matching what the user typed."""
     return matching([(name, name) for name in rt.service.samplers()], current)
+
+
+def name_choices(names: list[str], current: str) -> list[app_commands.Choice[str]]:
+    """Names (upscalers, styles) matching what the user typed: at most 25 of any number."""
+    return matching([(name, name) for name in names], current)
+
+
+def lora_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:
+    """LoRAs matching the last of the comma-separated names typed so far, the earlier ones
+    kept in front (one option holds several: "detail:0.7, grain")."""
+    done, _, typing = current.rpartition(",")
+    head = f"{done.strip()}, " if done.strip() else ""
+    word = typing.split(":", 1)[0]
+    return matching(
+        [(f"{head}{name}", f"{head}{name}") for name in rt.service.offered("lora")], head + word
+    )
 
 
 def model_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:

@@ -163,7 +163,7 @@ def option_param(
 ) -> Param:
     """The slash option for one declared option."""
     description = loc(opt.help_key)
-    if opt.kind is Kind.TEXT:
+    if opt.kind in (Kind.TEXT, Kind.LORA):
         return Param(opt.name, str, description, autocomplete=completers.get(opt.field))
     if opt.kind is Kind.INT:
         return Param(opt.name, _range(int, opt.low, opt.high), description)

@@ -491,6 +491,10 @@ class WebUIClient:
         """LoRAs: [{name, alias, path, metadata}]."""
         return await self._get_list(f"{API}/loras")
 
+    async def prompt_styles(self) -> list[dict[str, Any]]:
+        """The styles saved in the WebUI: [{name, prompt, negative_prompt}]."""
+        return await self._get_list(f"{API}/prompt-styles")
+
     async def latent_upscale_modes(self) -> list[dict[str, Any]]:
         """Latent hires upscalers of A1111/Forge ([{name}]); [] where the route is gone (SD.Next
         lists its latent ones with the other upscalers)."""
