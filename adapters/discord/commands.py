@@ -346,7 +346,7 @@ def lora_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:
     kept in front (one option holds several: "detail:0.7, grain")."""
     done, _, typing = current.rpartition(",")
     head = f"{done.strip()}, " if done.strip() else ""
-    word = typing.split(":", 1)[0]
+    word = typing.strip().split(":", 1)[0]
     return matching(
         [(f"{head}{name}", f"{head}{name}") for name in rt.service.offered("lora")], head + word
     )
