@@ -45,7 +45,8 @@ from bot.errors import (
     WebUIError,
 )
 from bot.fairqueue import Entry, FairQueue
-from bot.images.ingest import image_size
+from bot.images import outpaint
+from bot.images.ingest import fit, image_size
 from bot.images.store import ImageStore
 from bot.lease import Lease
 from bot.options import DrawParser, Limits, draw_options, validate_request
@@ -54,6 +55,8 @@ from bot.payload import (
     Target,
     build_payload,
     cost_on,
+    faces_of,
+    outpaint_of,
     reroll_of,
     resolve,
     upscale_of,
@@ -64,8 +67,10 @@ from bot.quota import Quotas
 from bot.settings import Settings
 from bot.steps import Steps, until_written
 from bot.types import (
+    CANVAS_ACTIONS,
     IMAGE_ACTIONS,
     JOB_ACTIONS,
+    SINGLE_ACTIONS,
     Cancelled,
     Catalogue,
     Checkpoint,
@@ -312,7 +317,9 @@ class Engine(Events):
         for action in actions:
             if action.kind in JOB_ACTIONS:
                 own[action.kind] = action.key
-            elif action.kind in IMAGE_ACTIONS and action.image_index < len(images):
+            elif action.kind in (*IMAGE_ACTIONS, *SINGLE_ACTIONS) and action.image_index < len(
+                images
+            ):
                 images[action.image_index].keys[action.kind] = action.key
         elapsed = 0.0
         if row.started_at is not None and row.rendered_at is not None:
@@ -610,8 +617,16 @@ class Engine(Events):
             )
             return outcome
         result = await self._result(action.job_id, action.image_index)
+        if not await asyncio.to_thread(self.store.exists, result.image_ref):
+            raise NotFound("action.expired")
         preset = self.presets.default
-        if kind == "variations":
+        if kind in CANVAS_ACTIONS:
+            new = await self._outpaint(spec, result.image_ref, kind)
+        elif kind == "faces":
+            new = faces_of(
+                spec, result.image_ref, fit(result.width, result.height, self.limits.max_pixels)
+            )
+        elif kind == "variations":
             new = variation_of(spec, result.image_ref, preset.variation_strength)
         elif kind == "upscale":
             new = upscale_of(
@@ -623,12 +638,22 @@ class Engine(Events):
             )
         else:
             raise NotFound("action.expired")
-        if not await asyncio.to_thread(self.store.exists, result.image_ref):
-            raise NotFound("action.expired")
         outcome.handle = await self.submit_spec(
             requester, new, replier, reply_ref=reply_ref, source=source
         )
         return outcome
+
+    async def _outpaint(self, spec: Resolved, image_ref: str, kind: str) -> Resolved:
+        """The inpaint job of a zoom out, pan or make square: canvas and mask built here,
+        stored like a user's pictures (the job row holds only their keys)."""
+
+        def build() -> tuple[str, str, tuple[int, int]]:
+            png = self.store.get(image_ref)
+            made = outpaint.canvas(png, kind, self.limits.max_pixels)
+            return self.store.put(made.init_png), self.store.put(made.mask_png), made.size
+
+        init_ref, mask_ref, size = await asyncio.to_thread(build)
+        return outpaint_of(spec, init_ref, mask_ref, size)
 
     async def original(self, key: str) -> Original:
         """The stored PNG behind an 📄 Original key (anyone who sees the button may have it)."""
@@ -785,6 +810,12 @@ class Engine(Events):
         # Stored (results, button keys, state rendered) in one transaction before the upload;
         # settled only once the platform confirmed it.
         wanted, own = _result_actions(len(images), job.spec.mode)
+        if len(images) == 1 and job.spec.mode is not Mode.UPSCALE:
+            wanted += [
+                (0, kind)
+                for kind in SINGLE_ACTIONS
+                if not (kind == "square" and outpaint.is_square(images[0].width, images[0].height))
+            ]
         keys = await until_written(
             lambda: self.db.jobs.render(job.id, owner=self.instance, images=stored, actions=wanted),
             f"job {job.id}: render",

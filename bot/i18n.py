@@ -926,6 +926,22 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "route.offer.style": {"en": "styles {names}", "zh": "风格 {names}"},
     "route.missing.style": {"en": "the style {name!r}", "zh": "风格 {name!r}"},
+    "telegram.btn.zoom15": {"en": "🔍 Zoom out ×1.5", "zh": "🔍 缩小 ×1.5"},
+    "telegram.btn.zoom2": {"en": "🔍 ×2", "zh": "🔍 ×2"},
+    "telegram.btn.square": {"en": "⬛ Square", "zh": "⬛ 方形"},
+    "telegram.btn.pan_left": {"en": "⬅", "zh": "⬅"},
+    "telegram.btn.pan_right": {"en": "➡", "zh": "➡"},
+    "telegram.btn.pan_up": {"en": "⬆", "zh": "⬆"},
+    "telegram.btn.pan_down": {"en": "⬇", "zh": "⬇"},
+    "telegram.btn.faces": {"en": "🙂 Fix faces", "zh": "🙂 修复面部"},
+    "discord.btn.zoom15": {"en": "Zoom out ×1.5", "zh": "缩小 ×1.5"},
+    "discord.btn.zoom2": {"en": "Zoom out ×2", "zh": "缩小 ×2"},
+    "discord.btn.square": {"en": "Make square", "zh": "变成方形"},
+    "discord.btn.pan_left": {"en": "Pan", "zh": "向左扩展"},
+    "discord.btn.pan_right": {"en": "Pan", "zh": "向右扩展"},
+    "discord.btn.pan_up": {"en": "Pan", "zh": "向上扩展"},
+    "discord.btn.pan_down": {"en": "Pan", "zh": "向下扩展"},
+    "discord.btn.faces": {"en": "Fix faces", "zh": "修复面部"},
 }
 
 

@@ -213,6 +213,48 @@ def variation_of(job: Resolved, image_ref: str, strength: float) -> Resolved:
     )
 
 
+OUTPAINT_FILL = FILL_CHOICES.index("noise")  # latent noise: the border is drawn anew
+FACE_STRENGTH = 0.1  # the picture stays; only the face pass (ADetailer) redraws
+
+
+def outpaint_of(job: Resolved, init_ref: str, mask_ref: str, size: tuple[int, int]) -> Resolved:
+    """Inpaint the border of a padded canvas (zoom out, pan, make square): the original
+    prompt, the whole canvas at once (not only masked), a new seed."""
+    return replace(
+        job,
+        mode=Mode.INPAINT,
+        init_image=init_ref,
+        mask=mask_ref,
+        width=size[0],
+        height=size[1],
+        strength=1.0,
+        fill=OUTPAINT_FILL,
+        full_res=False,
+        invert=0,
+        resize_mode=0,
+        seed=secrets.randbelow(MAX_SEED),
+        count=1,
+        hires=False,
+        face=False,
+    )
+
+
+def faces_of(job: Resolved, image_ref: str, size: tuple[int, int]) -> Resolved:
+    """🙂 Fix faces: img2img of one result at its size, barely changed, with --face."""
+    return replace(
+        job,
+        mode=Mode.IMG2IMG,
+        init_image=image_ref,
+        mask=None,
+        width=size[0],
+        height=size[1],
+        strength=FACE_STRENGTH,
+        count=1,
+        hires=False,
+        face=True,
+    )
+
+
 def reroll_of(job: Resolved) -> Resolved:
     """The same job with a new seed."""
     return replace(job, seed=secrets.randbelow(MAX_SEED))

@@ -16,8 +16,10 @@ if TYPE_CHECKING:
     from bot.errors import DrawbridgeError
 
 __all__ = [
+    "CANVAS_ACTIONS",
     "IMAGE_ACTIONS",
     "JOB_ACTIONS",
+    "SINGLE_ACTIONS",
     "Cancelled",
     "Catalogue",
     "Checkpoint",
@@ -43,6 +45,9 @@ __all__ = [
 # Button actions a delivered result carries keys for: once per job, and once per picture.
 JOB_ACTIONS = ("reroll", "delete")
 IMAGE_ACTIONS = ("variations", "upscale", "original")
+# and under a single drawn picture: zoom out, pan, make square (outpainting), fix faces
+CANVAS_ACTIONS = ("zoom15", "zoom2", "pan_left", "pan_right", "pan_up", "pan_down", "square")
+SINGLE_ACTIONS = (*CANVAS_ACTIONS, "faces")
 
 
 @dataclass(frozen=True)

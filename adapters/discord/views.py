@@ -17,8 +17,33 @@ from bot.i18n import t
 from bot.types import JobResult, Mode
 
 KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "delete": "d", "cancel": "x"}
+KIND_CODES |= {
+    "zoom15": "z",
+    "zoom2": "w",
+    "pan_left": "l",
+    "pan_right": "g",
+    "pan_up": "k",
+    "pan_down": "j",
+    "square": "q",
+    "faces": "f",
+}
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 EMOJI = {"reroll": "🔁", "variations": "🎨", "upscale": "⬆️", "delete": "🗑️", "cancel": "✖️"}
+EMOJI |= {
+    "zoom15": "🔍",
+    "zoom2": "🔍",
+    "pan_left": "⬅️",
+    "pan_right": "➡️",
+    "pan_up": "⬆️",
+    "pan_down": "⬇️",
+    "square": "⬛",
+    "faces": "🙂",
+}
+# under a single picture, after its first row: zoom out and make square, pan, fix faces
+SINGLE_ROWS = (
+    ("zoom15", "zoom2", "square", "faces"),
+    ("pan_left", "pan_right", "pan_up", "pan_down"),
+)
 ROW_MAX = 5
 
 
@@ -29,7 +54,7 @@ def custom_id(kind: str, key: str) -> str:
 
 class ActionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"db:(?P<code>[rvudx]):(?P<key>[A-Za-z0-9_-]{1,40})",
+    template=r"db:(?P<code>[rvudxzwlgkjqf]):(?P<key>[A-Za-z0-9_-]{1,40})",
 ):
     """Reroll, Variations, Upscale, Delete or Cancel, found again from its custom_id."""
 
@@ -96,7 +121,14 @@ def result_view(locale: str | None, result: JobResult) -> discord.ui.View:
             button("variations", image_key(0, "variations"), 0, t(locale, "discord.btn.variations"))
             button("upscale", image_key(0, "upscale"), 0, t(locale, "discord.btn.upscale"))
     button("delete", result.keys["delete"], 0, t(locale, "discord.btn.delete"))
-    if upscaled or count == 1:
+    if upscaled:
+        return view
+    if count == 1:
+        keys = result.images[0].keys
+        for row, group in enumerate(SINGLE_ROWS, start=1):
+            for kind in group:
+                if kind in keys:
+                    button(kind, keys[kind], row, t(locale, f"discord.btn.{kind}"))
         return view
     row = 1
     for kind in ("variations", "upscale"):

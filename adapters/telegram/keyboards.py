@@ -4,6 +4,8 @@ Layout of callback_data:
 
 * ``r:<key>`` reroll, ``v:<key>`` variations, ``u:<key>`` upscale, ``o:<key>`` original: a key
   the result carries (≤ 12 characters, stored by the core), so buttons work after a restart;
+* ``z``/``w`` zoom out ×1.5/×2, ``l``/``g``/``k``/``j`` pan left/right/up/down, ``q`` make
+  square, ``f`` fix faces: keys under a single picture, as above;
 * ``x:<job>:<owner>`` cancel, by job id; the owner's user id lets another user's press be
   refused at once;
 * ``m:<page>`` /models pages; ``s:<owner>:<field>:<value>`` /settings buttons.
@@ -19,6 +21,16 @@ from bot.i18n import t
 from bot.types import JobResult, Mode
 
 KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "original": "o", "cancel": "x"}
+KIND_CODES |= {
+    "zoom15": "z",
+    "zoom2": "w",
+    "pan_left": "l",
+    "pan_right": "g",
+    "pan_up": "k",
+    "pan_down": "j",
+    "square": "q",
+    "faces": "f",
+}
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 
 
@@ -66,7 +78,14 @@ def result_keyboard(locale: str | None, result: JobResult, index: int) -> Inline
     reroll = _button(locale, "reroll", result.keys["reroll"])
     variations = _button(locale, "variations", keys["variations"])
     upscale = _button(locale, "upscale", keys["upscale"])
-    return InlineKeyboardMarkup([[reroll, variations], [upscale, original]])
+    rows = [[reroll, variations], [upscale, original]]
+    for group in (("zoom15", "zoom2", "square"), ("pan_left", "pan_right", "pan_up", "pan_down")):
+        row = [_button(locale, kind, keys[kind]) for kind in group if kind in keys]
+        if row:
+            rows.append(row)
+    if "faces" in keys:
+        rows.append([_button(locale, "faces", keys["faces"])])
+    return InlineKeyboardMarkup(rows)
 
 
 def album_keyboard(locale: str | None, result: JobResult) -> InlineKeyboardMarkup:

@@ -186,7 +186,7 @@ def build_application(rt: Runtime, token: str) -> Application:
             on_private_text,
         )
     )
-    app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuox]:"))
+    app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuoxzwlgkjqf]:"))
     app.add_handler(CallbackQueryHandler(on_models_page, pattern=r"^m:"))
     app.add_handler(CallbackQueryHandler(on_settings_button, pattern=r"^s:"))
     app.add_handler(CallbackQueryHandler(on_stale_button))
