@@ -47,6 +47,7 @@ class Kind(StrEnum):
     HOST = "host"
     SECONDS = "seconds"
     PATH = "path"  # a file on the operator's machine
+    INTERROGATOR = "interrogator"  # which of the WebUI's interrogators describes a picture
 
 
 @dataclass(frozen=True)
@@ -108,6 +109,12 @@ COMMANDS: tuple[Command, ...] = (
     _cmd("settings", Param("defaults", Kind.DEFAULTS)),
     _cmd("help"),
     _cmd("use_as_init", Param("message", Kind.MESSAGE), where=frozenset({Where.DISCORD})),
+    _cmd(
+        "describe",
+        Param("picture", Kind.PICTURE, required=True),
+        Param("interrogator", Kind.INTERROGATOR),
+    ),
+    _cmd("describe_message", Param("message", Kind.MESSAGE), where=frozenset({Where.DISCORD})),
     # --- the operator's terminal ------------------------------------------------------------
     _cmd("run", audience=Audience.ADMIN, where=frozenset({Where.CLI})),
     _cmd(

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import catalogue
+from bot import describe as describing
 from bot.backend_report import state_path
 from bot.backends import needs_of
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
@@ -74,6 +75,7 @@ from bot.types import (
     Cancelled,
     Catalogue,
     Checkpoint,
+    Description,
     GenerationRequest,
     ImageResult,
     JobHandle,
@@ -516,6 +518,10 @@ class Engine(Events):
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints of every backend, without repeats (for autocomplete)."""
         return catalogue.checkpoints(self.dispatcher.backends)
+
+    async def describe(self, png: bytes, original: bytes, model: str, label: str) -> Description:
+        """/describe on the first backend that answers (never charged: nothing is drawn)."""
+        return await describing.describe(self.dispatcher.backends, png, original, model, label)
 
     def offered(self, kind: str) -> list[str]:
         """Upscaler, LoRA or style names of every backend, without repeats (autocomplete)."""

@@ -942,6 +942,54 @@ MESSAGES: dict[str, dict[str, str]] = {
     "discord.btn.pan_up": {"en": "Pan", "zh": "向上扩展"},
     "discord.btn.pan_down": {"en": "Pan", "zh": "向下扩展"},
     "discord.btn.faces": {"en": "Fix faces", "zh": "修复面部"},
+    "describe.caption": {
+        "en": "🔎 {interrogator}: {caption}",
+        "zh": "🔎 {interrogator}：{caption}",
+    },
+    "describe.prompt": {"en": "📝 Its own prompt: {prompt}", "zh": "📝 图片自带的提示词：{prompt}"},
+    "describe.negative": {"en": "Negative prompt: {negative}", "zh": "反向提示词：{negative}"},
+    "describe.settings": {"en": "⚙️ {settings}", "zh": "⚙️ {settings}"},
+    "describe.unavailable": {
+        "en": "No drawing server is answering right now, so I cannot describe the picture. "
+        "Please try again in a few minutes.",
+        "zh": "目前没有可用的绘图服务器，无法描述这张图片。请过几分钟再试。",
+    },
+    "describe.failed": {
+        "en": "The drawing server could not describe this picture. Please try again later.",
+        "zh": "绘图服务器无法描述这张图片。请稍后再试。",
+    },
+    "describe.gone": {
+        "en": "This button no longer knows what to draw; use /draw with the text above.",
+        "zh": "这个按钮已失效；请用上面的文字发送 /draw。",
+    },
+    "telegram.describe_needs_picture": {
+        "en": "Send /describe as the caption of a picture, or reply to a picture with /describe "
+        "(add deepbooru for tags).",
+        "zh": "把 /describe 作为图片的说明发送，或用 /describe 回复一张图片（加 deepbooru 得到标签）。",
+    },
+    "discord.describe_needs_picture": {
+        "en": "Attach a picture, or use the message menu “Describe” on one.",
+        "zh": "请附上一张图片，或在图片消息的菜单中选择“描述”。",
+    },
+    "telegram.btn.draw_this": {"en": "▶ Draw this", "zh": "▶ 画这个"},
+    "discord.btn.draw_this": {"en": "Draw this", "zh": "画这个"},
+    "telegram.cmd.describe": {
+        "en": "Describe a picture (reply to it, or as its caption)",
+        "zh": "描述一张图片（回复它，或作为图片说明）",
+    },
+    "discord.cmd.describe.name": {"en": "describe", "zh": "描述"},
+    "discord.cmd.describe": {
+        "en": "What the WebUI sees in a picture, and the prompt it carries",
+        "zh": "WebUI 从图片中看到的内容，以及图片自带的提示词",
+    },
+    "discord.cmd.describe_message.name": {"en": "Describe", "zh": "描述"},
+    "discord.opt.picture": {"en": "picture", "zh": "图片"},
+    "discord.opt.picture.desc": {"en": "The picture to describe", "zh": "要描述的图片"},
+    "discord.opt.interrogator": {"en": "interrogator", "zh": "识别方式"},
+    "discord.opt.interrogator.desc": {
+        "en": "clip (a sentence) or deepbooru (tags)",
+        "zh": "clip（一句话）或 deepbooru（标签）",
+    },
 }
 
 

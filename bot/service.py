@@ -29,8 +29,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot import database, defaults
 from bot.backend_report import backend_lines
 from bot.engine import Engine
-from bot.errors import DrawbridgeError, ImageError
-from bot.images.ingest import FORMATS_TEXT, image_size
+from bot.errors import DrawbridgeError, ImageError, OptionError
+from bot.images.ingest import FORMATS_TEXT, image_size, ingest
 from bot.images.inputs import prepare_images
 from bot.images.store import ImageStore
 from bot.options import Limits, Option, help_lines
@@ -38,9 +38,11 @@ from bot.presets import PresetBook
 from bot.scheduler import build_scheduler
 from bot.settings import Settings
 from bot.types import (
+    INTERROGATORS,
     Cancelled,
     Catalogue,
     Checkpoint,
+    Description,
     GenerationRequest,
     JobHandle,
     Original,
@@ -239,6 +241,23 @@ class Service:
     async def cancel(self, requester: Requester, job_id: str | None = None) -> Cancelled:
         """Cancel the named job (a cancel button carries its id), or the user's newest."""
         return await self._engine.cancel(requester, job_id)
+
+    async def describe(self, image: bytes, interrogator: str = "clip") -> Description:
+        """/describe: what the WebUI's interrogator ("clip" or "deepbooru") sees in a picture,
+        and the parameters it carries; raises ImageError for what is not a usable picture."""
+        model = INTERROGATORS.get(interrogator.strip().lower())
+        if model is None:
+            raise OptionError(
+                "option.bad_choice",
+                flag="model",
+                value=interrogator,
+                choices=", ".join(INTERROGATORS),
+            )
+        settings = self.settings
+        checked = await asyncio.to_thread(
+            ingest, image, max_pixels=settings.max_pixels, max_bytes=settings.max_upload_bytes
+        )
+        return await self._engine.describe(checked.png, image, model, interrogator.lower())
 
     def backend_problems(self) -> list[str] | None:
         """Why no backend can draw now (one reason each), or None when one is up."""

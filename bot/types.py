@@ -18,11 +18,13 @@ if TYPE_CHECKING:
 __all__ = [
     "CANVAS_ACTIONS",
     "IMAGE_ACTIONS",
+    "INTERROGATORS",
     "JOB_ACTIONS",
     "SINGLE_ACTIONS",
     "Cancelled",
     "Catalogue",
     "Checkpoint",
+    "Description",
     "GenerationRequest",
     "ImageResult",
     "JobHandle",
@@ -250,6 +252,30 @@ class UserDefaults:
             "steps": self.steps,
             "negative": self.negative,
         }
+
+
+# the WebUI's interrogators (/sdapi/v1/interrogate "model"), as users name them
+INTERROGATORS = {"clip": "clip", "deepbooru": "deepdanbooru"}
+
+
+@dataclass(frozen=True)
+class Description:
+    """/describe: what the interrogator saw, the picture's own parameters when it carries
+    them (a WebUI PNG), and the /draw text ▶ "Draw this" starts from."""
+
+    caption: str
+    interrogator: str
+    prompt: str = ""  # from the PNG's parameters
+    negative: str = ""
+    parameters: str = ""  # the rest of its infotext line (steps, sampler, seed …)
+
+    @property
+    def draw_text(self) -> str:
+        """/draw text for ▶: the PNG's own prompt (and negative) when known, else the caption."""
+        text = self.prompt or self.caption
+        if self.prompt and self.negative:
+            text += f' --neg "{self.negative}"'
+        return text
 
 
 @dataclass(frozen=True)

@@ -465,6 +465,7 @@ class DevWebUI:
         post(f"{API}/img2img", self._img2img)
         post(f"{API}/extra-single-image", self._extra_single_image)
         post(f"{API}/png-info", self._png_info)
+        post(f"{API}/interrogate", self._interrogate)
         get(f"{API}/progress", self._progress)
         post(f"{API}/interrupt", self._interrupt)
         post(f"{API}/skip", self._skip)
@@ -1141,6 +1142,30 @@ class DevWebUI:
         text = items.pop("parameters", "")
         return web.json_response({"info": text, "items": items, "parameters": parse_infotext(text)})
 
+    async def _interrogate(self, request: web.Request) -> web.StreamResponse:
+        """api.py:630-647: CLIP or DeepDanbooru under the generation lock; {caption}."""
+        body = await self._body(request)
+        if not isinstance(body, dict) or body.get("image") is None:
+            raise ValidationFailed(
+                [{"loc": ["body", "image"], "msg": "none is not an allowed value"}]
+            )
+        model = body.get("model", "clip")
+        image = decode_image(str(body["image"]).strip())
+        if model not in ("clip", "deepdanbooru"):
+            raise HTTPError(404, "Model not found")
+        async with self._lock:
+            self.state.begin("interrogate")
+            try:
+                await asyncio.sleep(self.delay / 4)
+                colour = _colour_word(image)
+            finally:
+                self.state.end()
+        if model == "clip":
+            caption = f"a placeholder picture with a {colour} background, digital art"
+        else:
+            caption = f"no_humans, simple_background, {colour}_background"
+        return web.json_response({"caption": caption})
+
     async def _progress(self, request: web.Request) -> web.StreamResponse:
         try:
             skip = to_bool(request.query.get("skip_current_image", "false"))
@@ -1373,6 +1398,23 @@ def _check_adetailer(value: Any) -> None:
     for arg in _adetailer_args({"alwayson_scripts": {"ADetailer": value}}):
         if arg["ad_model"] not in ADETAILER_MODELS:
             raise ValueError(f"[-] ADetailer: ValidationError: ad_model {arg['ad_model']!r}")
+
+
+def _colour_word(image: Image.Image) -> str:
+    """The nearest plain colour name of the picture's average colour."""
+    r, g, b = image.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))  # type: ignore[misc]
+    names = {
+        "black": (0, 0, 0),
+        "white": (255, 255, 255),
+        "red": (200, 40, 40),
+        "green": (40, 160, 60),
+        "blue": (40, 80, 200),
+        "yellow": (220, 200, 40),
+        "grey": (128, 128, 128),
+    }
+    return min(
+        names, key=lambda n: sum((a - c) ** 2 for a, c in zip((r, g, b), names[n], strict=True))
+    )
 
 
 def _fixed_seed(seed: Any) -> int:

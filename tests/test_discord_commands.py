@@ -35,7 +35,9 @@ async def test_commands_come_from_the_declaration_and_sync_only_when_changed(tmp
             ("models", 1),
             ("settings", 1),
             ("help", 1),
+            ("describe", 1),
             ("Use as init image", 3),
+            ("Describe", 3),
         ]
         draw = registered(fake, "draw")
         declared = [o.name for o in draw_options(Limits(), SMALL)]

@@ -18,11 +18,14 @@ from adapters.discord.draw import (
     interaction_target,
     refuse,
     render,
+    start_job,
     submit,
 )
 from adapters.discord.replier import DiscordReplier
 from adapters.discord.runtime import Runtime
-from bot.errors import DrawbridgeError
+from bot.errors import DrawbridgeError, OptionError
+from bot.i18n import t
+from bot.texts import draw_text_of
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +52,9 @@ async def on_press(rt: Runtime, interaction: discord.Interaction, kind: str, key
     if refusal is not None:
         await ephemeral(interaction, refusal)
         return
+    if kind == "draw_this":
+        await draw_this(rt, interaction)
+        return
     target = interaction_target(rt, interaction, None)
     replier = DiscordReplier(rt, requester, target, interaction=interaction)
     try:  # queued first; its first status answers the press
@@ -58,3 +64,19 @@ async def on_press(rt: Runtime, interaction: discord.Interaction, kind: str, key
         await submit(replier, pressed)
     except DrawbridgeError as exc:
         await refuse(interaction, render(exc, locale, service.options))
+
+
+async def draw_this(rt: Runtime, interaction: discord.Interaction) -> None:
+    """▶ under a /describe answer: /draw the text its last line holds, for whoever pressed."""
+    locale = str(interaction.locale)
+    message = interaction.message
+    text = draw_text_of(message.content if message is not None else None)
+    if text is None:
+        await ephemeral(interaction, t(locale, "describe.gone"))
+        return
+    try:
+        request = rt.service.parse(text)
+    except OptionError as exc:
+        await ephemeral(interaction, render(exc, locale, rt.service.options))
+        return
+    await start_job(rt, interaction, request)

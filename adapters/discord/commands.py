@@ -15,6 +15,7 @@ from typing import Any
 import discord
 from discord import app_commands
 
+from adapters.discord.describe import describe_message, on_describe
 from adapters.discord.draw import (
     channel_refusal,
     ephemeral,
@@ -40,7 +41,7 @@ from bot.commands import Command, Kind, Where, commands_on
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.texts import catalogue_lines, cut, queue_lines, quota_text, settings_lines
-from bot.types import UserDefaults
+from bot.types import INTERROGATORS, UserDefaults
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +94,10 @@ def params_of(rt: Runtime, declared: Command) -> list[Param]:
             params.append(Param(p.name, job, loc(f"discord.opt.{p.name}.desc")))
         elif p.kind is Kind.DEFAULTS:
             params += _setting_params(rt)
+        elif p.kind is Kind.INTERROGATOR:
+            choices = tuple(app_commands.Choice(name=n, value=n) for n in INTERROGATORS)
+            desc = loc(f"discord.opt.{p.name}.desc")
+            params.append(Param(p.name, str, desc, choices=choices))
         else:
             raise ValueError(f"no Discord form for {p.kind} ({declared.name})")
     return params
@@ -150,9 +155,15 @@ def _context_menu(
     async def init_image(interaction: discord.Interaction, message: discord.Message) -> None:
         await use_as_init_image(rt, interaction, message)
 
+    async def describe(interaction: discord.Interaction, message: discord.Message) -> None:
+        await describe_message(rt, interaction, message)
+
+    menus = {"use_as_init": init_image, "describe_message": describe}
     key = f"{declared.catalogue_key(Where.DISCORD)}.name"
     return app_commands.ContextMenu(
-        name=app_commands.locale_str(t("en", key), key=key), callback=init_image, **common
+        name=app_commands.locale_str(t("en", key), key=key),
+        callback=menus[declared.name],
+        **common,
     )
 
 
@@ -325,6 +336,7 @@ HANDLERS: dict[str, Handler] = {
     "models": on_models,
     "settings": on_settings,
     "help": on_help,
+    "describe": on_describe,
 }
 
 

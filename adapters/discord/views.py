@@ -26,6 +26,7 @@ KIND_CODES |= {
     "pan_down": "j",
     "square": "q",
     "faces": "f",
+    "draw_this": "p",  # under a /describe answer: its key is a constant, the text is read back
 }
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 EMOJI = {"reroll": "🔁", "variations": "🎨", "upscale": "⬆️", "delete": "🗑️", "cancel": "✖️"}
@@ -38,6 +39,7 @@ EMOJI |= {
     "pan_down": "⬇️",
     "square": "⬛",
     "faces": "🙂",
+    "draw_this": "▶️",
 }
 # under a single picture, after its first row: zoom out and make square, pan, fix faces
 SINGLE_ROWS = (
@@ -54,7 +56,7 @@ def custom_id(kind: str, key: str) -> str:
 
 class ActionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"db:(?P<code>[rvudxzwlgkjqf]):(?P<key>[A-Za-z0-9_-]{1,40})",
+    template=r"db:(?P<code>[rvudxzwlgkjqfp]):(?P<key>[A-Za-z0-9_-]{1,40})",
 ):
     """Reroll, Variations, Upscale, Delete or Cancel, found again from its custom_id."""
 
@@ -91,6 +93,13 @@ class ActionButton(
 
     async def callback(self, interaction: discord.Interaction) -> None:
         interaction.client.dispatch("action_press", interaction, self.kind, self.key)
+
+
+def describe_view(locale: str | None) -> discord.ui.View:
+    """▶ Draw this, under a /describe answer."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(ActionButton("draw_this", "d", label=t(locale, "discord.btn.draw_this")))
+    return view
 
 
 def cancel_view(locale: str | None, job_id: str) -> discord.ui.View:

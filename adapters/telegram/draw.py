@@ -17,6 +17,7 @@ from telegram import Chat, Message, Update
 from telegram.ext import ContextTypes
 
 from adapters.kit import Priority
+from adapters.telegram.describe import describe
 from adapters.telegram.media import ImageRef, fetch, image_of, is_image_file, not_an_image
 from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import Runtime
@@ -121,6 +122,9 @@ async def on_picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     private = message.chat.type == Chat.PRIVATE
     replied = message.reply_to_message
     to_us = replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
+    if command == "describe":  # a picture with /describe as its caption
+        await describe(rt, message, image_of(message), rest)
+        return
     if command is not None and command != "draw":
         return  # another command, or one for another bot
     if command is None and not (private or to_us):

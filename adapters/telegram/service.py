@@ -38,6 +38,7 @@ from adapters.telegram.commands import (
     on_quota,
     on_start,
 )
+from adapters.telegram.describe import on_describe_command, on_draw_this
 from adapters.telegram.draw import on_draw_command, on_picture, on_private_text
 from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import PLATFORM, Runtime, answer_query
@@ -64,6 +65,7 @@ HANDLERS = {
     "quota": on_quota,
     "models": on_models,
     "settings": on_settings,
+    "describe": on_describe_command,
 }
 
 
@@ -187,6 +189,7 @@ def build_application(rt: Runtime, token: str) -> Application:
         )
     )
     app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuoxzwlgkjqf]:"))
+    app.add_handler(CallbackQueryHandler(on_draw_this, pattern=r"^p:"))
     app.add_handler(CallbackQueryHandler(on_models_page, pattern=r"^m:"))
     app.add_handler(CallbackQueryHandler(on_settings_button, pattern=r"^s:"))
     app.add_handler(CallbackQueryHandler(on_stale_button))

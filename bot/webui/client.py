@@ -548,6 +548,14 @@ class WebUIClient:
         resp = await self._post_json(path, {"image": await asyncio.to_thread(_b64, image)})
         return self._json_of(resp, path, dict)
 
+    async def interrogate(self, image: bytes, model: str = "clip") -> str:
+        """A caption of an image by the WebUI's interrogator ("clip" or "deepdanbooru"); it
+        waits for the generation lock like a render."""
+        path = f"{API}/interrogate"
+        body = {"image": await asyncio.to_thread(_b64, image), "model": model}
+        resp = await self._post_json(path, body, quick=False)
+        return str(self._json_of(resp, path, dict).get("caption") or "")
+
     # --- plumbing -----------------------------------------------------------------------
 
     async def _get_list(self, path: str) -> list[dict[str, Any]]:
