@@ -115,6 +115,7 @@ COMMANDS: tuple[Command, ...] = (
         Param("interrogator", Kind.INTERROGATOR),
     ),
     _cmd("describe_message", Param("message", Kind.MESSAGE), where=frozenset({Where.DISCORD})),
+    _cmd("history", Param("job", Kind.JOB), Param("page", Kind.AMOUNT)),
     # --- the operator's terminal ------------------------------------------------------------
     _cmd("run", audience=Audience.ADMIN, where=frozenset({Where.CLI})),
     _cmd(

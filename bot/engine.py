@@ -77,6 +77,9 @@ from bot.types import (
     Checkpoint,
     Description,
     GenerationRequest,
+    HistoryEntry,
+    HistoryJob,
+    HistoryPage,
     ImageResult,
     JobHandle,
     JobResult,
@@ -518,6 +521,76 @@ class Engine(Events):
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints of every backend, without repeats (for autocomplete)."""
         return catalogue.checkpoints(self.dispatcher.backends)
+
+    # --- /history --------------------------------------------------------------------------
+    async def history(self, user_key: str, page: int, per_page: int) -> HistoryPage:
+        """One page of a user's delivered jobs, newest first (a page past the end: the last)."""
+        try:
+            total = await self.db.jobs.count_delivered(user_key)
+            pages = max(1, -(-total // per_page))
+            page = min(max(0, page), pages - 1)
+            rows = await self.db.jobs.delivered_of(user_key, limit=per_page, offset=page * per_page)
+        except StorageFault as exc:
+            raise StorageError.from_fault(exc) from None
+        entries = []
+        for row in rows:
+            spec = (_json(row.params) or {}).get("spec") or {}
+            refs = _json(row.result_refs) or []
+            width, height = spec.get("width", 0), spec.get("height", 0)
+            if spec.get("hires") and spec.get("mode") == Mode.TXT2IMG.value:
+                width, height = int(width * spec["hr_scale"]), int(height * spec["hr_scale"])
+            entries.append(
+                HistoryEntry(
+                    row.id,
+                    row.prompt,
+                    row.created_at.strftime("%Y-%m-%d %H:%M"),
+                    max(1, len(refs)),
+                    f"{width}×{height}",
+                )
+            )
+        return HistoryPage(tuple(entries), page, pages)
+
+    async def history_job(self, requester: Requester, job_id: str) -> HistoryJob:
+        """A user's delivered job with its pictures and stored button keys (an admin may see
+        anyone's); NotFound for what is not theirs, unknown, or whose pictures are gone."""
+        try:
+            row = await self.db.jobs.get(job_id.strip())
+            ok = row is not None and row.state == JobState.DELIVERED.value
+            if row is None or not ok or not (row.user_key == requester.key or requester.is_admin):
+                raise NotFound("history.unknown_job", job=job_id)
+            results = await self.db.results.for_job(row.id)
+            actions = await self.db.actions.for_job(row.id)
+        except StorageFault as exc:
+            raise StorageError.from_fault(exc) from None
+        try:
+            pngs = [await asyncio.to_thread(self.store.get, r.image_ref) for r in results]
+        except DrawbridgeError:
+            raise NotFound("history.gone", job=row.id) from None
+        images = [
+            ImageResult(png, r.seed, r.width, r.height, r.infotext, ref=r.image_ref)
+            for png, r in zip(pngs, results, strict=True)
+        ]
+        own: dict[str, str] = {}
+        for action in actions:
+            if action.kind in JOB_ACTIONS:
+                own[action.kind] = action.key
+            elif action.kind in (*IMAGE_ACTIONS, *SINGLE_ACTIONS) and action.image_index < len(
+                images
+            ):
+                images[action.image_index].keys[action.kind] = action.key
+        spec = Resolved.from_dict((_json(row.params) or {})["spec"])
+        infotext = results[0].infotext if results else ""
+        result = JobResult(
+            row.id,
+            images,
+            row.prompt,
+            spec.model or _model_of(infotext),
+            0.0,
+            row.cost,
+            mode=spec.mode,
+            keys=own,
+        )
+        return HistoryJob(result, infotext)
 
     async def describe(self, png: bytes, original: bytes, model: str, label: str) -> Description:
         """/describe on the first backend that answers (never charged: nothing is drawn)."""

@@ -971,6 +971,41 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Attach a picture, or use the message menu “Describe” on one.",
         "zh": "请附上一张图片，或在图片消息的菜单中选择“描述”。",
     },
+    "history.unknown_job": {
+        "en": "You have no finished job {job}. /history lists yours.",
+        "zh": "你没有已完成的任务 {job}。/history 会列出你的任务。",
+    },
+    "history.gone": {
+        "en": "The pictures of job {job} are no longer kept.",
+        "zh": "任务 {job} 的图片已不再保存。",
+    },
+    "history.empty": {
+        "en": "You have no pictures yet. Draw one with /draw.",
+        "zh": "你还没有图片。用 /draw 画一张吧。",
+    },
+    "history.title": {
+        "en": "Your pictures, newest first (page {page} of {pages}):",
+        "zh": "你的图片，最新的在前（第 {page} 页，共 {pages} 页）：",
+    },
+    "history.entry": {
+        "en": "{n}. {when} · {size} · {prompt}\n    /history {job}",
+        "zh": "{n}. {when} · {size} · {prompt}\n    /history {job}",
+    },
+    "history.private": {
+        "en": "I sent your history to our private chat.",
+        "zh": "我已把你的历史记录发到私聊中。",
+    },
+    "telegram.cmd.history": {
+        "en": "Your recent pictures (or /history JOB for one)",
+        "zh": "你最近的图片（或 /history 任务编号 查看一张）",
+    },
+    "discord.cmd.history.name": {"en": "history", "zh": "历史"},
+    "discord.cmd.history": {
+        "en": "Your recent pictures, or one job with its parameters",
+        "zh": "你最近的图片，或某个任务及其参数",
+    },
+    "discord.opt.page": {"en": "page", "zh": "页码"},
+    "discord.opt.page.desc": {"en": "Which page (1 = newest)", "zh": "第几页（1 = 最新）"},
     "telegram.btn.draw_this": {"en": "▶ Draw this", "zh": "▶ 画这个"},
     "discord.btn.draw_this": {"en": "Draw this", "zh": "画这个"},
     "telegram.cmd.describe": {

@@ -44,6 +44,8 @@ from bot.types import (
     Checkpoint,
     Description,
     GenerationRequest,
+    HistoryJob,
+    HistoryPage,
     JobHandle,
     Original,
     Pictures,
@@ -59,6 +61,8 @@ from bot.webui.client import WebUIClient
 from storage.db import Database, upgrade
 
 log = logging.getLogger(__name__)
+
+HISTORY_PAGE = 5  # jobs per /history page
 
 __all__ = [
     "Service",
@@ -241,6 +245,14 @@ class Service:
     async def cancel(self, requester: Requester, job_id: str | None = None) -> Cancelled:
         """Cancel the named job (a cancel button carries its id), or the user's newest."""
         return await self._engine.cancel(requester, job_id)
+
+    async def history(self, requester: Requester, page: int = 0) -> HistoryPage:
+        """/history: one page of the user's delivered results, newest first."""
+        return await self._engine.history(requester.key, page, HISTORY_PAGE)
+
+    async def history_job(self, requester: Requester, job_id: str) -> HistoryJob:
+        """/history JOB: that job's pictures, their working buttons, its full parameters."""
+        return await self._engine.history_job(requester, job_id)
 
     async def describe(self, image: bytes, interrogator: str = "clip") -> Description:
         """/describe: what the WebUI's interrogator ("clip" or "deepbooru") sees in a picture,

@@ -8,7 +8,7 @@ from typing import Any
 from bot.checkpoints import model_label
 from bot.i18n import t
 from bot.presets import PresetBook
-from bot.types import Catalogue, Description, JobState, JobUpdate, QueueView, QuotaView
+from bot.types import Catalogue, Description, HistoryPage, JobState, JobUpdate, QueueView, QuotaView
 
 __all__ = [
     "ELLIPSIS",
@@ -17,6 +17,7 @@ __all__ = [
     "describe_text",
     "draw_text_of",
     "eta_text",
+    "history_lines",
     "model_label",
     "queue_lines",
     "quota_text",
@@ -174,3 +175,23 @@ def draw_text_of(text: str | None) -> str | None:
         return None
     found = text.rsplit(DRAW_MARK, 1)[1].strip()
     return found or None
+
+
+def history_lines(locale: str | None, found: HistoryPage) -> list[str]:
+    """/history: one page of a user's pictures, newest first, each with its /history JOB."""
+    if not found.entries:
+        return [t(locale, "history.empty")]
+    lines = [t(locale, "history.title", page=found.page + 1, pages=found.pages)]
+    for n, entry in enumerate(found.entries, start=1):
+        lines.append(
+            t(
+                locale,
+                "history.entry",
+                n=n,
+                when=entry.when,
+                size=entry.size,
+                prompt=cut(entry.prompt, 60),
+                job=entry.job_id,
+            )
+        )
+    return lines

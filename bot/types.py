@@ -26,6 +26,9 @@ __all__ = [
     "Checkpoint",
     "Description",
     "GenerationRequest",
+    "HistoryEntry",
+    "HistoryJob",
+    "HistoryPage",
     "ImageResult",
     "JobHandle",
     "JobResult",
@@ -276,6 +279,34 @@ class Description:
         if self.prompt and self.negative:
             text += f' --neg "{self.negative}"'
         return text
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One delivered job in /history."""
+
+    job_id: str
+    prompt: str
+    when: str  # "2025-03-01 14:05" UTC
+    images: int
+    size: str  # "512×512"
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a user's /history, newest first; `page` counts from 0."""
+
+    entries: tuple[HistoryEntry, ...]
+    page: int
+    pages: int
+
+
+@dataclass
+class HistoryJob:
+    """/history JOB: the job's pictures with their stored buttons, and its full parameters."""
+
+    result: JobResult
+    infotext: str
 
 
 @dataclass(frozen=True)

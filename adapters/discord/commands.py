@@ -23,6 +23,7 @@ from adapters.discord.draw import (
     render,
     start_job,
 )
+from adapters.discord.history import on_history
 from adapters.discord.init_image import use_as_init_image
 from adapters.discord.runtime import Runtime
 from adapters.discord.slash import (
@@ -94,6 +95,9 @@ def params_of(rt: Runtime, declared: Command) -> list[Param]:
             params.append(Param(p.name, job, loc(f"discord.opt.{p.name}.desc")))
         elif p.kind is Kind.DEFAULTS:
             params += _setting_params(rt)
+        elif p.kind is Kind.AMOUNT:
+            page = app_commands.Range[int, 1, 10_000]
+            params.append(Param(p.name, page, loc(f"discord.opt.{p.name}.desc")))
         elif p.kind is Kind.INTERROGATOR:
             choices = tuple(app_commands.Choice(name=n, value=n) for n in INTERROGATORS)
             desc = loc(f"discord.opt.{p.name}.desc")
@@ -337,6 +341,7 @@ HANDLERS: dict[str, Handler] = {
     "settings": on_settings,
     "help": on_help,
     "describe": on_describe,
+    "history": on_history,
 }
 
 

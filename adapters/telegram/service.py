@@ -40,6 +40,7 @@ from adapters.telegram.commands import (
 )
 from adapters.telegram.describe import on_describe_command, on_draw_this
 from adapters.telegram.draw import on_draw_command, on_picture, on_private_text
+from adapters.telegram.history import on_history, on_history_page
 from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import PLATFORM, Runtime, answer_query
 from adapters.telegram.settings_menu import on_settings, on_settings_button
@@ -66,6 +67,7 @@ HANDLERS = {
     "models": on_models,
     "settings": on_settings,
     "describe": on_describe_command,
+    "history": on_history,
 }
 
 
@@ -190,6 +192,7 @@ def build_application(rt: Runtime, token: str) -> Application:
     )
     app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuoxzwlgkjqf]:"))
     app.add_handler(CallbackQueryHandler(on_draw_this, pattern=r"^p:"))
+    app.add_handler(CallbackQueryHandler(on_history_page, pattern=r"^h:"))
     app.add_handler(CallbackQueryHandler(on_models_page, pattern=r"^m:"))
     app.add_handler(CallbackQueryHandler(on_settings_button, pattern=r"^s:"))
     app.add_handler(CallbackQueryHandler(on_stale_button))
