@@ -23,7 +23,7 @@ LORA_TIMEOUT = 5.0  # seconds to wait for a backend's LoRA list
 OFFER_LIMIT = 12  # names listed per backend in a refusal
 
 # the order missing things are named in, and the catalogue key of each kind
-KINDS = ("model", "sampler", "upscaler", "lora", "style")
+KINDS = ("model", "sampler", "upscaler", "lora", "style", "control")
 
 
 def check(spec: Resolved, backends: Sequence[Backend]) -> None:

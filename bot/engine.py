@@ -578,6 +578,8 @@ class Engine(Events):
                 images
             ):
                 images[action.image_index].keys[action.kind] = action.key
+            elif action.kind == "control_map":
+                own[action.kind] = action.key
         spec = Resolved.from_dict((_json(row.params) or {})["spec"])
         infotext = results[0].infotext if results else ""
         result = JobResult(
@@ -734,6 +736,28 @@ class Engine(Events):
         init_ref, mask_ref, size = await asyncio.to_thread(build)
         return outpaint_of(spec, init_ref, mask_ref, size)
 
+    async def control_map(self, key: str) -> Original:
+        """🦴 under a ControlNet result: its preprocessor's detected map of the control picture,
+        from /controlnet/detect on a backend that has that preprocessor (nothing is charged)."""
+        action, params = await self._action(key)
+        spec = Resolved.from_dict(params["spec"])
+        if action.kind != "control_map" or not spec.control or not spec.control_image:
+            raise NotFound("action.expired")
+        if not await asyncio.to_thread(self.store.exists, spec.control_image):
+            raise NotFound("action.expired")
+        png = await asyncio.to_thread(self.store.get, spec.control_image)
+        for backend in self.dispatcher.backends:
+            found = backend.control_for(spec.control) if backend.up else None
+            if found is None:
+                continue
+            try:
+                detected = await backend.client.controlnet_detect(png, found[0])
+            except WebUIError as exc:
+                log.warning("controlnet detect on %s failed: %s", backend.name, exc.render("en"))
+                continue
+            return Original(action.job_id, 0, detected)
+        raise DrawbridgeError("control.no_map")
+
     async def original(self, key: str) -> Original:
         """The stored PNG behind an 📄 Original key (anyone who sees the button may have it)."""
         action, _ = await self._action(key)
@@ -784,12 +808,20 @@ class Engine(Events):
                 return GenerationResult([png], {}, [spec.seed], [""], width, height, "")
 
             return upscale
+        control_b64 = None
+        if spec.control and spec.control_image:
+            control_b64 = await asyncio.to_thread(self._encode_ref, spec.control_image)
         if spec.init_image is None:
-            payload = build_payload(spec, target)
+            payload = build_payload(spec, target, control_b64=control_b64)
             return lambda client: client.txt2img(payload)
         init_b64, mask_b64 = await asyncio.to_thread(self._encode_inputs, spec)
-        payload = build_payload(spec, target, init_b64=init_b64, mask_b64=mask_b64)
+        payload = build_payload(
+            spec, target, init_b64=init_b64, mask_b64=mask_b64, control_b64=control_b64
+        )
         return lambda client: client.img2img(payload)
+
+    def _encode_ref(self, ref: str) -> str:
+        return base64.b64encode(self.store.get(ref)).decode()
 
     def _encode_inputs(self, spec: Resolved) -> tuple[str, str | None]:
         assert spec.init_image is not None
@@ -889,6 +921,8 @@ class Engine(Events):
         # Stored (results, button keys, state rendered) in one transaction before the upload;
         # settled only once the platform confirmed it.
         wanted, own = _result_actions(len(images), job.spec.mode)
+        if job.spec.control and job.spec.mode is not Mode.UPSCALE:
+            wanted.append((0, "control_map"))
         if len(images) == 1 and job.spec.mode is not Mode.UPSCALE:
             wanted += [
                 (0, kind)
@@ -1014,7 +1048,10 @@ def _assign_keys(
     found = iter(zip(wanted, keys, strict=True))
     result = {kind: key for (_, kind), key in itertools.islice(found, len(own))}
     for (index, kind), key in found:
-        images[index].keys[kind] = key
+        if kind == "control_map":  # one per job: the control picture's detected map
+            result[kind] = key
+        else:
+            images[index].keys[kind] = key
     return result
 
 

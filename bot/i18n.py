@@ -971,6 +971,57 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "Attach a picture, or use the message menu “Describe” on one.",
         "zh": "请附上一张图片，或在图片消息的菜单中选择“描述”。",
     },
+    "help.opt.control": {
+        "en": "ControlNet preprocessor (canny, depth, openpose, lineart, softedge, scribble, "
+        "tile, reference) guided by the control picture",
+        "zh": "ControlNet 预处理器（canny、depth、openpose、lineart、softedge、scribble、tile、"
+        "reference），由控制图引导",
+    },
+    "help.opt.control_weight": {"en": "ControlNet weight", "zh": "ControlNet 权重"},
+    "help.opt.control_guidance": {
+        "en": "ControlNet from START to END of the steps, e.g. 0:0.8",
+        "zh": "ControlNet 作用于步数的 START 到 END，例如 0:0.8",
+    },
+    "option.accepts_span": {
+        "en": "START:END between 0 and 1, e.g. 0:0.8",
+        "zh": "0 到 1 之间的 START:END，例如 0:0.8",
+    },
+    "option.needs_control": {
+        "en": "{flag} only works together with --control.",
+        "zh": "{flag} 只能和 --control 一起使用。",
+    },
+    "option.control_needs_image": {
+        "en": "--control needs a control picture: attach it as control_image on Discord, or on "
+        "Telegram send it with /draw as its caption (or reply to it).",
+        "zh": "--control 需要一张控制图：在 Discord 上作为 control_image 附上；在 Telegram 上把 "
+        "/draw 作为图片说明发送（或回复那张图）。",
+    },
+    "option.control_image_without_control": {
+        "en": "A control picture needs --control NAME (e.g. --control canny).",
+        "zh": "控制图需要配合 --control 名称（例如 --control canny）。",
+    },
+    "control.no_map": {
+        "en": "No drawing server can show this control map right now. Please try again later.",
+        "zh": "目前没有绘图服务器能显示这张控制图。请稍后再试。",
+    },
+    "route.offer.control": {"en": "ControlNet {names}", "zh": "ControlNet {names}"},
+    "route.missing.control": {
+        "en": "ControlNet {name!r} (its preprocessor and model)",
+        "zh": "ControlNet {name!r}（其预处理器和模型）",
+    },
+    "telegram.btn.control_map": {"en": "🦴 Show control map", "zh": "🦴 查看控制图"},
+    "discord.btn.control_map": {"en": "Show control map", "zh": "查看控制图"},
+    "discord.opt.control": {"en": "control", "zh": "控制"},
+    "discord.opt.control_image": {"en": "control_image", "zh": "控制图"},
+    "discord.opt.control_image.desc": {
+        "en": "The ControlNet picture (with control)",
+        "zh": "ControlNet 控制图（配合 control 使用）",
+    },
+    "discord.opt.more": {"en": "more", "zh": "更多"},
+    "discord.opt.more.desc": {
+        "en": "More options as text, e.g. --hr-steps 10 --control-weight 0.8",
+        "zh": "更多文字选项，例如 --hr-steps 10 --control-weight 0.8",
+    },
     "history.unknown_job": {
         "en": "You have no finished job {job}. /history lists yours.",
         "zh": "你没有已完成的任务 {job}。/history 会列出你的任务。",

@@ -28,6 +28,30 @@ MIN_SIDE = 64
 MAX_SIDE = 2048
 LORA_WEIGHT = (-2.0, 2.0)  # what the WebUI's sliders allow
 HIRES_FIELDS = ("hr_scale", "hr_denoise", "hr_steps", "hr_upscaler")
+# what Discord's `more` text may set (every field a flag fills, but the size pair)
+MORE_FIELDS = (
+    "negative",
+    "aspect",
+    "steps",
+    "cfg",
+    "seed",
+    "sampler",
+    "model",
+    "count",
+    "strength",
+    "hires",
+    "preset",
+    "invert",
+    "fill",
+    "only_masked",
+    *HIRES_FIELDS,
+    "face",
+    "loras",
+    "style",
+    "control",
+    "control_weight",
+    "control_guidance",
+)
 
 
 class Kind(StrEnum):
@@ -41,6 +65,7 @@ class Kind(StrEnum):
     CHOICE = "choice"
     FLAG = "flag"
     LORA = "lora"  # NAME or NAME:WEIGHT
+    SPAN = "span"  # START:END, fractions of the sampling steps
 
 
 @dataclass(frozen=True)
@@ -84,6 +109,7 @@ class Option:
     aliases: tuple[str, ...] = ()
     images_only: bool = False
     repeatable: bool = False  # given again, it adds a value (the field holds a tuple)
+    slash: bool = True  # its own Discord option (else written in the `more` option's text)
     extra: dict[str, Any] = dc_field(default_factory=dict)
 
     @property
@@ -112,6 +138,8 @@ class Option:
             return self._check_choice(raw)
         if self.kind is Kind.LORA:
             return self._lora(raw)
+        if self.kind is Kind.SPAN:
+            return self._span(raw)
         try:
             if self.kind is Kind.INT:
                 value: Any = int(raw)
@@ -185,6 +213,20 @@ class Option:
                 value=_num(value),
             )
         return name.strip(), value
+
+    def _span(self, raw: str) -> tuple[float, float]:
+        """START:END, both between 0 and 1, START not after END."""
+        try:
+            start, end = (float(x.replace(",", ".")) for x in re.split(r"[:\-–]", raw, maxsplit=1))
+        except ValueError:
+            raise OptionError(
+                "option.bad_value", flag=self.flag, value=raw, accepts=self.accepts()
+            ) from None
+        if not (0.0 <= start <= end <= 1.0):
+            raise OptionError(
+                "option.out_of_range", flag=self.flag, low="0:0", high="1:1", value=raw
+            )
+        return start, end
 
     def _check_choice(self, raw: str) -> str:
         if not self.choices:
@@ -304,6 +346,7 @@ def draw_options(limits: Limits, presets: PresetBook) -> list[Option]:
             1.0,
             default_from="hr_denoise",
             discord_name="hr_denoise",
+            slash=False,
         ),
         Option(
             "hr_steps",
@@ -313,6 +356,7 @@ def draw_options(limits: Limits, presets: PresetBook) -> list[Option]:
             0,
             limits.max_steps,
             discord_name="hr_steps",
+            slash=False,
         ),
         Option(
             "hr_upscaler",
@@ -321,10 +365,30 @@ def draw_options(limits: Limits, presets: PresetBook) -> list[Option]:
             "help.opt.hr_upscaler",
             default_from="hr_upscaler",
             discord_name="hr_upscaler",
+            slash=False,
         ),
         Option("face", "--face", Kind.FLAG, "help.opt.face"),
         Option("loras", "--lora", Kind.LORA, "help.opt.lora", discord_name="lora", repeatable=True),
         Option("style", "--style", Kind.TEXT, "help.opt.style"),
+        Option("control", "--control", Kind.TEXT, "help.opt.control"),
+        Option(
+            "control_weight",
+            "--control-weight",
+            Kind.FLOAT,
+            "help.opt.control_weight",
+            0.0,
+            2.0,
+            discord_name="control_weight",
+            slash=False,
+        ),
+        Option(
+            "control_guidance",
+            "--control-guidance",
+            Kind.SPAN,
+            "help.opt.control_guidance",
+            discord_name="control_guidance",
+            slash=False,
+        ),
     ]
 
 
@@ -412,6 +476,12 @@ class DrawParser:
 
     def parse(self, text: str, *, require_prompt: bool = True) -> GenerationRequest:
         """Parse the whole text; raises OptionError (only) on anything wrong."""
+        request = self._parse(text)
+        validate_request(request, self.limits, require_prompt=require_prompt)
+        return request
+
+    def _parse(self, text: str) -> GenerationRequest:
+        """The flags of `text` as a request, each checked, the whole not yet."""
         tokens = tokenize(text)
         prompt: list[str] = []
         values: dict[str, Any] = {}
@@ -462,7 +532,6 @@ class DrawParser:
             request.width, request.height = size
         for name, value in values.items():
             setattr(request, name, value)
-        validate_request(request, self.limits, require_prompt=require_prompt)
         return request
 
     def from_values(self, values: dict[str, Any]) -> GenerationRequest:
@@ -471,6 +540,19 @@ class DrawParser:
         request = GenerationRequest(prompt=str(values.get("prompt") or "").strip())
         by_name = {opt.name: opt for opt in self.options}
         given: set[str] = set()
+        more = str(values.get("more") or "").strip()
+        if more:  # the options without a slash option of their own, written as text
+            extra = self._parse(more)  # checked as a whole with the other options
+            if extra.prompt:
+                request.prompt = f"{request.prompt} {extra.prompt}".strip()
+            for name in MORE_FIELDS:
+                value = getattr(extra, name)
+                if value not in (None, ()):
+                    setattr(request, name, value)
+                    given.add(name)
+            if extra.width and extra.height:
+                request.width, request.height = extra.width, extra.height
+                given.add("size")
         for name, value in values.items():
             opt = by_name.get(name)
             if opt is None or value is None:
@@ -512,6 +594,12 @@ def validate_request(
                 "option.conflict", a="--no-hires", b="--" + hires_flags[0].replace("_", "-")
             )
         request.hires = True  # asking how the hires pass runs asks for one
+    if request.control_weight is not None or request.control_guidance is not None:
+        if not request.control:
+            flag = (
+                "--control-weight" if request.control_weight is not None else "--control-guidance"
+            )
+            raise OptionError("option.needs_control", flag=flag)
     if len(request.loras) > limits.max_loras:
         raise OptionError(
             "option.out_of_range",
@@ -602,6 +690,7 @@ def _metavar(opt: Option) -> str:
         Kind.CHOICE: "NAME",
         Kind.FLAG: "",
         Kind.LORA: "NAME[:WEIGHT]",
+        Kind.SPAN: "START:END",
     }[opt.kind]
 
 

@@ -33,6 +33,7 @@ ADETAILER = "ADetailer"
 ADETAILER_MODEL = "face_yolov8n.pt"
 ADETAILER_DENOISE = 0.4
 ADETAILER_SIZE = 512  # ad_inpaint_width/height: only the masked face is redrawn, at 512×512
+CONTROLNET = "controlnet"  # sd-webui-controlnet's always-on script title
 
 
 @dataclass(slots=True)
@@ -72,6 +73,11 @@ class Resolved:
     # added by issue 15; defaults so that jobs stored before read back
     face: bool = False
     styles: list[str] = dc_field(default_factory=list)
+    control: str | None = None  # the ControlNet preprocessor as the user named it
+    control_weight: float = 1.0
+    control_start: float = 0.0
+    control_end: float = 1.0
+    control_image: str | None = None
 
     @property
     def final_size(self) -> tuple[int, int]:
@@ -165,6 +171,11 @@ def resolve(
         preset=preset.name,
         face=bool(request.face),
         styles=[request.style] if request.style else [],
+        control=request.control,
+        control_weight=1.0 if request.control_weight is None else request.control_weight,
+        control_start=request.control_guidance[0] if request.control_guidance else 0.0,
+        control_end=request.control_guidance[1] if request.control_guidance else 1.0,
+        control_image=request.control_image,
     )
 
 
@@ -187,6 +198,8 @@ def cost(job: Resolved, flavour: Flavour = Flavour.A1111) -> int:
     if job.hires and job.mode is Mode.TXT2IMG:
         fw, fh = job.final_size
         work += job.count * fw * fh * (job.hr_steps or job.steps)
+    if job.control:  # ControlNet runs beside every sampling step of the first pass
+        work += job.count * job.width * job.height * drawn_steps(job, flavour)
     if job.face:  # ADetailer's inpaint pass per picture (restore_faces costs no sampling)
         face_steps = int(ADETAILER_DENOISE * job.steps) + 1
         work += job.count * ADETAILER_SIZE * ADETAILER_SIZE * face_steps
@@ -293,6 +306,8 @@ class Target:
     restore: bool = True  # override_settings_restore_afterwards
     task_id: str | None = None  # force_task_id (A1111 >= 1.6, Forge)
     adetailer: bool = False  # the backend lists the ADetailer script
+    control_module: str | None = None  # this backend's ControlNet preprocessor of the job
+    control_model: str | None = None  # and its ControlNet model ("None" for reference)
 
 
 def _overrides(job: Resolved, target: Target) -> dict[str, Any]:
@@ -319,6 +334,7 @@ def build_payload(
     *,
     init_b64: str | None = None,
     mask_b64: str | None = None,
+    control_b64: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body for /sdapi/v1/txt2img or /img2img of `target`'s flavour; only keys that
     flavour's request model has (A1111 by default)."""
@@ -351,12 +367,18 @@ def build_payload(
         payload["force_task_id"] = target.task_id
     if job.styles:
         payload["styles"] = list(job.styles)
+    scripts: dict[str, Any] = {}
     if job.face:
         if target.adetailer:
-            args = [True, False, {"ad_model": ADETAILER_MODEL}]
-            payload["alwayson_scripts"] = {ADETAILER: {"args": args}}
+            scripts[ADETAILER] = {"args": [True, False, {"ad_model": ADETAILER_MODEL}]}
         else:
             payload["restore_faces"] = True
+    if job.control:
+        if control_b64 is None or target.control_module is None:
+            raise ValueError("a ControlNet job needs its picture and a backend that has it")
+        scripts[CONTROLNET] = {"args": [_control_unit(job, target, control_b64)]}
+    if scripts:
+        payload["alwayson_scripts"] = scripts
     if job.mode is Mode.TXT2IMG:
         payload["enable_hr"] = job.hires
         if job.hires:
@@ -389,6 +411,23 @@ def build_payload(
             raise ValueError("inpaint needs the mask")
         payload["mask"] = mask_b64
     return payload
+
+
+def _control_unit(job: Resolved, target: Target, image_b64: str) -> dict[str, Any]:
+    """One ControlNetUnit (sd-webui-controlnet internal_controlnet/args.py): its preprocessor
+    and model, weight and guidance span; pixel_perfect sizes the preprocessor to the picture;
+    no detected map among the results (🦴 asks /controlnet/detect for it)."""
+    return {
+        "enabled": True,
+        "module": target.control_module,
+        "model": target.control_model or "None",
+        "weight": job.control_weight,
+        "image": image_b64,
+        "guidance_start": job.control_start,
+        "guidance_end": job.control_end,
+        "pixel_perfect": True,
+        "save_detected_map": False,
+    }
 
 
 def _hires(payload: dict[str, Any], job: Resolved, target: Target) -> None:

@@ -203,6 +203,7 @@ class Service:
             max_bytes=settings.max_upload_bytes,
             locale=requester.locale,
         )
+        await self._control_picture(request, pictures)
         problems = self._engine.backend_problems()
         if refuse_when_down and problems is not None:
             raise DrawbridgeError("error.input", detail="; ".join(problems))
@@ -215,6 +216,23 @@ class Service:
             notes=prepared.notes,
             source=source,
         )
+
+    async def _control_picture(self, request: GenerationRequest, pictures: Pictures) -> None:
+        """--control needs its picture: checked, stored by reference on the request."""
+        if request.control is None:
+            if pictures.control is not None:
+                raise OptionError("option.control_image_without_control")
+            return
+        if pictures.control is None:
+            raise OptionError("option.control_needs_image")
+        settings = self.settings
+        checked = await asyncio.to_thread(
+            ingest,
+            pictures.control,
+            max_pixels=settings.max_pixels,
+            max_bytes=settings.max_upload_bytes,
+        )
+        request.control_image = await asyncio.to_thread(self._engine.store.put, checked.png)
 
     async def press(
         self,
@@ -233,6 +251,10 @@ class Service:
         """A replier's conversation moved (its first status message was sent, or replaced):
         store the new `reply_ref`, so a restart edits that message. Best effort, never raises."""
         await self._engine.remember_reply(job_id, reply_ref)
+
+    async def control_map(self, key: str) -> Original:
+        """🦴: the ControlNet preprocessor's detected map behind a result's key (free)."""
+        return await self._engine.control_map(key)
 
     async def original(self, key: str) -> Original:
         """The PNG as the WebUI made it, behind an 📄 Original key."""

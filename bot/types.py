@@ -105,6 +105,12 @@ class GenerationRequest:
     face: bool | None = None
     loras: tuple[tuple[str, float], ...] = ()
     style: str | None = None
+    # ControlNet: the preprocessor family (canny, depth …), its weight and guidance span, and
+    # the control picture (an image store key)
+    control: str | None = None
+    control_weight: float | None = None
+    control_guidance: tuple[float, float] | None = None
+    control_image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,6 +120,7 @@ class Pictures:
 
     init: bytes | None = None
     mask: bytes | None = None
+    control: bytes | None = None  # the ControlNet picture (--control)
 
 
 @dataclass

@@ -445,7 +445,21 @@ LORAS = ["add_detail", "film_grain"]
 ALWAYSON_SCRIPTS = {"refiner", "seed", "extra options", "hypertile", "soft inpainting"}
 # Extensions a server may have installed (DevWebUI(extensions=...)): the always-on script
 # title each adds. ADetailer's (Bing-su/adetailer scripts/!adetailer.py) is "ADetailer".
-EXTENSION_SCRIPTS = {"adetailer": "ADetailer"}
+EXTENSION_SCRIPTS = {"adetailer": "ADetailer", "controlnet": "ControlNet"}
+# sd-webui-controlnet: GET /controlnet/module_list (a few of its preprocessors) and the models a
+# server may have (DevWebUI(control_models=...)); internal_controlnet/args.py ControlNetUnit
+CONTROL_MODULES = (
+    "none",
+    "canny",
+    "depth_midas",
+    "openpose",
+    "lineart_realistic",
+    "softedge_pidinet",
+    "scribble_pidinet",
+    "tile_resample",
+    "reference_only",
+)
+CONTROL_MODELS = ("control_v11p_sd15_canny [d14c016b]", "control_v11f1p_sd15_depth [cfd03158]")
 # ADetailer's detection models (adetailer/common.py get_models: the Bingsu/adetailer files)
 ADETAILER_MODELS = (
     "face_yolov8n.pt",

@@ -26,6 +26,8 @@ from devwebui.fields import (
     ADETAILER_MODELS,
     ALWAYSON_SCRIPTS,
     API,
+    CONTROL_MODELS,
+    CONTROL_MODULES,
     DEFAULT_MODELS,
     EXTENSION_SCRIPTS,
     EXTRAS_FIELDS,
@@ -280,6 +282,7 @@ class DevWebUI:
         loras: Sequence[str] = LORAS,
         extensions: Sequence[str] = (),
         styles: Sequence[tuple[str, str, str]] = STYLES,
+        control_models: Sequence[str] = CONTROL_MODELS,
     ) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {', '.join(FLAVORS)}, not {flavor!r}")
@@ -303,6 +306,8 @@ class DevWebUI:
             raise ValueError(f"extensions must be among {', '.join(EXTENSION_SCRIPTS)}")
         self.extensions = set(extensions)
         self.styles = list(styles)
+        self.control_models = list(control_models)
+        self.control_units: list[dict[str, Any]] = []  # every ControlNet unit that ran
         # checkpoint files on disk the WebUI has not scanned yet (POST /refresh-checkpoints)
         self.unscanned: list[Checkpoint] = []
         # the weights in memory; options_data["sd_model_checkpoint"] is the *setting*, which
@@ -479,6 +484,10 @@ class DevWebUI:
         get(f"{API}/cmd-flags", self._cmd_flags)
         get(f"{API}/scripts", self._scripts)
         get(f"{API}/prompt-styles", self._prompt_styles)
+        if "controlnet" in self.extensions:  # the extension adds its own routes
+            get("/controlnet/model_list", self._control_model_list)
+            get("/controlnet/module_list", self._control_module_list)
+            post("/controlnet/detect", self._control_detect)
         get(f"{API}/memory", self._memory)
         post(f"{API}/refresh-checkpoints", self._refresh_checkpoints)
         if self.flavor == "sdnext":  # SD.Next removed these and added /version
@@ -619,6 +628,53 @@ class DevWebUI:
                 raise HTTPError(422, f"always on script {title} not found")
             if title.lower() == "adetailer":
                 _check_adetailer(value)
+            if title.lower() == "controlnet":
+                self._check_control(value)
+
+    def _check_control(self, value: Any) -> None:
+        """ControlNetUnit validation (args.py): known module and model, weight 0..2,
+        guidance_start <= guidance_end, a decodable image; a bad unit fails the request."""
+        args = value.get("args") if isinstance(value, dict) else None
+        for unit in args or []:
+            if not isinstance(unit, dict) or not unit.get("enabled"):
+                continue
+            if unit.get("module", "none") not in CONTROL_MODULES:
+                raise ValueError(f"module({unit.get('module')}) not found in supported modules.")
+            if unit.get("model", "None") not in (*self.control_models, "None"):
+                raise ValueError(f"model({unit.get('model')}) not found in supported models.")
+            if not 0.0 <= float(unit.get("weight", 1.0)) <= 2.0:
+                raise ValueError("weight must be between 0 and 2")
+            start, end = unit.get("guidance_start", 0.0), unit.get("guidance_end", 1.0)
+            if start > end:
+                raise ValueError(f"guidance_start({start}) > guidance_end({end})")
+            decode_image(str(unit.get("image") or unit.get("input_image") or ""))
+            self.control_units.append(unit)
+
+    async def _control_model_list(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"model_list": self.control_models})
+
+    async def _control_module_list(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"module_list": list(CONTROL_MODULES)})
+
+    async def _control_detect(self, request: web.Request) -> web.StreamResponse:
+        """The preprocessor's map of each input image: edges for canny, grey depth else."""
+        body = await self._body(request)
+        module = body.get("controlnet_module", "none") if isinstance(body, dict) else "none"
+        images = body.get("controlnet_input_images") or [] if isinstance(body, dict) else []
+        if module not in CONTROL_MODULES:
+            return web.json_response({"images": [], "info": "Module not available"})
+        if not images:
+            return web.json_response({"images": [], "info": "No image selected"})
+
+        def detect() -> list[str]:
+            out = []
+            for raw in images:
+                grey = decode_image(str(raw)).convert("L")
+                picture = grey.filter(ImageFilter.FIND_EDGES) if module == "canny" else grey
+                out.append(encode_png(picture.convert("RGB"), ""))
+            return out
+
+        return web.json_response({"images": await asyncio.to_thread(detect), "info": "Success"})
 
     def _styled(self, prompt: str, req: dict[str, Any]) -> str:
         """styles.py apply_styles_to_prompt: each named style, unknown names ignored."""

@@ -34,6 +34,7 @@ ACTION_KINDS += (
     "pan_down",
     "square",
     "faces",
+    "control_map",
 )
 
 

@@ -52,9 +52,8 @@ async def test_discord_hires_options_reach_the_payload_and_the_price(tmp_path) -
                 "size": "512x512",
                 "steps": 20,
                 "hr_scale": 1.5,
-                "hr_denoise": 0.3,
-                "hr_steps": 20,
-                "hr_upscaler": "R-ESRGAN 4x+",
+                # past Discord's 25 options: the rarer ones in `more`, written as text
+                "more": '--hr-denoise 0.3 --hr-steps 20 --hr-upscaler "R-ESRGAN 4x+"',
             },
         )
         result = await env.result(ix)
@@ -64,8 +63,8 @@ async def test_discord_hires_options_reach_the_payload_and_the_price(tmp_path) -
         fields = {f["name"]: f["value"] for f in result["embeds"][0]["fields"]}
         assert fields["Size"] == "768×768"
         assert (await env.settled("alice")).available == 10_000 - 4
-        refused = await env.fake.slash("draw", {"prompt": "a fox", "hires": False, "hr_steps": 3})
-        assert await env.ephemeral(refused) == "Use either `hires` or `hr_steps`, not both."
+        refused = await env.fake.slash("draw", {"prompt": "a fox", "hires": False, "hr_scale": 1.5})
+        assert await env.ephemeral(refused) == "Use either `hires` or `hr_scale`, not both."
 
 
 async def test_telegram_face_uses_adetailer_where_listed_and_restore_faces_elsewhere(

@@ -8,6 +8,7 @@ an ephemeral refusal and nothing happens.
 
 from __future__ import annotations
 
+import io
 import logging
 
 import discord
@@ -55,6 +56,9 @@ async def on_press(rt: Runtime, interaction: discord.Interaction, kind: str, key
     if kind == "draw_this":
         await draw_this(rt, interaction)
         return
+    if kind == "control_map":
+        await show_control_map(rt, interaction, key)
+        return
     target = interaction_target(rt, interaction, None)
     replier = DiscordReplier(rt, requester, target, interaction=interaction)
     try:  # queued first; its first status answers the press
@@ -80,3 +84,16 @@ async def draw_this(rt: Runtime, interaction: discord.Interaction) -> None:
         await ephemeral(interaction, render(exc, locale, rt.service.options))
         return
     await start_job(rt, interaction, request)
+
+
+async def show_control_map(rt: Runtime, interaction: discord.Interaction, key: str) -> None:
+    """🦴: the preprocessor's detected map, only to whoever pressed (nothing is charged)."""
+    locale = str(interaction.locale)
+    await interaction.response.defer(ephemeral=True, thinking=True)
+    try:
+        found = await rt.service.control_map(key)
+    except DrawbridgeError as exc:
+        await interaction.followup.send(render(exc, locale, rt.service.options), ephemeral=True)
+        return
+    name = f"drawbridge-{found.job_id}-control.png"
+    await interaction.followup.send(file=discord.File(io.BytesIO(found.png), name), ephemeral=True)

@@ -150,6 +150,7 @@ def _completers(rt: Runtime) -> dict[str, Autocomplete]:
         "hr_upscaler": offered("upscaler"),
         "style": offered("style"),
         "loras": loras,
+        "control": offered("control"),
     }
 
 
@@ -202,7 +203,12 @@ async def on_draw(rt: Runtime, interaction: discord.Interaction, values: dict[st
         await ephemeral(interaction, render(exc, locale, rt.service.options))
         return
     await start_job(
-        rt, interaction, request, init=values.get("init_image"), mask=values.get("mask")
+        rt,
+        interaction,
+        request,
+        init=values.get("init_image"),
+        mask=values.get("mask"),
+        control=values.get("control_image"),
     )
 
 

@@ -222,8 +222,15 @@ def draw_params(
         if opt.images_only and images:
             params += images
             images = []
+        if not opt.slash:
+            continue  # written in `more` (Discord takes 25 options per command)
         params.append(option_param(opt, limits, preset, completers))
-    return params + images
+        if opt.field == "control":
+            params.append(
+                Param("control_image", discord.Attachment, loc("discord.opt.control_image.desc"))
+            )
+    more = Param("more", str, loc("discord.opt.more.desc"))
+    return [*params, *images, more]
 
 
 def matching(

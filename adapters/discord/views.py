@@ -26,6 +26,7 @@ KIND_CODES |= {
     "pan_down": "j",
     "square": "q",
     "faces": "f",
+    "control_map": "c",
     "draw_this": "p",  # under a /describe answer: its key is a constant, the text is read back
 }
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
@@ -40,6 +41,7 @@ EMOJI |= {
     "square": "⬛",
     "faces": "🙂",
     "draw_this": "▶️",
+    "control_map": "🦴",
 }
 # under a single picture, after its first row: zoom out and make square, pan, fix faces
 SINGLE_ROWS = (
@@ -56,7 +58,7 @@ def custom_id(kind: str, key: str) -> str:
 
 class ActionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"db:(?P<code>[rvudxzwlgkjqfp]):(?P<key>[A-Za-z0-9_-]{1,40})",
+    template=r"db:(?P<code>[rvudxzwlgkjqfpc]):(?P<key>[A-Za-z0-9_-]{1,40})",
 ):
     """Reroll, Variations, Upscale, Delete or Cancel, found again from its custom_id."""
 
@@ -130,6 +132,8 @@ def result_view(locale: str | None, result: JobResult) -> discord.ui.View:
             button("variations", image_key(0, "variations"), 0, t(locale, "discord.btn.variations"))
             button("upscale", image_key(0, "upscale"), 0, t(locale, "discord.btn.upscale"))
     button("delete", result.keys["delete"], 0, t(locale, "discord.btn.delete"))
+    if "control_map" in result.keys:
+        button("control_map", result.keys["control_map"], 0, t(locale, "discord.btn.control_map"))
     if upscaled:
         return view
     if count == 1:

@@ -58,12 +58,22 @@ async def draw(
     except OptionError as exc:
         rt.answer(message, exc.render(locale), priority=Priority.REFUSAL, key=refusal)
         return
+    control: ImageRef | None = None
+    if request.control is not None:
+        # --control: the picture sent (or the one replied to) guides; sent while replying to
+        # a picture, the replied one is the init picture
+        control = mask if mask is not None else init
+        init = init if mask is not None else None
+        mask = None
     thread_id = message.message_thread_id if message.is_topic_message else None
     try:
         max_bytes = rt.settings.max_upload_bytes
         pictures = Pictures(
             init=await fetch(bot, rt.service, init, max_bytes) if init is not None else None,
             mask=await fetch(bot, rt.service, mask, max_bytes) if mask is not None else None,
+            control=(
+                await fetch(bot, rt.service, control, max_bytes) if control is not None else None
+            ),
         )
         # No status message yet: the job is stored first, and its first status is the
         # acknowledgement (the replier sends it, replying to the user's message).

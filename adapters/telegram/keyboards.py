@@ -30,6 +30,7 @@ KIND_CODES |= {
     "pan_down": "j",
     "square": "q",
     "faces": "f",
+    "control_map": "c",
 }
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 
@@ -83,8 +84,11 @@ def result_keyboard(locale: str | None, result: JobResult, index: int) -> Inline
         row = [_button(locale, kind, keys[kind]) for kind in group if kind in keys]
         if row:
             rows.append(row)
-    if "faces" in keys:
-        rows.append([_button(locale, "faces", keys["faces"])])
+    last = [_button(locale, "faces", keys["faces"])] if "faces" in keys else []
+    if "control_map" in result.keys:
+        last.append(_button(locale, "control_map", result.keys["control_map"]))
+    if last:
+        rows.append(last)
     return InlineKeyboardMarkup(rows)
 
 
@@ -92,7 +96,10 @@ def album_keyboard(locale: str | None, result: JobResult) -> InlineKeyboardMarku
     """Buttons for a batch: one reroll for the job, then variations/upscale/original per image."""
     rows: list[list[InlineKeyboardButton]] = []
     if result.mode is not Mode.UPSCALE:
-        rows.append([_button(locale, "reroll", result.keys["reroll"])])
+        first = [_button(locale, "reroll", result.keys["reroll"])]
+        if "control_map" in result.keys:
+            first.append(_button(locale, "control_map", result.keys["control_map"]))
+        rows.append(first)
     for index, image in enumerate(result.images):
         row = [
             _button(locale, kind, image.keys[kind], index + 1)

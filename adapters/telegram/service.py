@@ -190,7 +190,7 @@ def build_application(rt: Runtime, token: str) -> Application:
             on_private_text,
         )
     )
-    app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuoxzwlgkjqf]:"))
+    app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuoxzwlgkjqfc]:"))
     app.add_handler(CallbackQueryHandler(on_draw_this, pattern=r"^p:"))
     app.add_handler(CallbackQueryHandler(on_history_page, pattern=r"^h:"))
     app.add_handler(CallbackQueryHandler(on_models_page, pattern=r"^m:"))

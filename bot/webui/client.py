@@ -495,6 +495,29 @@ class WebUIClient:
         """The styles saved in the WebUI: [{name, prompt, negative_prompt}]."""
         return await self._get_list(f"{API}/prompt-styles")
 
+    async def controlnet_models(self) -> list[str]:
+        """sd-webui-controlnet's models: GET /controlnet/model_list {model_list: [...]}."""
+        found = await self._get_dict("/controlnet/model_list")
+        return [str(m) for m in found.get("model_list") or []]
+
+    async def controlnet_modules(self) -> list[str]:
+        """Its preprocessors: GET /controlnet/module_list {module_list: [...]}."""
+        found = await self._get_dict("/controlnet/module_list")
+        return [str(m) for m in found.get("module_list") or []]
+
+    async def controlnet_detect(self, image: bytes, module: str) -> bytes:
+        """The preprocessor's detected map of an image: POST /controlnet/detect."""
+        path = "/controlnet/detect"
+        body = {
+            "controlnet_module": module,
+            "controlnet_input_images": [await asyncio.to_thread(_b64, image)],
+        }
+        resp = await self._post_json(path, body, quick=False)
+        images = self._json_of(resp, path, dict).get("images") or []
+        if not images or not isinstance(images[0], str):
+            raise self._bad_response(path, "no detected map")
+        return base64.b64decode(images[0])
+
     async def latent_upscale_modes(self) -> list[dict[str, Any]]:
         """Latent hires upscalers of A1111/Forge ([{name}]); [] where the route is gone (SD.Next
         lists its latent ones with the other upscalers)."""
