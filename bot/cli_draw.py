@@ -79,6 +79,7 @@ async def draw_once(
     init_path: Path | None,
     mask_path: Path | None,
     out_dir: Path,
+    control_path: Path | None = None,
 ) -> DrawOutcome:
     """Parse, charge, queue and run one job; write its images to `out_dir`."""
     service = Service(settings, serves=["cli"])
@@ -88,6 +89,7 @@ async def draw_once(
         pictures = Pictures(
             init=_read(init_path) if init_path else None,
             mask=_read(mask_path) if mask_path else None,
+            control=_read(control_path) if control_path else None,
         )
     except BaseException:
         await service.aclose()

@@ -109,3 +109,30 @@ async def test_discord_controlnet_with_a_control_image_and_the_map(tmp_path) -> 
             attachments={"control_image": ("e.png", png_bytes(sample_photo()), "image/png")},
         )
         assert "ControlNet 'depth'" in await env.ephemeral(refused)
+
+
+async def test_cli_control_image(tmp_path) -> None:
+    from PIL import Image
+
+    from tests.harness.cli import drawbridge
+
+    picture = tmp_path / "edges.png"
+    Image.new("RGB", (320, 256), (10, 200, 30)).save(picture)
+    async with DevWebUI(delay=0.05, extensions=("controlnet",), control_models=(CANNY,)) as cn:
+        code, out, err = await drawbridge(
+            tmp_path,
+            "draw",
+            "a house",
+            "--control",
+            "canny",
+            "--no-hires",
+            "--control-image",
+            str(picture),
+            "--out",
+            str(tmp_path / "out"),
+            WEBUI_URLS=cn.url,
+        )
+    assert code == 0, err
+    body = [b for p, b in cn.requests if p.endswith("/txt2img")][0]
+    (unit,) = body["alwayson_scripts"]["controlnet"]["args"]
+    assert unit["model"] == CANNY and decode(unit["image"]).size == (320, 256)
