@@ -188,4 +188,19 @@ async def gather(backends: Sequence[Backend]) -> Catalogue:
                 break
             except Exception as exc:  # a WebUI without the Lora extension, or down
                 log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
-    return Catalogue([n for n in titles if n], samplers(backends), list(loras))
+    embeddings: dict[str, None] = {}
+    for backend in backends:
+        if not backend.up:
+            continue
+        try:
+            async with asyncio.timeout(LORA_TIMEOUT):
+                embeddings.update(dict.fromkeys(await backend.client.embeddings()))
+        except Exception as exc:  # an old WebUI without the route, or down
+            log.info("no embeddings from %s: %s", backend.name, type(exc).__name__)
+    return Catalogue(
+        [n for n in titles if n],
+        samplers(backends),
+        list(loras),
+        sorted(embeddings),
+        names_of(backends, "style"),
+    )

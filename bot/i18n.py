@@ -1022,6 +1022,11 @@ MESSAGES: dict[str, dict[str, str]] = {
         "en": "More options as text, e.g. --hr-steps 10 --control-weight 0.8",
         "zh": "更多文字选项，例如 --hr-steps 10 --control-weight 0.8",
     },
+    "models.embeddings": {
+        "en": "Embeddings (write the name in the prompt):",
+        "zh": "嵌入（在提示词中写出名称）：",
+    },
+    "models.styles": {"en": "Styles (--style NAME):", "zh": "风格（--style 名称）："},
     "history.unknown_job": {
         "en": "You have no finished job {job}. /history lists yours.",
         "zh": "你没有已完成的任务 {job}。/history 会列出你的任务。",

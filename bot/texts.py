@@ -147,6 +147,10 @@ def catalogue_lines(
     lines += [t(locale, samplers_key), *(f"• {n}" for n in found.samplers)]
     if found.loras:
         lines += [t(locale, "models.loras"), *(f"• {n}" for n in found.loras)]
+    if found.embeddings:
+        lines += [t(locale, "models.embeddings"), *(f"• {n}" for n in found.embeddings)]
+    if found.styles:
+        lines += [t(locale, "models.styles"), *(f"• {n}" for n in found.styles)]
     return lines
 
 

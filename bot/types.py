@@ -323,6 +323,8 @@ class Catalogue:
     checkpoints: list[str]
     samplers: list[str]
     loras: list[str]
+    embeddings: list[str] = field(default_factory=list)  # textual inversions, by trigger word
+    styles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

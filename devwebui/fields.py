@@ -467,6 +467,7 @@ ADETAILER_MODELS = (
     "hand_yolov8n.pt",
     "person_yolov8n-seg.pt",
 )
+EMBEDDINGS = ("easynegative", "bad-hands-5")  # GET /embeddings: textual inversions loaded
 # GET /prompt-styles (styles.csv): name, prompt ("{prompt}" is replaced), negative prompt
 STYLES = (
     ("cinematic", "cinematic still of {prompt}, film grain", "cartoon, drawing"),

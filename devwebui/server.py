@@ -29,6 +29,7 @@ from devwebui.fields import (
     CONTROL_MODELS,
     CONTROL_MODULES,
     DEFAULT_MODELS,
+    EMBEDDINGS,
     EXTENSION_SCRIPTS,
     EXTRAS_FIELDS,
     FORGE_IMG2IMG_FIELDS,
@@ -484,6 +485,7 @@ class DevWebUI:
         get(f"{API}/cmd-flags", self._cmd_flags)
         get(f"{API}/scripts", self._scripts)
         get(f"{API}/prompt-styles", self._prompt_styles)
+        get(f"{API}/embeddings", self._embeddings)
         if "controlnet" in self.extensions:  # the extension adds its own routes
             get("/controlnet/model_list", self._control_model_list)
             get("/controlnet/module_list", self._control_module_list)
@@ -1325,6 +1327,20 @@ class DevWebUI:
     def _adetailer_on(self, req: dict[str, Any]) -> bool:
         """ADetailer is installed and the request enables it with at least one model."""
         return "adetailer" in self.extensions and bool(_adetailer_args(req))
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """api.py get_embeddings: {loaded: {name: {step, sd_checkpoint, …}}, skipped: {}}."""
+        loaded = {
+            name: {
+                "step": None,
+                "sd_checkpoint": None,
+                "sd_checkpoint_name": None,
+                "shape": 768,
+                "vectors": 1,
+            }
+            for name in EMBEDDINGS
+        }
+        return web.json_response({"loaded": loaded, "skipped": {}})
 
     async def _prompt_styles(self, request: web.Request) -> web.StreamResponse:
         return web.json_response(

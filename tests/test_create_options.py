@@ -154,3 +154,29 @@ async def test_discord_loras_autocomplete_and_are_checked(tmp_path) -> None:
         (body,) = env.generations()
         assert body["prompt"] == "a fox <lora:add_detail:0.5> <lora:film_grain:1>"
         assert body["styles"] == ["watercolor"]
+
+
+async def test_models_lists_embeddings_and_styles_on_both_platforms(tmp_path) -> None:
+    async with telegram_env(tmp_path / "tg") as env:
+        alice = env.fake.user(1001, "Alice")
+        env.fake.send_text(alice, alice, "/models")
+        first = await env.wait_message(alice, "Page 1 of 2")
+        env.fake.press_button(alice, alice, first, "m:1")
+
+        def page_two() -> dict | None:
+            message = env.fake.message(alice, first["message_id"]) or {}
+            return message if "Page 2 of 2" in message.get("text", "") else None
+
+        listed = await env.until(page_two)
+        assert "Embeddings (write the name in the prompt):\n• bad-hands-5" in listed["text"]
+        assert "Styles (--style NAME):\n• cinematic\n• watercolor" in listed["text"]
+    async with discord_env(tmp_path / "dc") as env:
+        ix = await env.fake.slash("models")
+
+        def embed() -> str | None:
+            messages = [env.fake.original_message(ix), *env.fake.followups(ix)]
+            found = [m["embeds"][0]["description"] for m in messages if m and m.get("embeds")]
+            return found[0] if found else None
+
+        text = await env.until(embed)
+        assert "• bad-hands-5" in text and "• watercolor" in text

@@ -491,6 +491,12 @@ class WebUIClient:
         """LoRAs: [{name, alias, path, metadata}]."""
         return await self._get_list(f"{API}/loras")
 
+    async def embeddings(self) -> list[str]:
+        """Loaded textual-inversion embeddings: GET /embeddings {loaded: {name: …}, skipped}."""
+        found = await self._get_dict(f"{API}/embeddings")
+        loaded = found.get("loaded")
+        return [str(name) for name in loaded] if isinstance(loaded, dict) else []
+
     async def prompt_styles(self) -> list[dict[str, Any]]:
         """The styles saved in the WebUI: [{name, prompt, negative_prompt}]."""
         return await self._get_list(f"{API}/prompt-styles")
