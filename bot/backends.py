@@ -59,6 +59,8 @@ class Needs:
     sampler: str | None = None
     upscaler: str | None = None
     loras: tuple[str, ...] = ()
+    styles: tuple[str, ...] = ()
+    control: str | None = None  # the ControlNet preprocessor, as the user named it
     # sampling_steps values /progress may show while this job samples
     steps: frozenset[int] = frozenset()
 
@@ -85,6 +87,8 @@ def needs_of(spec: Resolved) -> Needs:
         sampler=spec.sampler,
         upscaler=spec.hr_upscaler if hires else None,
         loras=loras,
+        styles=tuple(spec.styles),
+        control=spec.control,
         steps=frozenset(steps),
     )
 
@@ -108,6 +112,15 @@ class Listing:
     loras: list[str] | None  # None: no /loras (no Lora extension, SD.Next's original backend)
     scripts: list[str] | None
     fetched_at: float
+    styles: list[str] | None = None  # None: it did not answer /prompt-styles
+    # sd-webui-controlnet's /controlnet/model_list and /module_list (None: no extension)
+    control_models: list[str] | None = None
+    control_modules: list[str] | None = None
+
+    @property
+    def adetailer(self) -> bool:
+        """Whether the ADetailer extension is installed (its script is listed)."""
+        return "adetailer" in (self.scripts or ())
 
     def titles(self) -> list[str]:
         """Checkpoint titles (as override_settings takes them)."""
@@ -139,7 +152,56 @@ async def fetch_listing(client: WebUIClient) -> Listing:
             scripts = sorted(
                 {str(s) for kind in listed.values() if isinstance(kind, list) for s in kind}
             )
-    return Listing(models, samplers, schedulers, upscalers, loras, scripts, time.monotonic())
+        styles: list[str] | None = None
+        with contextlib.suppress(Exception):
+            styles = [str(s["name"]) for s in await client.prompt_styles() if s.get("name")]
+        control_models: list[str] | None = None
+        control_modules: list[str] | None = None
+        with contextlib.suppress(Exception):
+            control_models = await client.controlnet_models()
+            control_modules = await client.controlnet_modules()
+    return Listing(
+        models,
+        samplers,
+        schedulers,
+        upscalers,
+        loras,
+        scripts,
+        time.monotonic(),
+        styles,
+        control_models,
+        control_modules,
+    )
+
+
+# what a user's --control NAME means when the extension has no module of exactly that name
+CONTROL_DEFAULTS = {
+    "depth": "depth_midas",
+    "lineart": "lineart_realistic",
+    "softedge": "softedge_pidinet",
+    "scribble": "scribble_pidinet",
+    "tile": "tile_resample",
+    "reference": "reference_only",
+}
+MODEL_FREE = ("reference",)  # reference_* preprocessors run without a ControlNet model
+
+
+def control_for(name: str, modules: list[str], models: list[str]) -> tuple[str, str] | None:
+    """The (module, model) a backend runs for `--control name`, or None when it lacks either:
+    the module of that name (or the family's usual one, or the first of the family), and the
+    first model whose name holds the family ("None" for reference)."""
+    wanted = name.strip().lower()
+    family = wanted.split("_", 1)[0]
+    lowered = {m.lower(): m for m in modules}
+    module = lowered.get(wanted) or lowered.get(CONTROL_DEFAULTS.get(wanted, ""))
+    if module is None:
+        module = next((m for m in modules if m.lower().startswith(family)), None)
+    if module is None:
+        return None
+    if family in MODEL_FREE:
+        return module, "None"
+    model = next((m for m in models if family in m.lower()), None)
+    return (module, model) if model is not None else None
 
 
 def upscaler_in(name: str, available: list[str]) -> str | None:
@@ -301,6 +363,13 @@ class Backend:
             return name
         return upscaler_in(name, self.listing.upscalers)
 
+    def control_for(self, name: str) -> tuple[str, str] | None:
+        """This backend's ControlNet (module, model) for `--control name`, or None."""
+        listing = self.listing
+        if listing is None or listing.control_modules is None:
+            return None
+        return control_for(name, listing.control_modules, listing.control_models or [])
+
     def lacks(self, needs: Needs) -> list[Missing]:
         """What of `needs` this backend does not have ([] when it can draw the job)."""
         if self.listing is None:
@@ -314,6 +383,10 @@ class Backend:
             known = self.listing.loras
             if known is not None:
                 missing += [Missing("lora", x) for x in needs.loras if x not in known]
+            styles = self.listing.styles or []
+            missing += [Missing("style", x) for x in needs.styles if x not in styles]
+            if needs.control and self.control_for(needs.control) is None:
+                missing.append(Missing("control", needs.control))
         if needs.upscaler and self.upscaler_for(needs.upscaler) is None:
             missing.append(Missing("upscaler", needs.upscaler))
         return missing
@@ -334,12 +407,18 @@ class Backend:
             return [u for u in listing.upscalers or [] if u != "None"]
         if kind == "lora":
             return list(listing.loras or [])
+        if kind == "style":
+            return list(listing.styles or [])
+        if kind == "control":
+            modules = listing.control_modules or []
+            return [m for m in modules if m != "none" and self.control_for(m) is not None]
         return []
 
     def target_for(self, needs: Needs, *, restore: bool, task_id: str | None) -> Target:
         """The payload target for a job on this backend: its own names, its frozen options."""
         model = self.checkpoint_for(needs.model) if needs.model else self.loaded
         upscaler = self.upscaler_for(needs.upscaler) if needs.upscaler else None
+        control = self.control_for(needs.control) if needs.control else None
         return Target(
             flavour=self.flavour,
             checkpoint=model,
@@ -348,6 +427,9 @@ class Backend:
             frozen=self.frozen,
             restore=restore,
             task_id=task_id if self.binds_tasks else None,
+            adetailer=bool(self.listing and self.listing.adetailer),
+            control_module=control[0] if control else None,
+            control_model=control[1] if control else None,
         )
 
     def remaining(self, now: float) -> float:

@@ -6,6 +6,7 @@ what none has is told which backends exist and what each offers."""
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -22,7 +23,7 @@ LORA_TIMEOUT = 5.0  # seconds to wait for a backend's LoRA list
 OFFER_LIMIT = 12  # names listed per backend in a refusal
 
 # the order missing things are named in, and the catalogue key of each kind
-KINDS = ("model", "sampler", "upscaler", "lora")
+KINDS = ("model", "sampler", "upscaler", "lora", "style", "control")
 
 
 def check(spec: Resolved, backends: Sequence[Backend]) -> None:
@@ -47,8 +48,25 @@ def check(spec: Resolved, backends: Sequence[Backend]) -> None:
         if titles:
             spec.model = match_model(spec.model, list(titles))
     needs = needs_of(spec)
+    _known_names(needs.loras, [b.listing.loras for b in listed], "lora")  # type: ignore[union-attr]
+    _known_names(needs.styles, [b.listing.styles for b in listed], "style")  # type: ignore[union-attr]
     if not any(not b.lacks(needs) for b in listed):
         raise undrawable(needs, listed)
+
+
+def _known_names(wanted: Sequence[str], lists: Sequence[list[str] | None], kind: str) -> None:
+    """Refuse a misspelt LoRA or style with the nearest names ("did you mean"): the WebUI
+    would draw without it, silently. A name like none of them is left to the routing's
+    refusal, which names what each backend offers."""
+    known = sorted({n for names in lists for n in names or ()})
+    for name in wanted:
+        if name in known:
+            continue
+        lowered = {k.lower(): k for k in known}
+        close = [lowered[name.lower()]] if name.lower() in lowered else []
+        close = close or difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        if close:
+            raise OptionError(f"option.unknown_{kind}", name=name, close=", ".join(close))
 
 
 async def check_fresh(
@@ -122,6 +140,14 @@ def undrawable(needs: Needs, backends: Sequence[Backend]) -> NoBackendCanDraw:
     return NoBackendCanDraw(key, missing=Phrase(missing), offers=Phrase(offers))
 
 
+def names_of(backends: Sequence[Backend], kind: str) -> list[str]:
+    """The names of one kind (upscaler, lora, style) every backend offers, without repeats."""
+    names: dict[str, None] = {}
+    for backend in backends:
+        names.update(dict.fromkeys(backend.offers(kind)))
+    return list(names)
+
+
 def samplers(backends: Sequence[Backend]) -> list[str]:
     """Sampler names of every backend, without repeats."""
     names: dict[str, None] = {}
@@ -162,4 +188,19 @@ async def gather(backends: Sequence[Backend]) -> Catalogue:
                 break
             except Exception as exc:  # a WebUI without the Lora extension, or down
                 log.info("no LoRA list from %s: %s", backend.name, type(exc).__name__)
-    return Catalogue([n for n in titles if n], samplers(backends), list(loras))
+    embeddings: dict[str, None] = {}
+    for backend in backends:
+        if not backend.up:
+            continue
+        try:
+            async with asyncio.timeout(LORA_TIMEOUT):
+                embeddings.update(dict.fromkeys(await backend.client.embeddings()))
+        except Exception as exc:  # an old WebUI without the route, or down
+            log.info("no embeddings from %s: %s", backend.name, type(exc).__name__)
+    return Catalogue(
+        [n for n in titles if n],
+        samplers(backends),
+        list(loras),
+        sorted(embeddings),
+        names_of(backends, "style"),
+    )

@@ -37,7 +37,8 @@ def _draw_epilog() -> str:
     flags = usage_line(draw_options(Limits(), PresetBook()))
     return (
         f"draw flags: {flags}\n"
-        "CLI only: [--init-image PATH] [--mask PATH] [--out DIR] [--user NAME]\n"
+        "CLI only: [--init-image PATH] [--mask PATH] [--control-image PATH] [--out DIR] "
+        "[--user NAME]\n"
         'example: drawbridge draw "a red fox" --seed 42 --steps 20 --size 512x512\n'
     )
 
@@ -241,6 +242,7 @@ async def _draw(settings: Settings, words: list[str]) -> int:
 
     init = _take(words, "--init-image")
     mask = _take(words, "--mask")
+    control = _take(words, "--control-image")
     out = Path(_take(words, "--out") or "outputs")
     user = _take(words, "--user") or "local"
     text = " ".join(_quote(w) for w in words)
@@ -251,6 +253,7 @@ async def _draw(settings: Settings, words: list[str]) -> int:
         user=user,
         init_path=Path(init) if init else None,
         mask_path=Path(mask) if mask else None,
+        control_path=Path(control) if control else None,
         out_dir=out,
     )
     for note in result.notes:

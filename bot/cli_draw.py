@@ -85,6 +85,7 @@ async def draw_once(
     init_path: Path | None,
     mask_path: Path | None,
     out_dir: Path,
+    control_path: Path | None = None,
 ) -> DrawOutcome:
     """Parse, charge, queue and run one job; write its images to `out_dir`."""
     service = Service(settings, serves=["cli"])
@@ -95,6 +96,7 @@ async def draw_once(
         pictures = Pictures(
             init=_read(init_path, limit) if init_path else None,
             mask=_read(mask_path, limit) if mask_path else None,
+            control=_read(control_path, limit) if control_path else None,
         )
         _check_out_dir(out_dir)
     except BaseException:

@@ -51,6 +51,7 @@ class Kind(StrEnum):
     DAYS = "days"
     TEXT = "text"
     DATE = "date"
+    INTERROGATOR = "interrogator"  # which of the WebUI's interrogators describes a picture
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,13 @@ COMMANDS: tuple[Command, ...] = (
     # admins in chat: Discord hides it by default member permissions, Telegram lists it only
     # in the admins' private chats; the service checks ADMIN_IDS and admin tiers either way
     _cmd("admin", Param("action", Kind.ADMIN, required=True), audience=Audience.ADMIN),
+    _cmd(
+        "describe",
+        Param("picture", Kind.PICTURE, required=True),
+        Param("interrogator", Kind.INTERROGATOR),
+    ),
+    _cmd("describe_message", Param("message", Kind.MESSAGE), where=frozenset({Where.DISCORD})),
+    _cmd("history", Param("job", Kind.JOB), Param("page", Kind.AMOUNT)),
     # --- the operator's terminal ------------------------------------------------------------
     _cmd("run", audience=Audience.ADMIN, where=frozenset({Where.CLI})),
     _cmd(

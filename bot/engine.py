@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bot import catalogue
+from bot import describe as describing
 from bot.backend_report import state_path
 from bot.backends import needs_of
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
@@ -51,7 +52,8 @@ from bot.errors import (
 from bot.fairqueue import Entry
 from bot.governor import Governor
 from bot.i18n import t
-from bot.images.ingest import image_size
+from bot.images import outpaint
+from bot.images.ingest import fit, image_size
 from bot.images.store import ImageStore
 from bot.jobtable import JobTable
 from bot.lease import Lease
@@ -64,6 +66,8 @@ from bot.payload import (
     Target,
     build_payload,
     cost_on,
+    faces_of,
+    outpaint_of,
     reroll_of,
     resolve,
     shared,
@@ -76,12 +80,18 @@ from bot.relaxqueue import LaneQueue
 from bot.settings import Settings
 from bot.steps import Steps, until_written
 from bot.types import (
+    CANVAS_ACTIONS,
     IMAGE_ACTIONS,
     JOB_ACTIONS,
+    SINGLE_ACTIONS,
     Cancelled,
     Catalogue,
     Checkpoint,
+    Description,
     GenerationRequest,
+    HistoryEntry,
+    HistoryJob,
+    HistoryPage,
     ImageResult,
     JobHandle,
     JobResult,
@@ -365,7 +375,9 @@ class Engine(Events):
         for action in actions:
             if action.kind in JOB_ACTIONS:
                 own[action.kind] = action.key
-            elif action.kind in IMAGE_ACTIONS and action.image_index < len(images):
+            elif action.kind in (*IMAGE_ACTIONS, *SINGLE_ACTIONS) and action.image_index < len(
+                images
+            ):
                 images[action.image_index].keys[action.kind] = action.key
         elapsed = 0.0
         if row.started_at is not None and row.rendered_at is not None:
@@ -646,6 +658,86 @@ class Engine(Events):
         """Checkpoints of every backend, without repeats (for autocomplete)."""
         return catalogue.checkpoints(self.dispatcher.backends)
 
+    # --- /history --------------------------------------------------------------------------
+    async def history(self, user_key: str, page: int, per_page: int) -> HistoryPage:
+        """One page of a user's delivered jobs, newest first (a page past the end: the last)."""
+        try:
+            total = await self.db.jobs.count_delivered(user_key)
+            pages = max(1, -(-total // per_page))
+            page = min(max(0, page), pages - 1)
+            rows = await self.db.jobs.delivered_of(user_key, limit=per_page, offset=page * per_page)
+        except StorageFault as exc:
+            raise StorageError.from_fault(exc) from None
+        entries = []
+        for row in rows:
+            spec = (_json(row.params) or {}).get("spec") or {}
+            refs = _json(row.result_refs) or []
+            width, height = spec.get("width", 0), spec.get("height", 0)
+            if spec.get("hires") and spec.get("mode") == Mode.TXT2IMG.value:
+                width, height = int(width * spec["hr_scale"]), int(height * spec["hr_scale"])
+            entries.append(
+                HistoryEntry(
+                    row.id,
+                    row.prompt,
+                    row.created_at.strftime("%Y-%m-%d %H:%M"),
+                    max(1, len(refs)),
+                    f"{width}×{height}",
+                )
+            )
+        return HistoryPage(tuple(entries), page, pages)
+
+    async def history_job(self, requester: Requester, job_id: str) -> HistoryJob:
+        """A user's delivered job with its pictures and stored button keys (an admin may see
+        anyone's); NotFound for what is not theirs, unknown, or whose pictures are gone."""
+        try:
+            row = await self.db.jobs.get(job_id.strip())
+            ok = row is not None and row.state == JobState.DELIVERED.value
+            if row is None or not ok or not (row.user_key == requester.key or requester.is_admin):
+                raise NotFound("history.unknown_job", job=job_id)
+            results = await self.db.results.for_job(row.id)
+            actions = await self.db.actions.for_job(row.id)
+        except StorageFault as exc:
+            raise StorageError.from_fault(exc) from None
+        try:
+            pngs = [await asyncio.to_thread(self.store.get, r.image_ref) for r in results]
+        except DrawbridgeError:
+            raise NotFound("history.gone", job=row.id) from None
+        images = [
+            ImageResult(png, r.seed, r.width, r.height, r.infotext, ref=r.image_ref)
+            for png, r in zip(pngs, results, strict=True)
+        ]
+        own: dict[str, str] = {}
+        for action in actions:
+            if action.kind in JOB_ACTIONS:
+                own[action.kind] = action.key
+            elif action.kind in (*IMAGE_ACTIONS, *SINGLE_ACTIONS) and action.image_index < len(
+                images
+            ):
+                images[action.image_index].keys[action.kind] = action.key
+            elif action.kind == "control_map":
+                own[action.kind] = action.key
+        spec = Resolved.from_dict((_json(row.params) or {})["spec"])
+        infotext = results[0].infotext if results else ""
+        result = JobResult(
+            row.id,
+            images,
+            row.prompt,
+            spec.model or _model_of(infotext),
+            0.0,
+            row.cost,
+            mode=spec.mode,
+            keys=own,
+        )
+        return HistoryJob(result, infotext)
+
+    async def describe(self, png: bytes, original: bytes, model: str, label: str) -> Description:
+        """/describe on the first backend that answers (never charged: nothing is drawn)."""
+        return await describing.describe(self.dispatcher.backends, png, original, model, label)
+
+    def offered(self, kind: str) -> list[str]:
+        """Upscaler, LoRA or style names of every backend, without repeats (autocomplete)."""
+        return catalogue.names_of(self.dispatcher.backends, kind)
+
     async def catalogue(self) -> Catalogue:
         """Checkpoints, samplers and LoRAs the backends offer (for /models)."""
         return await catalogue.gather(self.dispatcher.backends)
@@ -815,8 +907,16 @@ class Engine(Events):
             )
             return outcome
         result = await self._result(action.job_id, action.image_index)
+        if not await asyncio.to_thread(self.store.exists, result.image_ref):
+            raise NotFound("action.expired")
         preset = self.presets.default
-        if kind == "variations":
+        if kind in CANVAS_ACTIONS:
+            new = await self._outpaint(spec, result.image_ref, kind)
+        elif kind == "faces":
+            new = faces_of(
+                spec, result.image_ref, fit(result.width, result.height, self.limits.max_pixels)
+            )
+        elif kind == "variations":
             new = variation_of(spec, result.image_ref, preset.variation_strength)
         elif kind == "upscale":
             new = upscale_of(
@@ -828,12 +928,44 @@ class Engine(Events):
             )
         else:
             raise NotFound("action.expired")
-        if not await asyncio.to_thread(self.store.exists, result.image_ref):
-            raise NotFound("action.expired")
         outcome.handle = await self.submit_spec(
             requester, new, replier, reply_ref=reply_ref, source=source
         )
         return outcome
+
+    async def _outpaint(self, spec: Resolved, image_ref: str, kind: str) -> Resolved:
+        """The inpaint job of a zoom out, pan or make square: canvas and mask built here,
+        stored like a user's pictures (the job row holds only their keys)."""
+
+        def build() -> tuple[str, str, tuple[int, int]]:
+            png = self.store.get(image_ref)
+            made = outpaint.canvas(png, kind, self.limits.max_pixels)
+            return self.store.put(made.init_png), self.store.put(made.mask_png), made.size
+
+        init_ref, mask_ref, size = await asyncio.to_thread(build)
+        return outpaint_of(spec, init_ref, mask_ref, size)
+
+    async def control_map(self, key: str) -> Original:
+        """🦴 under a ControlNet result: its preprocessor's detected map of the control picture,
+        from /controlnet/detect on a backend that has that preprocessor (nothing is charged)."""
+        action, params = await self._action(key)
+        spec = Resolved.from_dict(params["spec"])
+        if action.kind != "control_map" or not spec.control or not spec.control_image:
+            raise NotFound("action.expired")
+        if not await asyncio.to_thread(self.store.exists, spec.control_image):
+            raise NotFound("action.expired")
+        png = await asyncio.to_thread(self.store.get, spec.control_image)
+        for backend in self.dispatcher.backends:
+            found = backend.control_for(spec.control) if backend.up else None
+            if found is None:
+                continue
+            try:
+                detected = await backend.client.controlnet_detect(png, found[0])
+            except WebUIError as exc:
+                log.warning("controlnet detect on %s failed: %s", backend.name, exc.render("en"))
+                continue
+            return Original(action.job_id, 0, detected)
+        raise DrawbridgeError("control.no_map")
 
     async def original(self, key: str) -> Original:
         """The stored PNG behind an 📄 Original key (anyone who sees the button may have it)."""
@@ -887,12 +1019,20 @@ class Engine(Events):
                 return GenerationResult([png], {}, [spec.seed], [""], width, height, "")
 
             return upscale
+        control_b64 = None
+        if spec.control and spec.control_image:
+            control_b64 = await asyncio.to_thread(self._encode_ref, spec.control_image)
         if spec.init_image is None:
-            payload = build_payload(spec, target)
+            payload = build_payload(spec, target, control_b64=control_b64)
             return lambda client: client.txt2img(payload)
         init_b64, mask_b64 = await asyncio.to_thread(self._encode_inputs, spec)
-        payload = build_payload(spec, target, init_b64=init_b64, mask_b64=mask_b64)
+        payload = build_payload(
+            spec, target, init_b64=init_b64, mask_b64=mask_b64, control_b64=control_b64
+        )
         return lambda client: client.img2img(payload)
+
+    def _encode_ref(self, ref: str) -> str:
+        return base64.b64encode(self.store.get(ref)).decode()
 
     def _encode_inputs(self, spec: Resolved) -> tuple[str, str | None]:
         assert spec.init_image is not None
@@ -997,6 +1137,14 @@ class Engine(Events):
         # Stored (results, button keys, state rendered) in one transaction before the upload;
         # settled only once the platform confirmed it.
         wanted, own = _result_actions(len(images), job.spec.mode)
+        if job.spec.control and job.spec.mode is not Mode.UPSCALE:
+            wanted.append((0, "control_map"))
+        if len(images) == 1 and job.spec.mode is not Mode.UPSCALE:
+            wanted += [
+                (0, kind)
+                for kind in SINGLE_ACTIONS
+                if not (kind == "square" and outpaint.is_square(images[0].width, images[0].height))
+            ]
         keys = await until_written(
             lambda: self.db.jobs.render(job.id, owner=self.instance, images=stored, actions=wanted),
             f"job {job.id}: render",
@@ -1157,7 +1305,10 @@ def _assign_keys(
     found = iter(zip(wanted, keys, strict=True))
     result = {kind: key for (_, kind), key in itertools.islice(found, len(own))}
     for (index, kind), key in found:
-        images[index].keys[kind] = key
+        if kind == "control_map":  # one per job: the control picture's detected map
+            result[kind] = key
+        else:
+            images[index].keys[kind] = key
     return result
 
 

@@ -1271,6 +1271,208 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         "en": "wrote {n} audit rows to {file}",
         "zh": "已将 {n} 条审计记录写入 {file}",
     },
+    # --- create more (issue 15): hires, faces, LoRAs, styles ------------------------------
+    "help.opt.hr_scale": {
+        "en": "hires factor (turns hires on)",
+        "zh": "高清修复倍数（会开启高清修复）",
+    },
+    "help.opt.hr_denoise": {
+        "en": "hires denoising strength (turns hires on)",
+        "zh": "高清修复重绘幅度（会开启高清修复）",
+    },
+    "help.opt.hr_steps": {
+        "en": "hires steps, 0 = as many as the first pass (turns hires on)",
+        "zh": "高清修复步数，0 表示与第一遍相同（会开启高清修复）",
+    },
+    "help.opt.hr_upscaler": {
+        "en": "hires upscaler, as /models lists them (turns hires on)",
+        "zh": "高清修复放大器，见 /models（会开启高清修复）",
+    },
+    "help.opt.face": {
+        "en": "fix faces (ADetailer where installed, else face restoration)",
+        "zh": "修复面部（有 ADetailer 时用它，否则用面部修复）",
+    },
+    "help.opt.lora": {
+        "en": "add a LoRA, weight -2 to 2 (default 1); repeat it for more",
+        "zh": "添加 LoRA，权重 -2 到 2（默认 1）；可重复使用",
+    },
+    "help.opt.style": {"en": "a style saved in the WebUI", "zh": "WebUI 中保存的风格"},
+    "option.accepts_lora": {
+        "en": "a LoRA name, optionally with :WEIGHT (e.g. detail:0.7)",
+        "zh": "LoRA 名称，可加 :权重（例如 detail:0.7）",
+    },
+    "discord.opt.hr_scale": {"en": "hr_scale", "zh": "高清倍数"},
+    "discord.opt.hr_denoise": {"en": "hr_denoise", "zh": "高清重绘幅度"},
+    "discord.opt.hr_steps": {"en": "hr_steps", "zh": "高清步数"},
+    "discord.opt.hr_upscaler": {"en": "hr_upscaler", "zh": "高清放大器"},
+    "discord.opt.face": {"en": "face", "zh": "修复面部"},
+    "discord.opt.lora": {"en": "lora", "zh": "lora"},
+    "discord.opt.style": {"en": "style", "zh": "风格"},
+    "option.unknown_lora": {
+        "en": "There is no LoRA called {name!r}. Did you mean {close}?",
+        "zh": "没有名为 {name!r} 的 LoRA。你是不是想用 {close}？",
+    },
+    "option.unknown_style": {
+        "en": "There is no style called {name!r}. Did you mean {close}?",
+        "zh": "没有名为 {name!r} 的风格。你是不是想用 {close}？",
+    },
+    "route.offer.style": {"en": "styles {names}", "zh": "风格 {names}"},
+    "route.missing.style": {"en": "the style {name!r}", "zh": "风格 {name!r}"},
+    "telegram.btn.zoom15": {"en": "🔍 Zoom out ×1.5", "zh": "🔍 缩小 ×1.5"},
+    "telegram.btn.zoom2": {"en": "🔍 ×2", "zh": "🔍 ×2"},
+    "telegram.btn.square": {"en": "⬛ Square", "zh": "⬛ 方形"},
+    "telegram.btn.pan_left": {"en": "⬅", "zh": "⬅"},
+    "telegram.btn.pan_right": {"en": "➡", "zh": "➡"},
+    "telegram.btn.pan_up": {"en": "⬆", "zh": "⬆"},
+    "telegram.btn.pan_down": {"en": "⬇", "zh": "⬇"},
+    "telegram.btn.faces": {"en": "🙂 Fix faces", "zh": "🙂 修复面部"},
+    "discord.btn.zoom15": {"en": "Zoom out ×1.5", "zh": "缩小 ×1.5"},
+    "discord.btn.zoom2": {"en": "Zoom out ×2", "zh": "缩小 ×2"},
+    "discord.btn.square": {"en": "Make square", "zh": "变成方形"},
+    "discord.btn.pan_left": {"en": "Pan", "zh": "向左扩展"},
+    "discord.btn.pan_right": {"en": "Pan", "zh": "向右扩展"},
+    "discord.btn.pan_up": {"en": "Pan", "zh": "向上扩展"},
+    "discord.btn.pan_down": {"en": "Pan", "zh": "向下扩展"},
+    "discord.btn.faces": {"en": "Fix faces", "zh": "修复面部"},
+    "describe.caption": {
+        "en": "🔎 {interrogator}: {caption}",
+        "zh": "🔎 {interrogator}：{caption}",
+    },
+    "describe.prompt": {"en": "📝 Its own prompt: {prompt}", "zh": "📝 图片自带的提示词：{prompt}"},
+    "describe.negative": {"en": "Negative prompt: {negative}", "zh": "反向提示词：{negative}"},
+    "describe.settings": {"en": "⚙️ {settings}", "zh": "⚙️ {settings}"},
+    "describe.unavailable": {
+        "en": "No drawing server is answering right now, so I cannot describe the picture. "
+        "Please try again in a few minutes.",
+        "zh": "目前没有可用的绘图服务器，无法描述这张图片。请过几分钟再试。",
+    },
+    "describe.failed": {
+        "en": "The drawing server could not describe this picture. Please try again later.",
+        "zh": "绘图服务器无法描述这张图片。请稍后再试。",
+    },
+    "describe.gone": {
+        "en": "This button no longer knows what to draw; use /draw with the text above.",
+        "zh": "这个按钮已失效；请用上面的文字发送 /draw。",
+    },
+    "telegram.describe_needs_picture": {
+        "en": "Send /describe as the caption of a picture, or reply to a picture with /describe "
+        "(add deepbooru for tags).",
+        "zh": "把 /describe 作为图片的说明发送，或用 /describe 回复一张图片（加 deepbooru 得到标签）。",
+    },
+    "discord.describe_needs_picture": {
+        "en": "Attach a picture, or use the message menu “Describe” on one.",
+        "zh": "请附上一张图片，或在图片消息的菜单中选择“描述”。",
+    },
+    "help.opt.control": {
+        "en": "ControlNet preprocessor: canny, depth, openpose, lineart, softedge, scribble, tile, "
+        "reference",
+        "zh": "ControlNet 预处理器（canny、depth、openpose、lineart、softedge、scribble、tile、"
+        "reference），由控制图引导",
+    },
+    "help.opt.control_weight": {"en": "ControlNet weight", "zh": "ControlNet 权重"},
+    "help.opt.control_guidance": {
+        "en": "ControlNet from START to END of the steps, e.g. 0:0.8",
+        "zh": "ControlNet 作用于步数的 START 到 END，例如 0:0.8",
+    },
+    "option.accepts_span": {
+        "en": "START:END between 0 and 1, e.g. 0:0.8",
+        "zh": "0 到 1 之间的 START:END，例如 0:0.8",
+    },
+    "option.needs_control": {
+        "en": "{flag} only works together with --control.",
+        "zh": "{flag} 只能和 --control 一起使用。",
+    },
+    "option.control_needs_image": {
+        "en": "--control needs a control picture: attach it as control_image on Discord, or on "
+        "Telegram send it with /draw as its caption (or reply to it).",
+        "zh": "--control 需要一张控制图：在 Discord 上作为 control_image 附上；在 Telegram 上把 "
+        "/draw 作为图片说明发送（或回复那张图）。",
+    },
+    "option.control_image_without_control": {
+        "en": "A control picture needs --control NAME (e.g. --control canny).",
+        "zh": "控制图需要配合 --control 名称（例如 --control canny）。",
+    },
+    "control.no_map": {
+        "en": "No drawing server can show this control map right now. Please try again later.",
+        "zh": "目前没有绘图服务器能显示这张控制图。请稍后再试。",
+    },
+    "route.offer.control": {"en": "ControlNet {names}", "zh": "ControlNet {names}"},
+    "route.missing.control": {
+        "en": "ControlNet {name!r} (its preprocessor and model)",
+        "zh": "ControlNet {name!r}（其预处理器和模型）",
+    },
+    "telegram.btn.control_map": {"en": "🦴 Show control map", "zh": "🦴 查看控制图"},
+    "discord.btn.control_map": {"en": "Show control map", "zh": "查看控制图"},
+    "discord.opt.control": {"en": "control", "zh": "控制"},
+    "discord.opt.control_image": {"en": "control_image", "zh": "控制图"},
+    "discord.opt.control_image.desc": {
+        "en": "The ControlNet picture (with control)",
+        "zh": "ControlNet 控制图（配合 control 使用）",
+    },
+    "discord.opt.more": {"en": "more", "zh": "更多"},
+    "discord.opt.more.desc": {
+        "en": "More options as text, e.g. --hr-steps 10 --control-weight 0.8",
+        "zh": "更多文字选项，例如 --hr-steps 10 --control-weight 0.8",
+    },
+    "models.embeddings": {
+        "en": "Embeddings (write the name in the prompt):",
+        "zh": "嵌入（在提示词中写出名称）：",
+    },
+    "models.styles": {"en": "Styles (--style NAME):", "zh": "风格（--style 名称）："},
+    "history.unknown_job": {
+        "en": "You have no finished job {job}. /history lists yours.",
+        "zh": "你没有已完成的任务 {job}。/history 会列出你的任务。",
+    },
+    "history.gone": {
+        "en": "The pictures of job {job} are no longer kept.",
+        "zh": "任务 {job} 的图片已不再保存。",
+    },
+    "history.empty": {
+        "en": "You have no pictures yet. Draw one with /draw.",
+        "zh": "你还没有图片。用 /draw 画一张吧。",
+    },
+    "history.title": {
+        "en": "Your pictures, newest first (page {page} of {pages}):",
+        "zh": "你的图片，最新的在前（第 {page} 页，共 {pages} 页）：",
+    },
+    "history.entry": {
+        "en": "{n}. {when} · {size} · {prompt}\n    /history {job}",
+        "zh": "{n}. {when} · {size} · {prompt}\n    /history {job}",
+    },
+    "history.private": {
+        "en": "I sent your history to our private chat.",
+        "zh": "我已把你的历史记录发到私聊中。",
+    },
+    "telegram.cmd.history": {
+        "en": "Your recent pictures (or /history JOB for one)",
+        "zh": "你最近的图片（或 /history 任务编号 查看一张）",
+    },
+    "discord.cmd.history.name": {"en": "history", "zh": "历史"},
+    "discord.cmd.history": {
+        "en": "Your recent pictures, or one job with its parameters",
+        "zh": "你最近的图片，或某个任务及其参数",
+    },
+    "discord.opt.page": {"en": "page", "zh": "页码"},
+    "discord.opt.page.desc": {"en": "Which page (1 = newest)", "zh": "第几页（1 = 最新）"},
+    "telegram.btn.draw_this": {"en": "▶ Draw this", "zh": "▶ 画这个"},
+    "discord.btn.draw_this": {"en": "Draw this", "zh": "画这个"},
+    "telegram.cmd.describe": {
+        "en": "Describe a picture (reply to it, or as its caption)",
+        "zh": "描述一张图片（回复它，或作为图片说明）",
+    },
+    "discord.cmd.describe.name": {"en": "describe", "zh": "描述"},
+    "discord.cmd.describe": {
+        "en": "What the WebUI sees in a picture, and the prompt it carries",
+        "zh": "WebUI 从图片中看到的内容，以及图片自带的提示词",
+    },
+    "discord.cmd.describe_message.name": {"en": "Describe", "zh": "描述"},
+    "discord.opt.picture": {"en": "picture", "zh": "图片"},
+    "discord.opt.picture.desc": {"en": "The picture to describe", "zh": "要描述的图片"},
+    "discord.opt.interrogator": {"en": "interrogator", "zh": "识别方式"},
+    "discord.opt.interrogator.desc": {
+        "en": "clip (a sentence) or deepbooru (tags)",
+        "zh": "clip（一句话）或 deepbooru（标签）",
+    },
 }
 
 

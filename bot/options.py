@@ -1,7 +1,9 @@
 """The draw options, declared once; the text parser, Telegram help and Discord options derive from it.
 
 Text syntax: ``PROMPT [--neg TEXT] [--ar W:H | --size WxH] [--steps N] [--cfg X] [--seed N]
-[--sampler NAME] [--model NAME] [--n N] [--strength X] [--hires | --no-hires] [--preset NAME]``.
+[--sampler NAME] [--model NAME] [--n N] [--strength X] [--hires | --no-hires] [--preset NAME]
+[--hr-scale X] [--hr-denoise X] [--hr-steps N] [--hr-upscaler NAME] [--face] [--lora NAME[:WEIGHT]]…
+[--style NAME]``. A repeatable option (``--lora``) may be given more than once.
 Values with spaces go in "double quotes"; a text option (``--neg``) takes every word up to the next
 flag. Phones turn ``--`` into an em dash, so ``—seed`` is read as ``--seed``.
 """
@@ -24,6 +26,32 @@ FILL_CHOICES = ("fill", "original", "noise", "nothing")  # index = WebUI inpaint
 MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 2048
+LORA_WEIGHT = (-2.0, 2.0)  # what the WebUI's sliders allow
+HIRES_FIELDS = ("hr_scale", "hr_denoise", "hr_steps", "hr_upscaler")
+# what Discord's `more` text may set (every field a flag fills, but the size pair)
+MORE_FIELDS = (
+    "negative",
+    "aspect",
+    "steps",
+    "cfg",
+    "seed",
+    "sampler",
+    "model",
+    "count",
+    "strength",
+    "hires",
+    "preset",
+    "invert",
+    "fill",
+    "only_masked",
+    *HIRES_FIELDS,
+    "face",
+    "loras",
+    "style",
+    "control",
+    "control_weight",
+    "control_guidance",
+)
 
 
 class Kind(StrEnum):
@@ -36,6 +64,8 @@ class Kind(StrEnum):
     RATIO = "ratio"
     CHOICE = "choice"
     FLAG = "flag"
+    LORA = "lora"  # NAME or NAME:WEIGHT
+    SPAN = "span"  # START:END, fractions of the sampling steps
 
 
 @dataclass(frozen=True)
@@ -46,6 +76,8 @@ class Limits:
     max_steps: int = 50
     max_images: int = 4
     max_prompt_length: int = 1000
+    max_hr_scale: float = 2.0
+    max_loras: int = 5
 
     @classmethod
     def from_settings(cls, settings: Any) -> Limits:
@@ -55,6 +87,8 @@ class Limits:
             max_steps=settings.max_steps,
             max_images=settings.max_images,
             max_prompt_length=settings.max_prompt_length,
+            max_hr_scale=settings.max_hr_scale,
+            max_loras=settings.max_loras,
         )
 
 
@@ -74,6 +108,8 @@ class Option:
     discord_name: str = ""
     aliases: tuple[str, ...] = ()
     images_only: bool = False
+    repeatable: bool = False  # given again, it adds a value (the field holds a tuple)
+    slash: bool = True  # its own Discord option (else written in the `more` option's text)
     extra: dict[str, Any] = dc_field(default_factory=dict)
 
     @property
@@ -100,6 +136,10 @@ class Option:
             return raw
         if self.kind is Kind.CHOICE:
             return self._check_choice(raw)
+        if self.kind is Kind.LORA:
+            return self._lora(raw)
+        if self.kind is Kind.SPAN:
+            return self._span(raw)
         try:
             if self.kind is Kind.INT:
                 value: Any = int(raw)
@@ -149,6 +189,44 @@ class Option:
         if self.kind is Kind.CHOICE:
             return self._check_choice(str(value))
         return value
+
+    def _lora(self, raw: str) -> tuple[str, float]:
+        """NAME or NAME:WEIGHT (a name may hold colons: the weight is after the last one)."""
+        name, sep, weight = raw.rpartition(":")
+        if not sep or not name.strip():
+            name, weight = raw, "1"
+        try:
+            value = float(weight.replace(",", "."))
+            if value != value:
+                raise ValueError(weight)
+        except ValueError:
+            raise OptionError(
+                "option.bad_value", flag=self.flag, value=raw, accepts=self.accepts()
+            ) from None
+        low, high = LORA_WEIGHT
+        if not low <= value <= high:
+            raise OptionError(
+                "option.out_of_range",
+                flag=self.flag,
+                low=_num(low),
+                high=_num(high),
+                value=_num(value),
+            )
+        return name.strip(), value
+
+    def _span(self, raw: str) -> tuple[float, float]:
+        """START:END, both between 0 and 1, START not after END."""
+        try:
+            start, end = (float(x.replace(",", ".")) for x in re.split(r"[:\-–]", raw, maxsplit=1))
+        except ValueError:
+            raise OptionError(
+                "option.bad_value", flag=self.flag, value=raw, accepts=self.accepts()
+            ) from None
+        if not (0.0 <= start <= end <= 1.0):
+            raise OptionError(
+                "option.out_of_range", flag=self.flag, low="0:0", high="1:1", value=raw
+            )
+        return start, end
 
     def _check_choice(self, raw: str) -> str:
         if not self.choices:
@@ -249,8 +327,71 @@ def draw_options(limits: Limits, presets: PresetBook) -> list[Option]:
             images_only=True,
             discord_name="only_masked",
         ),
+        Option(
+            "hr_scale",
+            "--hr-scale",
+            Kind.FLOAT,
+            "help.opt.hr_scale",
+            1.0,
+            limits.max_hr_scale,
+            default_from="hr_scale",
+            discord_name="hr_scale",
+        ),
+        Option(
+            "hr_denoise",
+            "--hr-denoise",
+            Kind.FLOAT,
+            "help.opt.hr_denoise",
+            0.0,
+            1.0,
+            default_from="hr_denoise",
+            discord_name="hr_denoise",
+            slash=False,
+        ),
+        Option(
+            "hr_steps",
+            "--hr-steps",
+            Kind.INT,
+            "help.opt.hr_steps",
+            0,
+            limits.max_steps,
+            discord_name="hr_steps",
+            slash=False,
+        ),
+        Option(
+            "hr_upscaler",
+            "--hr-upscaler",
+            Kind.TEXT,
+            "help.opt.hr_upscaler",
+            default_from="hr_upscaler",
+            discord_name="hr_upscaler",
+            slash=False,
+        ),
+        Option("face", "--face", Kind.FLAG, "help.opt.face"),
+        Option("loras", "--lora", Kind.LORA, "help.opt.lora", discord_name="lora", repeatable=True),
+        Option("style", "--style", Kind.TEXT, "help.opt.style"),
+        Option("control", "--control", Kind.TEXT, "help.opt.control"),
+        Option(
+            "control_weight",
+            "--control-weight",
+            Kind.FLOAT,
+            "help.opt.control_weight",
+            0.0,
+            2.0,
+            discord_name="control_weight",
+            slash=False,
+        ),
+        Option(
+            "control_guidance",
+            "--control-guidance",
+            Kind.SPAN,
+            "help.opt.control_guidance",
+            discord_name="control_guidance",
+            slash=False,
+        ),
         # RELAX_MODE: queue for free behind every job with credits (bot.relaxqueue)
-        Option("relax", "--relax", Kind.FLAG, "help.opt.relax"),
+        # on Discord in /draw's `more` text (the slash command holds 25 options at most)
+        Option("relax", "--relax", Kind.FLAG, "help.opt.relax", slash=False),
     ]
 
 
@@ -338,6 +479,12 @@ class DrawParser:
 
     def parse(self, text: str, *, require_prompt: bool = True) -> GenerationRequest:
         """Parse the whole text; raises OptionError (only) on anything wrong."""
+        request = self._parse(text)
+        validate_request(request, self.limits, require_prompt=require_prompt)
+        return request
+
+    def _parse(self, text: str) -> GenerationRequest:
+        """The flags of `text` as a request, each checked, the whole not yet."""
         tokens = tokenize(text)
         prompt: list[str] = []
         values: dict[str, Any] = {}
@@ -354,9 +501,9 @@ class DrawParser:
             if "=" in flag:
                 flag, inline = flag.split("=", 1)
             opt, positive = self._lookup(flag)
-            if opt.field in seen and seen[opt.field] != flag:
+            if opt.field in seen and seen[opt.field] != flag and not opt.repeatable:
                 raise OptionError("option.conflict", a=seen[opt.field], b=flag)
-            if opt.field in seen:  # the same flag twice: say so rather than keep the last
+            if opt.field in seen and not opt.repeatable:  # twice: say so, not keep the last
                 raise OptionError("option.repeated", flag=flag)
             seen[opt.field] = flag
             i += 1
@@ -378,7 +525,10 @@ class DrawParser:
                 raw = ""
             if not raw.strip():
                 raise OptionError("option.missing_value", flag=flag, accepts=opt.accepts())
-            values[opt.field] = opt.coerce(raw)
+            if opt.repeatable:
+                values[opt.field] = (*values.get(opt.field, ()), opt.coerce(raw))
+            else:
+                values[opt.field] = opt.coerce(raw)
         if "aspect" in values and "size" in values:
             raise OptionError("option.conflict", a="--ar", b="--size")
         request = GenerationRequest(prompt=" ".join(prompt).strip())
@@ -387,7 +537,6 @@ class DrawParser:
             request.width, request.height = size
         for name, value in values.items():
             setattr(request, name, value)
-        validate_request(request, self.limits, require_prompt=require_prompt)
         return request
 
     def from_values(self, values: dict[str, Any]) -> GenerationRequest:
@@ -396,12 +545,29 @@ class DrawParser:
         request = GenerationRequest(prompt=str(values.get("prompt") or "").strip())
         by_name = {opt.name: opt for opt in self.options}
         given: set[str] = set()
+        more = str(values.get("more") or "").strip()
+        if more:  # the options without a slash option of their own, written as text
+            extra = self._parse(more)  # checked as a whole with the other options
+            if extra.prompt:
+                request.prompt = f"{request.prompt} {extra.prompt}".strip()
+            for name in MORE_FIELDS:
+                value = getattr(extra, name)
+                if value not in (None, ()):
+                    setattr(request, name, value)
+                    given.add(name)
+            if extra.width and extra.height:
+                request.width, request.height = extra.width, extra.height
+                given.add("size")
         for name, value in values.items():
             opt = by_name.get(name)
             if opt is None or value is None:
                 continue
             typed: Any
-            if opt.kind is Kind.TEXT:
+            if opt.repeatable:  # one slash option: the values separated by commas
+                typed = tuple(opt.coerce(x) for x in str(value).split(",") if x.strip())
+                if not typed:
+                    continue
+            elif opt.kind is Kind.TEXT:
                 typed = str(value).strip()
                 if not typed:
                     continue
@@ -457,6 +623,27 @@ def validate_request(
         request.negative = clean_text(request.negative)
     if require_prompt and not _INVISIBLE.sub("", request.prompt):
         raise OptionError("option.empty_prompt")
+    hires_flags = [f for f in HIRES_FIELDS if getattr(request, f) is not None]
+    if hires_flags:
+        if request.hires is False:
+            raise OptionError(
+                "option.conflict", a="--no-hires", b="--" + hires_flags[0].replace("_", "-")
+            )
+        request.hires = True  # asking how the hires pass runs asks for one
+    if request.control_weight is not None or request.control_guidance is not None:
+        if not request.control:
+            flag = (
+                "--control-weight" if request.control_weight is not None else "--control-guidance"
+            )
+            raise OptionError("option.needs_control", flag=flag)
+    if len(request.loras) > limits.max_loras:
+        raise OptionError(
+            "option.out_of_range",
+            flag="--lora",
+            low=0,
+            high=limits.max_loras,
+            value=len(request.loras),
+        )
     if len(request.prompt) > limits.max_prompt_length:
         raise OptionError(
             "option.prompt_too_long", length=len(request.prompt), limit=limits.max_prompt_length
@@ -555,6 +742,8 @@ def _metavar(opt: Option) -> str:
         Kind.RATIO: "W:H",
         Kind.CHOICE: "NAME",
         Kind.FLAG: "",
+        Kind.LORA: "NAME[:WEIGHT]",
+        Kind.SPAN: "START:END",
     }[opt.kind]
 
 

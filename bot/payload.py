@@ -7,6 +7,7 @@ import math
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, fields, replace
+from dataclasses import field as dc_field
 from typing import Any, TypeVar
 
 from bot.errors import OptionError
@@ -26,6 +27,13 @@ SDNEXT_RESIZE_MODE = {0: 1, 1: 2, 2: 3, 3: 1}
 SDNEXT_HIRES_FIXED = 1
 # Forge evaluates `'Use same choices' not in hr_additional_modules` on None (processing.py:1405)
 FORGE_SAME_MODULES = ["Use same choices"]
+# ADetailer (Bing-su/adetailer, scripts/!adetailer.py get_args/is_ad_enabled): args are
+# [enable, skip_img2img, {ad_model, ...}, ...]; its face model and denoise are its defaults
+ADETAILER = "ADetailer"
+ADETAILER_MODEL = "face_yolov8n.pt"
+ADETAILER_DENOISE = 0.4
+ADETAILER_SIZE = 512  # ad_inpaint_width/height: only the masked face is redrawn, at 512×512
+CONTROLNET = "controlnet"  # sd-webui-controlnet's always-on script title
 
 
 @dataclass(slots=True)
@@ -62,6 +70,14 @@ class Resolved:
     init_image: str | None
     mask: str | None
     preset: str
+    # added by issue 15; defaults so that jobs stored before read back
+    face: bool = False
+    styles: list[str] = dc_field(default_factory=list)
+    control: str | None = None  # the ControlNet preprocessor as the user named it
+    control_weight: float = 1.0
+    control_start: float = 0.0
+    control_end: float = 1.0
+    control_image: str | None = None
 
     @property
     def final_size(self) -> tuple[int, int]:
@@ -78,7 +94,9 @@ class Resolved:
     def from_dict(cls, data: dict[str, Any]) -> Resolved:
         """Inverse of to_dict; texts that jobs repeat (negative prompt, sampler, preset…) are
         shared between the jobs read back, not one copy per job."""
-        data = {k: shared(v) if k != "prompt" else v for k, v in data.items()}
+        data = {
+            k: shared(v) if isinstance(v, str) and k != "prompt" else v for k, v in data.items()
+        }
         data["mode"] = Mode(data["mode"])
         return cls(**data)
 
@@ -140,9 +158,12 @@ def resolve(
     seed = request.seed if request.seed is not None and request.seed >= 0 else None
     negative = request.negative if request.negative is not None else user.get("negative")
     fill = FILL_CHOICES.index(request.fill) if request.fill else preset.inpainting_fill
+    prompt = request.prompt
+    for name, weight in request.loras:  # the WebUI's own syntax, so the infotext shows them
+        prompt += f" <lora:{name}:{weight:g}>"
     return Resolved(
         mode=request.mode,
-        prompt=request.prompt,
+        prompt=prompt.strip(),
         negative=preset.negative if negative is None else negative,
         width=width,
         height=height,
@@ -155,10 +176,10 @@ def resolve(
         seed=seed if seed is not None else secrets.randbelow(MAX_SEED),
         count=int(count),
         hires=preset.hires if request.hires is None else request.hires,
-        hr_scale=preset.hr_scale,
-        hr_steps=preset.hr_steps,
-        hr_denoise=preset.hr_denoise,
-        hr_upscaler=preset.hr_upscaler,
+        hr_scale=preset.hr_scale if request.hr_scale is None else request.hr_scale,
+        hr_steps=preset.hr_steps if request.hr_steps is None else request.hr_steps,
+        hr_denoise=preset.hr_denoise if request.hr_denoise is None else request.hr_denoise,
+        hr_upscaler=request.hr_upscaler or preset.hr_upscaler,
         clip_skip=preset.clip_skip,
         ensd=preset.ensd,
         strength=request.strength if request.strength is not None else preset.strength,
@@ -171,6 +192,13 @@ def resolve(
         init_image=request.init_image,
         mask=request.mask,
         preset=preset.name,
+        face=bool(request.face),
+        styles=[request.style] if request.style else [],
+        control=request.control,
+        control_weight=1.0 if request.control_weight is None else request.control_weight,
+        control_start=request.control_guidance[0] if request.control_guidance else 0.0,
+        control_end=request.control_guidance[1] if request.control_guidance else 1.0,
+        control_image=request.control_image,
     )
 
 
@@ -193,6 +221,11 @@ def cost(job: Resolved, flavour: Flavour = Flavour.A1111) -> int:
     if job.hires and job.mode is Mode.TXT2IMG:
         fw, fh = job.final_size
         work += job.count * fw * fh * (job.hr_steps or job.steps)
+    if job.control:  # ControlNet runs beside every sampling step of the first pass
+        work += job.count * job.width * job.height * drawn_steps(job, flavour)
+    if job.face:  # ADetailer's inpaint pass per picture (restore_faces costs no sampling)
+        face_steps = int(ADETAILER_DENOISE * job.steps) + 1
+        work += job.count * ADETAILER_SIZE * ADETAILER_SIZE * face_steps
     return max(1, math.ceil(work / UNIT))
 
 
@@ -213,6 +246,48 @@ def variation_of(job: Resolved, image_ref: str, strength: float) -> Resolved:
         seed=secrets.randbelow(MAX_SEED),
         count=1,
         hires=False,
+    )
+
+
+OUTPAINT_FILL = FILL_CHOICES.index("noise")  # latent noise: the border is drawn anew
+FACE_STRENGTH = 0.1  # the picture stays; only the face pass (ADetailer) redraws
+
+
+def outpaint_of(job: Resolved, init_ref: str, mask_ref: str, size: tuple[int, int]) -> Resolved:
+    """Inpaint the border of a padded canvas (zoom out, pan, make square): the original
+    prompt, the whole canvas at once (not only masked), a new seed."""
+    return replace(
+        job,
+        mode=Mode.INPAINT,
+        init_image=init_ref,
+        mask=mask_ref,
+        width=size[0],
+        height=size[1],
+        strength=1.0,
+        fill=OUTPAINT_FILL,
+        full_res=False,
+        invert=0,
+        resize_mode=0,
+        seed=secrets.randbelow(MAX_SEED),
+        count=1,
+        hires=False,
+        face=False,
+    )
+
+
+def faces_of(job: Resolved, image_ref: str, size: tuple[int, int]) -> Resolved:
+    """🙂 Fix faces: img2img of one result at its size, barely changed, with --face."""
+    return replace(
+        job,
+        mode=Mode.IMG2IMG,
+        init_image=image_ref,
+        mask=None,
+        width=size[0],
+        height=size[1],
+        strength=FACE_STRENGTH,
+        count=1,
+        hires=False,
+        face=True,
     )
 
 
@@ -253,6 +328,9 @@ class Target:
     frozen: frozenset[str] | None = frozenset()  # options never to override; None: all
     restore: bool = True  # override_settings_restore_afterwards
     task_id: str | None = None  # force_task_id (A1111 >= 1.6, Forge)
+    adetailer: bool = False  # the backend lists the ADetailer script
+    control_module: str | None = None  # this backend's ControlNet preprocessor of the job
+    control_model: str | None = None  # and its ControlNet model ("None" for reference)
 
 
 def _overrides(job: Resolved, target: Target) -> dict[str, Any]:
@@ -279,6 +357,7 @@ def build_payload(
     *,
     init_b64: str | None = None,
     mask_b64: str | None = None,
+    control_b64: str | None = None,
 ) -> dict[str, Any]:
     """The JSON body for /sdapi/v1/txt2img or /img2img of `target`'s flavour; only keys that
     flavour's request model has (A1111 by default)."""
@@ -309,6 +388,20 @@ def build_payload(
         payload["scheduler"] = job.scheduler
     if target.task_id and flavour is not Flavour.SDNEXT:
         payload["force_task_id"] = target.task_id
+    if job.styles:
+        payload["styles"] = list(job.styles)
+    scripts: dict[str, Any] = {}
+    if job.face:
+        if target.adetailer:
+            scripts[ADETAILER] = {"args": [True, False, {"ad_model": ADETAILER_MODEL}]}
+        else:
+            payload["restore_faces"] = True
+    if job.control:
+        if control_b64 is None or target.control_module is None:
+            raise ValueError("a ControlNet job needs its picture and a backend that has it")
+        scripts[CONTROLNET] = {"args": [_control_unit(job, target, control_b64)]}
+    if scripts:
+        payload["alwayson_scripts"] = scripts
     if job.mode is Mode.TXT2IMG:
         payload["enable_hr"] = job.hires
         if job.hires:
@@ -341,6 +434,23 @@ def build_payload(
             raise ValueError("inpaint needs the mask")
         payload["mask"] = mask_b64
     return payload
+
+
+def _control_unit(job: Resolved, target: Target, image_b64: str) -> dict[str, Any]:
+    """One ControlNetUnit (sd-webui-controlnet internal_controlnet/args.py): its preprocessor
+    and model, weight and guidance span; pixel_perfect sizes the preprocessor to the picture;
+    no detected map among the results (🦴 asks /controlnet/detect for it)."""
+    return {
+        "enabled": True,
+        "module": target.control_module,
+        "model": target.control_model or "None",
+        "weight": job.control_weight,
+        "image": image_b64,
+        "guidance_start": job.control_start,
+        "guidance_end": job.control_end,
+        "pixel_perfect": True,
+        "save_detected_map": False,
+    }
 
 
 def _hires(payload: dict[str, Any], job: Resolved, target: Target) -> None:

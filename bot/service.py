@@ -36,7 +36,7 @@ from bot.engine import Engine
 from bot.errors import DrawbridgeError, ImageError, OptionError
 from bot.governor import BanNotice, until_text
 from bot.i18n import t, tn
-from bot.images.ingest import FORMATS_TEXT, image_size
+from bot.images.ingest import FORMATS_TEXT, image_size, ingest
 from bot.images.inputs import prepare_images
 from bot.images.store import ImageStore
 from bot.metrics import Metrics, Snapshot
@@ -48,10 +48,14 @@ from bot.stats import Stats, stats_lines
 from bot.stats import gather as gather_stats
 from bot.texts import cut
 from bot.types import (
+    INTERROGATORS,
     Cancelled,
     Catalogue,
     Checkpoint,
+    Description,
     GenerationRequest,
+    HistoryJob,
+    HistoryPage,
     JobHandle,
     JobState,
     Original,
@@ -68,6 +72,8 @@ from bot.webui.client import WebUIClient
 from storage.db import Database, upgrade
 
 log = logging.getLogger(__name__)
+
+HISTORY_PAGE = 5  # jobs per /history page
 
 __all__ = [
     "AdminJob",
@@ -251,6 +257,7 @@ class Service:
             locale=requester.locale,
             decodes=self._decodes,
         )
+        await self._control_picture(request, pictures)
         problems = self._engine.backend_problems()
         if refuse_when_down and problems is not None:
             raise DrawbridgeError("error.input", detail="; ".join(problems))
@@ -263,6 +270,23 @@ class Service:
             notes=prepared.notes,
             source=source,
         )
+
+    async def _control_picture(self, request: GenerationRequest, pictures: Pictures) -> None:
+        """--control needs its picture: checked, stored by reference on the request."""
+        if request.control is None:
+            if pictures.control is not None:
+                raise OptionError("option.control_image_without_control")
+            return
+        if pictures.control is None:
+            raise OptionError("option.control_needs_image")
+        settings = self.settings
+        checked = await asyncio.to_thread(
+            ingest,
+            pictures.control,
+            max_pixels=settings.max_pixels,
+            max_bytes=settings.max_upload_bytes,
+        )
+        request.control_image = await asyncio.to_thread(self._engine.store.put, checked.png)
 
     async def press(
         self,
@@ -288,6 +312,10 @@ class Service:
         store the new `reply_ref`, so a restart edits that message. Best effort, never raises."""
         await self._engine.remember_reply(job_id, reply_ref)
 
+    async def control_map(self, key: str) -> Original:
+        """🦴: the ControlNet preprocessor's detected map behind a result's key (free)."""
+        return await self._engine.control_map(key)
+
     async def original(self, key: str) -> Original:
         """The PNG as the WebUI made it, behind an 📄 Original key."""
         return await self._engine.original(key)
@@ -300,6 +328,31 @@ class Service:
         """Cancel the named job (a cancel button carries its id), or the user's newest."""
         requester = self.governed(requester)
         return await self._engine.cancel(requester, job_id)
+
+    async def history(self, requester: Requester, page: int = 0) -> HistoryPage:
+        """/history: one page of the user's delivered results, newest first."""
+        return await self._engine.history(requester.key, page, HISTORY_PAGE)
+
+    async def history_job(self, requester: Requester, job_id: str) -> HistoryJob:
+        """/history JOB: that job's pictures, their working buttons, its full parameters."""
+        return await self._engine.history_job(requester, job_id)
+
+    async def describe(self, image: bytes, interrogator: str = "clip") -> Description:
+        """/describe: what the WebUI's interrogator ("clip" or "deepbooru") sees in a picture,
+        and the parameters it carries; raises ImageError for what is not a usable picture."""
+        model = INTERROGATORS.get(interrogator.strip().lower())
+        if model is None:
+            raise OptionError(
+                "option.bad_choice",
+                flag="model",
+                value=interrogator,
+                choices=", ".join(INTERROGATORS),
+            )
+        settings = self.settings
+        checked = await asyncio.to_thread(
+            ingest, image, max_pixels=settings.max_pixels, max_bytes=settings.max_upload_bytes
+        )
+        return await self._engine.describe(checked.png, image, model, interrogator.lower())
 
     def backend_problems(self) -> list[str] | None:
         """Why no backend can draw now (one reason each), or None when one is up."""
@@ -333,6 +386,11 @@ class Service:
     def checkpoints(self) -> list[Checkpoint]:
         """Checkpoints the backends reported (autocomplete; no network)."""
         return self._engine.checkpoints()
+
+    def offered(self, kind: str) -> list[str]:
+        """Upscaler ("upscaler"), LoRA ("lora") or style ("style") names the backends
+        reported (autocomplete; no network)."""
+        return self._engine.offered(kind)
 
     async def backend_report(self, *, refresh: bool = False) -> tuple[list[str], bool]:
         """`drawbridge backends`: lines per backend (probed now: flavour, model, catalogue,

@@ -275,6 +275,10 @@ class Settings(BaseSettings):
         """Keyword arguments for storage.db.Database beside the URL."""
         return {"retry_seconds": self.db_retry_seconds, "busy_timeout": self.db_busy_timeout}
 
+    # --- create more (issue 15): hires and LoRAs per request ---
+    max_hr_scale: float = Field(default=2.0, ge=1.0, le=4.0)
+    max_loras: int = Field(default=5, ge=0)
+
 
 def split_listen(value: str) -> tuple[str, int]:
     """ "host:port" (IPv6 as "[::]:8080") as (host, port); ValueError saying what to write."""

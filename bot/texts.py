@@ -8,13 +8,16 @@ from typing import Any
 from bot.checkpoints import model_label
 from bot.i18n import t
 from bot.presets import PresetBook
-from bot.types import Catalogue, JobState, JobUpdate, QueueView, QuotaView
+from bot.types import Catalogue, Description, HistoryPage, JobState, JobUpdate, QueueView, QuotaView
 
 __all__ = [
     "ELLIPSIS",
     "catalogue_lines",
     "cut",
+    "describe_text",
+    "draw_text_of",
     "eta_text",
+    "history_lines",
     "model_label",
     "queue_lines",
     "quota_text",
@@ -148,4 +151,55 @@ def catalogue_lines(
     lines += [t(locale, samplers_key), *(f"• {n}" for n in found.samplers)]
     if found.loras:
         lines += [t(locale, "models.loras"), *(f"• {n}" for n in found.loras)]
+    if found.embeddings:
+        lines += [t(locale, "models.embeddings"), *(f"• {n}" for n in found.embeddings)]
+    if found.styles:
+        lines += [t(locale, "models.styles"), *(f"• {n}" for n in found.styles)]
+    return lines
+
+
+# the last line of a /describe answer: what ▶ "Draw this" draws (read back from the message,
+# so the button needs nothing stored and works after a restart)
+DRAW_MARK = "▶ /draw "
+
+
+def describe_text(locale: str | None, found: Description) -> str:
+    """/describe's answer: the interrogator's caption, the picture's own parameters, and the
+    /draw line ▶ starts."""
+    lines = [t(locale, "describe.caption", interrogator=found.interrogator, caption=found.caption)]
+    if found.prompt:
+        lines.append(t(locale, "describe.prompt", prompt=found.prompt))
+        if found.negative:
+            lines.append(t(locale, "describe.negative", negative=found.negative))
+        if found.parameters:
+            lines.append(t(locale, "describe.settings", settings=found.parameters))
+    lines += ["", DRAW_MARK + found.draw_text]
+    return "\n".join(lines)
+
+
+def draw_text_of(text: str | None) -> str | None:
+    """The /draw text a /describe answer ends with, or None when `text` is not one."""
+    if not text or DRAW_MARK not in text:
+        return None
+    found = text.rsplit(DRAW_MARK, 1)[1].strip()
+    return found or None
+
+
+def history_lines(locale: str | None, found: HistoryPage) -> list[str]:
+    """/history: one page of a user's pictures, newest first, each with its /history JOB."""
+    if not found.entries:
+        return [t(locale, "history.empty")]
+    lines = [t(locale, "history.title", page=found.page + 1, pages=found.pages)]
+    for n, entry in enumerate(found.entries, start=1):
+        lines.append(
+            t(
+                locale,
+                "history.entry",
+                n=n,
+                when=entry.when,
+                size=entry.size,
+                prompt=cut(entry.prompt, 60),
+                job=entry.job_id,
+            )
+        )
     return lines

@@ -16,12 +16,19 @@ if TYPE_CHECKING:
     from bot.errors import DrawbridgeError
 
 __all__ = [
+    "CANVAS_ACTIONS",
     "IMAGE_ACTIONS",
+    "INTERROGATORS",
     "JOB_ACTIONS",
+    "SINGLE_ACTIONS",
     "Cancelled",
     "Catalogue",
     "Checkpoint",
+    "Description",
     "GenerationRequest",
+    "HistoryEntry",
+    "HistoryJob",
+    "HistoryPage",
     "ImageResult",
     "JobHandle",
     "JobResult",
@@ -43,6 +50,9 @@ __all__ = [
 # Button actions a delivered result carries keys for: once per job, and once per picture.
 JOB_ACTIONS = ("reroll", "delete")
 IMAGE_ACTIONS = ("variations", "upscale", "original")
+# and under a single drawn picture: zoom out, pan, make square (outpainting), fix faces
+CANVAS_ACTIONS = ("zoom15", "zoom2", "pan_left", "pan_right", "pan_up", "pan_down", "square")
+SINGLE_ACTIONS = (*CANVAS_ACTIONS, "faces")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,20 @@ class GenerationRequest:
     fill: str | None = None
     only_masked: bool | None = None
     relax: bool | None = None  # RELAX_MODE: free, behind every job with credits
+    # the hires pass, faces, LoRAs (name, weight) and an A1111 style
+    hr_scale: float | None = None
+    hr_denoise: float | None = None
+    hr_steps: int | None = None
+    hr_upscaler: str | None = None
+    face: bool | None = None
+    loras: tuple[tuple[str, float], ...] = ()
+    style: str | None = None
+    # ControlNet: the preprocessor family (canny, depth …), its weight and guidance span, and
+    # the control picture (an image store key)
+    control: str | None = None
+    control_weight: float | None = None
+    control_guidance: tuple[float, float] | None = None
+    control_image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +123,7 @@ class Pictures:
 
     init: bytes | None = None
     mask: bytes | None = None
+    control: bytes | None = None  # the ControlNet picture (--control)
 
 
 @dataclass
@@ -244,6 +269,58 @@ class UserDefaults:
         }
 
 
+# the WebUI's interrogators (/sdapi/v1/interrogate "model"), as users name them
+INTERROGATORS = {"clip": "clip", "deepbooru": "deepdanbooru"}
+
+
+@dataclass(frozen=True)
+class Description:
+    """/describe: what the interrogator saw, the picture's own parameters when it carries
+    them (a WebUI PNG), and the /draw text ▶ "Draw this" starts from."""
+
+    caption: str
+    interrogator: str
+    prompt: str = ""  # from the PNG's parameters
+    negative: str = ""
+    parameters: str = ""  # the rest of its infotext line (steps, sampler, seed …)
+
+    @property
+    def draw_text(self) -> str:
+        """/draw text for ▶: the PNG's own prompt (and negative) when known, else the caption."""
+        text = self.prompt or self.caption
+        if self.prompt and self.negative:
+            text += f' --neg "{self.negative}"'
+        return text
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One delivered job in /history."""
+
+    job_id: str
+    prompt: str
+    when: str  # "2025-03-01 14:05" UTC
+    images: int
+    size: str  # "512×512"
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of a user's /history, newest first; `page` counts from 0."""
+
+    entries: tuple[HistoryEntry, ...]
+    page: int
+    pages: int
+
+
+@dataclass
+class HistoryJob:
+    """/history JOB: the job's pictures with their stored buttons, and its full parameters."""
+
+    result: JobResult
+    infotext: str
+
+
 @dataclass(frozen=True)
 class Catalogue:
     """What the backends can draw with."""
@@ -251,6 +328,8 @@ class Catalogue:
     checkpoints: list[str]
     samplers: list[str]
     loras: list[str]
+    embeddings: list[str] = field(default_factory=list)  # textual inversions, by trigger word
+    styles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

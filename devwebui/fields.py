@@ -443,6 +443,36 @@ SDNEXT_UPSCALERS: list[tuple[str, float | None]] = [
 ]
 LORAS = ["add_detail", "film_grain"]
 ALWAYSON_SCRIPTS = {"refiner", "seed", "extra options", "hypertile", "soft inpainting"}
+# Extensions a server may have installed (DevWebUI(extensions=...)): the always-on script
+# title each adds. ADetailer's (Bing-su/adetailer scripts/!adetailer.py) is "ADetailer".
+EXTENSION_SCRIPTS = {"adetailer": "ADetailer", "controlnet": "ControlNet"}
+# sd-webui-controlnet: GET /controlnet/module_list (a few of its preprocessors) and the models a
+# server may have (DevWebUI(control_models=...)); internal_controlnet/args.py ControlNetUnit
+CONTROL_MODULES = (
+    "none",
+    "canny",
+    "depth_midas",
+    "openpose",
+    "lineart_realistic",
+    "softedge_pidinet",
+    "scribble_pidinet",
+    "tile_resample",
+    "reference_only",
+)
+CONTROL_MODELS = ("control_v11p_sd15_canny [d14c016b]", "control_v11f1p_sd15_depth [cfd03158]")
+# ADetailer's detection models (adetailer/common.py get_models: the Bingsu/adetailer files)
+ADETAILER_MODELS = (
+    "face_yolov8n.pt",
+    "face_yolov8s.pt",
+    "hand_yolov8n.pt",
+    "person_yolov8n-seg.pt",
+)
+EMBEDDINGS = ("easynegative", "bad-hands-5")  # GET /embeddings: textual inversions loaded
+# GET /prompt-styles (styles.csv): name, prompt ("{prompt}" is replaced), negative prompt
+STYLES = (
+    ("cinematic", "cinematic still of {prompt}, film grain", "cartoon, drawing"),
+    ("watercolor", "watercolor painting", "photo"),
+)
 
 # GET /options: defaults of the keys a client may look at. Ints with a non-zero default are
 # served as floats, like the real response model does (CLIP_stop_at_last_layers -> 1.0).

@@ -23,9 +23,14 @@ from aiohttp import web
 from PIL import Image, ImageFilter, ImageOps
 
 from devwebui.fields import (
+    ADETAILER_MODELS,
     ALWAYSON_SCRIPTS,
     API,
+    CONTROL_MODELS,
+    CONTROL_MODULES,
     DEFAULT_MODELS,
+    EMBEDDINGS,
+    EXTENSION_SCRIPTS,
     EXTRAS_FIELDS,
     FORGE_IMG2IMG_FIELDS,
     FORGE_OPTION_DEFAULTS,
@@ -42,6 +47,7 @@ from devwebui.fields import (
     SDNEXT_SAMPLERS,
     SDNEXT_TXT2IMG_FIELDS,
     SDNEXT_UPSCALERS,
+    STYLES,
     TXT2IMG_FIELDS,
     UPSCALERS,
     VERSION,
@@ -275,6 +281,9 @@ class DevWebUI:
         freeze_settings: bool = False,
         nowebui: bool = False,
         loras: Sequence[str] = LORAS,
+        extensions: Sequence[str] = (),
+        styles: Sequence[tuple[str, str, str]] = STYLES,
+        control_models: Sequence[str] = CONTROL_MODELS,
     ) -> None:
         if flavor not in FLAVORS:
             raise ValueError(f"flavor must be one of {', '.join(FLAVORS)}, not {flavor!r}")
@@ -293,6 +302,13 @@ class DevWebUI:
         self.nowebui = nowebui
         self.checkpoints = [Checkpoint(name) for name in models]
         self.loras = list(loras)
+        unknown = set(extensions) - set(EXTENSION_SCRIPTS)
+        if unknown:
+            raise ValueError(f"extensions must be among {', '.join(EXTENSION_SCRIPTS)}")
+        self.extensions = set(extensions)
+        self.styles = list(styles)
+        self.control_models = list(control_models)
+        self.control_units: list[dict[str, Any]] = []  # every ControlNet unit that ran
         # checkpoint files on disk the WebUI has not scanned yet (POST /refresh-checkpoints)
         self.unscanned: list[Checkpoint] = []
         # the weights in memory; options_data["sd_model_checkpoint"] is the *setting*, which
@@ -455,6 +471,7 @@ class DevWebUI:
         post(f"{API}/img2img", self._img2img)
         post(f"{API}/extra-single-image", self._extra_single_image)
         post(f"{API}/png-info", self._png_info)
+        post(f"{API}/interrogate", self._interrogate)
         get(f"{API}/progress", self._progress)
         post(f"{API}/interrupt", self._interrupt)
         post(f"{API}/skip", self._skip)
@@ -467,6 +484,12 @@ class DevWebUI:
         post(f"{API}/options", self._set_options)
         get(f"{API}/cmd-flags", self._cmd_flags)
         get(f"{API}/scripts", self._scripts)
+        get(f"{API}/prompt-styles", self._prompt_styles)
+        get(f"{API}/embeddings", self._embeddings)
+        if "controlnet" in self.extensions:  # the extension adds its own routes
+            get("/controlnet/model_list", self._control_model_list)
+            get("/controlnet/module_list", self._control_module_list)
+            post("/controlnet/detect", self._control_detect)
         get(f"{API}/memory", self._memory)
         post(f"{API}/refresh-checkpoints", self._refresh_checkpoints)
         if self.flavor == "sdnext":  # SD.Next removed these and added /version
@@ -596,14 +619,74 @@ class DevWebUI:
             found = SCHEDULERS[0]
         return sampler[0], found[1]
 
-    @staticmethod
-    def check_scripts(req: dict[str, Any]) -> None:
-        """Selectable scripts do not exist here; always-on ones only by their built-in titles."""
+    def check_scripts(self, req: dict[str, Any]) -> None:
+        """Selectable scripts do not exist here; always-on ones by their built-in titles and
+        those of the installed extensions (api.py init_script_args: 422 for any other)."""
         if req.get("script_name") and req["script_name"] != "none":
             raise HTTPError(422, f"Script '{req['script_name']}' not found")
-        for title in req.get("alwayson_scripts") or {}:
-            if title.lower() not in ALWAYSON_SCRIPTS:
+        installed = {EXTENSION_SCRIPTS[e].lower() for e in self.extensions}
+        for title, value in (req.get("alwayson_scripts") or {}).items():
+            if title.lower() not in ALWAYSON_SCRIPTS | installed:
                 raise HTTPError(422, f"always on script {title} not found")
+            if title.lower() == "adetailer":
+                _check_adetailer(value)
+            if title.lower() == "controlnet":
+                self._check_control(value)
+
+    def _check_control(self, value: Any) -> None:
+        """ControlNetUnit validation (args.py): known module and model, weight 0..2,
+        guidance_start <= guidance_end, a decodable image; a bad unit fails the request."""
+        args = value.get("args") if isinstance(value, dict) else None
+        for unit in args or []:
+            if not isinstance(unit, dict) or not unit.get("enabled"):
+                continue
+            if unit.get("module", "none") not in CONTROL_MODULES:
+                raise ValueError(f"module({unit.get('module')}) not found in supported modules.")
+            if unit.get("model", "None") not in (*self.control_models, "None"):
+                raise ValueError(f"model({unit.get('model')}) not found in supported models.")
+            if not 0.0 <= float(unit.get("weight", 1.0)) <= 2.0:
+                raise ValueError("weight must be between 0 and 2")
+            start, end = unit.get("guidance_start", 0.0), unit.get("guidance_end", 1.0)
+            if start > end:
+                raise ValueError(f"guidance_start({start}) > guidance_end({end})")
+            decode_image(str(unit.get("image") or unit.get("input_image") or ""))
+            self.control_units.append(unit)
+
+    async def _control_model_list(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"model_list": self.control_models})
+
+    async def _control_module_list(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response({"module_list": list(CONTROL_MODULES)})
+
+    async def _control_detect(self, request: web.Request) -> web.StreamResponse:
+        """The preprocessor's map of each input image: edges for canny, grey depth else."""
+        body = await self._body(request)
+        module = body.get("controlnet_module", "none") if isinstance(body, dict) else "none"
+        images = body.get("controlnet_input_images") or [] if isinstance(body, dict) else []
+        if module not in CONTROL_MODULES:
+            return web.json_response({"images": [], "info": "Module not available"})
+        if not images:
+            return web.json_response({"images": [], "info": "No image selected"})
+
+        def detect() -> list[str]:
+            out = []
+            for raw in images:
+                grey = decode_image(str(raw)).convert("L")
+                picture = grey.filter(ImageFilter.FIND_EDGES) if module == "canny" else grey
+                out.append(encode_png(picture.convert("RGB"), ""))
+            return out
+
+        return web.json_response({"images": await asyncio.to_thread(detect), "info": "Success"})
+
+    def _styled(self, prompt: str, req: dict[str, Any]) -> str:
+        """styles.py apply_styles_to_prompt: each named style, unknown names ignored."""
+        for name in req.get("styles") or []:
+            style = next((s for s in self.styles if s[0] == name), None)
+            if style is None:
+                continue
+            text = style[1]
+            prompt = text.replace("{prompt}", prompt) if "{prompt}" in text else f"{prompt}, {text}"
+        return prompt
 
     def find_checkpoint(self, name: Any) -> Checkpoint | None:
         """The checkpoint any alias names, or None."""
@@ -757,6 +840,7 @@ class DevWebUI:
         prompt = req.get("prompt")
         if prompt is None:
             raise AssertionError  # process_images_inner asserts it: 500 AssertionError
+        prompt = self._styled(prompt, req)
         self._check_upscalers(req)
         fault = self.faults.pop(0) if self.faults else None
         n_iter, batch = max(1, int_value(req, "n_iter")), max(1, int_value(req, "batch_size"))
@@ -801,6 +885,11 @@ class DevWebUI:
                 raise _Empty
             if hires and not st.interrupted:
                 size = await self._hires_pass(req, steps, seeds[n * batch], cfg, negative, size)
+            if self._adetailer_on(req) and not st.interrupted:  # its inpaint of each face
+                for _ in range(batch):
+                    self._ran("adetailer", steps, cfg, negative, (512, 512), req)
+            elif req.get("restore_faces") and not st.interrupted:
+                self._ran("restore_faces", 0, cfg, negative, size, req)
             note = "interrupted" if st.interrupted else ""
             for j in range(batch):
                 s = seeds[n * batch + j]
@@ -925,6 +1014,10 @@ class DevWebUI:
             "Denoising strength": req.get("denoising_strength") if hires or img2img else None,
             "Clip skip": clip_skip if clip_skip > 1 else None,
         }
+        if req.get("restore_faces") and not self._adetailer_on(req):
+            params["Face restoration"] = "CodeFormer"
+        if self._adetailer_on(req):
+            params["ADetailer model"] = _adetailer_args(req)[0].get("ad_model")
         if hires:
             params["Hires upscale"] = None if req.get("hr_resize_x") else req.get("hr_scale")
             params["Hires steps"] = req.get("hr_second_pass_steps") or None
@@ -1107,6 +1200,30 @@ class DevWebUI:
         text = items.pop("parameters", "")
         return web.json_response({"info": text, "items": items, "parameters": parse_infotext(text)})
 
+    async def _interrogate(self, request: web.Request) -> web.StreamResponse:
+        """api.py:630-647: CLIP or DeepDanbooru under the generation lock; {caption}."""
+        body = await self._body(request)
+        if not isinstance(body, dict) or body.get("image") is None:
+            raise ValidationFailed(
+                [{"loc": ["body", "image"], "msg": "none is not an allowed value"}]
+            )
+        model = body.get("model", "clip")
+        image = decode_image(str(body["image"]).strip())
+        if model not in ("clip", "deepdanbooru"):
+            raise HTTPError(404, "Model not found")
+        async with self._lock:
+            self.state.begin("interrogate")
+            try:
+                await asyncio.sleep(self.delay / 4)
+                colour = _colour_word(image)
+            finally:
+                self.state.end()
+        if model == "clip":
+            caption = f"a placeholder picture with a {colour} background, digital art"
+        else:
+            caption = f"no_humans, simple_background, {colour}_background"
+        return web.json_response({"caption": caption})
+
     async def _progress(self, request: web.Request) -> web.StreamResponse:
         try:
             skip = to_bool(request.query.get("skip_current_image", "false"))
@@ -1198,8 +1315,36 @@ class DevWebUI:
         return web.json_response(flags)
 
     async def _scripts(self, request: web.Request) -> web.StreamResponse:
+        # api.py get_scripts_list: the lowercased titles of selectable and always-on scripts
+        installed = sorted(EXTENSION_SCRIPTS[e].lower() for e in self.extensions)
         return web.json_response(
-            {"txt2img": ["x/y/z plot"], "img2img": ["x/y/z plot", "sd upscale"]}
+            {
+                "txt2img": ["x/y/z plot", *installed],
+                "img2img": ["x/y/z plot", "sd upscale", *installed],
+            }
+        )
+
+    def _adetailer_on(self, req: dict[str, Any]) -> bool:
+        """ADetailer is installed and the request enables it with at least one model."""
+        return "adetailer" in self.extensions and bool(_adetailer_args(req))
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """api.py get_embeddings: {loaded: {name: {step, sd_checkpoint, …}}, skipped: {}}."""
+        loaded = {
+            name: {
+                "step": None,
+                "sd_checkpoint": None,
+                "sd_checkpoint_name": None,
+                "shape": 768,
+                "vectors": 1,
+            }
+            for name in EMBEDDINGS
+        }
+        return web.json_response({"loaded": loaded, "skipped": {}})
+
+    async def _prompt_styles(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(
+            [{"name": n, "prompt": p, "negative_prompt": neg} for n, p, neg in self.styles]
         )
 
     async def _sd_models(self, request: web.Request) -> web.StreamResponse:
@@ -1308,6 +1453,40 @@ class OutOfMemoryError(RuntimeError):
 
 class _Unavailable(Exception):
     """Answer as a proxy in front of a restarting WebUI does: 503."""
+
+
+def _adetailer_args(req: dict[str, Any]) -> list[dict[str, Any]]:
+    """The enabled ADetailer tabs of a request ([] when it is off): args are [enable,
+    skip_img2img, {ad_model, ...}, ...] (is_ad_enabled/get_args), the first bool optional."""
+    value = (req.get("alwayson_scripts") or {}).get("ADetailer") or {}
+    args = value.get("args") or [] if isinstance(value, dict) else []
+    if args and isinstance(args[0], bool) and not args[0]:
+        return []
+    return [a for a in args if isinstance(a, dict) and a.get("ad_model", "None") != "None"]
+
+
+def _check_adetailer(value: Any) -> None:
+    """ADetailerArgs validation: an unknown ad_model is a ValueError (a 500)."""
+    for arg in _adetailer_args({"alwayson_scripts": {"ADetailer": value}}):
+        if arg["ad_model"] not in ADETAILER_MODELS:
+            raise ValueError(f"[-] ADetailer: ValidationError: ad_model {arg['ad_model']!r}")
+
+
+def _colour_word(image: Image.Image) -> str:
+    """The nearest plain colour name of the picture's average colour."""
+    r, g, b = image.convert("RGB").resize((1, 1), Image.Resampling.BOX).getpixel((0, 0))  # type: ignore[misc]
+    names = {
+        "black": (0, 0, 0),
+        "white": (255, 255, 255),
+        "red": (200, 40, 40),
+        "green": (40, 160, 60),
+        "blue": (40, 80, 200),
+        "yellow": (220, 200, 40),
+        "grey": (128, 128, 128),
+    }
+    return min(
+        names, key=lambda n: sum((a - c) ** 2 for a, c in zip((r, g, b), names[n], strict=True))
+    )
 
 
 def _fixed_seed(seed: Any) -> int:

@@ -352,3 +352,32 @@ class JobRepo:
         """queued or running → cancelled and released; credits refunded, or None."""
         tx = partial(lifecycle.cancel, job_id=id, owner=owner, today=today)
         return await self._db.write_tx(tx, again=tx)
+
+    # --- /history (issue 15) ----------------------------------------------------------------
+    async def delivered_of(self, user_key: str, *, limit: int, offset: int = 0) -> list[Job]:
+        """A user's delivered jobs, newest first (one page of /history)."""
+        return await self._db.read_tx(
+            partial(_delivered_of, user_key=user_key, limit=limit, offset=offset)
+        )
+
+    async def count_delivered(self, user_key: str) -> int:
+        """How many delivered jobs a user has (for the page count)."""
+        return await self._db.read_tx(partial(_count_delivered, user_key=user_key))
+
+
+def _delivered_of(conn: Connection, user_key: str, limit: int, offset: int) -> list[Job]:
+    stmt = (
+        select(JOBS)
+        .where(JOBS.c.user_key == user_key, JOBS.c.state == JobState.DELIVERED.value)
+        .order_by(JOBS.c.created_at.desc(), JOBS.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return rows_to_jobs(conn.execute(stmt))
+
+
+def _count_delivered(conn: Connection, user_key: str) -> int:
+    stmt = select(func.count()).where(
+        JOBS.c.user_key == user_key, JOBS.c.state == JobState.DELIVERED.value
+    )
+    return int(conn.execute(stmt).scalar_one())

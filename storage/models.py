@@ -23,7 +23,19 @@ from sqlmodel import Field, SQLModel
 # Closed sets the database enforces with CHECK constraints (kept in sync with the migration).
 JOB_STATES = ("queued", "running", "rendered", "delivered", "failed", "cancelled")
 LEDGER_KINDS = ("reserve", "settle", "release", "grant", "reset")
-ACTION_KINDS = ("reroll", "variations", "upscale", "original", "cancel", "delete")
+ACTION_KINDS: tuple[str, ...] = ("reroll", "variations", "upscale", "original", "cancel", "delete")
+# issue 15: zoom out, pan, make square, fix faces (actions.kind has no CHECK constraint)
+ACTION_KINDS += (
+    "zoom15",
+    "zoom2",
+    "pan_left",
+    "pan_right",
+    "pan_up",
+    "pan_down",
+    "square",
+    "faces",
+    "control_map",
+)
 
 
 def utcnow() -> datetime:

@@ -36,12 +36,18 @@ async def test_commands_come_from_the_declaration_and_sync_only_when_changed(tmp
             ("settings", 1),
             ("help", 1),
             ("admin", 1),
+            ("describe", 1),
+            ("history", 1),
             ("Use as init image", 3),
+            ("Describe", 3),
         ]
         draw = registered(fake, "draw")
-        declared = [o.name for o in draw_options(Limits(), SMALL)]
+        # each option with its own slash option (the rest go in `more`, as text)
+        declared = [o.name for o in draw_options(Limits(), SMALL) if o.slash]
         options = {o["name"]: o for o in draw["options"]}
-        assert [n for n in options if n not in ("prompt", "init_image", "mask")] == declared
+        pictures = ("prompt", "init_image", "mask", "control_image", "more")
+        assert [n for n in options if n not in pictures] == declared
+        assert len(options) <= 25  # Discord's limit
         assert options["prompt"]["required"] and options["prompt"]["max_length"] == 1000
         assert (options["steps"]["min_value"], options["steps"]["max_value"]) == (1, 50)
         assert (options["count"]["min_value"], options["count"]["max_value"]) == (1, 4)

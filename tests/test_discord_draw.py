@@ -76,7 +76,20 @@ async def test_draw_is_queued_then_answered_with_its_status_and_the_picture_come
         fields = {f["name"]: f["value"] for f in embed["fields"]}
         assert fields["Seed"] == "42" and fields["Size"] == "512×512"
         assert fields["Model"] == "v1-5-pruned-emaonly" and fields["Time"].endswith(" s")
-        assert labels(result) == ["Reroll", "Variations", "Upscale", "Delete"]
+        assert labels(result) == [
+            "Reroll",
+            "Variations",
+            "Upscale",
+            "Delete",
+            # under a single picture (512×512: already square, so no Make square)
+            "Zoom out ×1.5",
+            "Zoom out ×2",
+            "Fix faces",
+            "Pan",
+            "Pan",
+            "Pan",
+            "Pan",
+        ]
         assert all(b["custom_id"].startswith("db:") for b in buttons(result))
         assert result["content"] == "" and not fake.followups(ix)
         view = await env.settled("alice")
@@ -245,7 +258,8 @@ async def test_replies_in_the_users_language(tmp_path) -> None:
     async with discord_env(tmp_path) as env:
         ix = await env.fake.slash("draw", {"prompt": "一只狐狸", "seed": 7}, locale="zh-CN")
         result = await env.result(ix)
-        assert labels(result) == ["重新生成", "变体", "放大", "删除"]
+        assert labels(result)[:4] == ["重新生成", "变体", "放大", "删除"]
+        assert "缩小 ×1.5" in labels(result)
         names = [f["name"] for f in result["embeds"][0]["fields"]]
         assert names == ["种子", "尺寸", "模型", "用时"]
         assert result["embeds"][0]["footer"]["text"].startswith("任务 ")

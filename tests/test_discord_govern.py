@@ -211,7 +211,9 @@ async def test_relax_jobs_wait_for_credited_ones_and_cost_nothing(tmp_path: Path
             tmp_path, fake=fake, admin_ids=f"discord:{root['id']}", relax_mode="flag"
         ) as env:
             await env.ephemeral(await fake.slash("admin drain", {"backend": "1"}, user="root"))
-            relaxed = await fake.slash("draw", {"prompt": "slow fox", "relax": True}, user="alice")
+            relaxed = await fake.slash(
+                "draw", {"prompt": "slow fox", "more": "--relax"}, user="alice"
+            )
             await env.until(lambda: len(env.engine.queue) == 1)
             paid = await fake.slash("draw", {"prompt": "paid fox"}, user="bob")
             await env.until(lambda: len(env.engine.queue) == 2)

@@ -213,7 +213,7 @@ async def test_telegram_refuses_every_hostile_input_politely(tmp_path) -> None:
             for b in row:
                 code, _, key = b["callback_data"].partition(":")
                 kind = {"r": "reroll", "v": "variations", "u": "upscale", "o": "original"}
-                keys[kind[code]] = key
+                keys[kind.get(code, code)] = key  # and the canvas buttons by code
         await env.settled(owner)
         before = _generations(env.webui)
         group = fake.group_chat("Hostile group")

@@ -73,7 +73,9 @@ def test_negative_seed_is_a_value_not_a_flag(parser):
             "fox --stepz 3",
             "Unknown option --stepz. Options are: --neg, --ar, --size, --steps, --cfg, --seed, "
             "--sampler, --model, --n, --strength, --hires, --no-hires, --preset, --invert, --fill, "
-            "--only-masked, --relax (did you mean --steps?).",
+            "--only-masked, --hr-scale, --hr-denoise, --hr-steps, --hr-upscaler, --face, --lora, "
+            "--style, --control, --control-weight, --control-guidance, --relax (did you mean "
+            "--steps?).",
         ),
         ("fox --steps", "--steps needs a value: a whole number 1–50."),
         ("fox --steps 0", "--steps must be between 1 and 50; you gave 0."),

@@ -31,7 +31,20 @@ async def test_draw_sends_exact_values_and_a_photo_comes_back(tmp_path) -> None:
         result = env.fake.bot_messages(alice)[-1]
         assert result["reply_to_message"]["message_id"] == sent["message_id"]
         labels = [b["text"] for row in result["reply_markup"]["inline_keyboard"] for b in row]
-        assert labels == ["🔁 Reroll", "🎨 Variations", "⬆️ Upscale", "📄 Original"]
+        assert labels == [
+            "🔁 Reroll",
+            "🎨 Variations",
+            "⬆️ Upscale",
+            "📄 Original",
+            # under a single picture (512×512: already square, so no Make square)
+            "🔍 Zoom out ×1.5",
+            "🔍 ×2",
+            "⬅",
+            "➡",
+            "⬆",
+            "⬇",
+            "🙂 Fix faces",
+        ]
         data = [
             b["callback_data"] for row in result["reply_markup"]["inline_keyboard"] for b in row
         ]

@@ -16,6 +16,7 @@ import discord
 from discord import app_commands
 
 from adapters.discord.admin import admin_group, ban_gate
+from adapters.discord.describe import describe_message, on_describe
 from adapters.discord.draw import (
     channel_refusal,
     ephemeral,
@@ -23,6 +24,7 @@ from adapters.discord.draw import (
     render,
     start_job,
 )
+from adapters.discord.history import on_history
 from adapters.discord.init_image import use_as_init_image
 from adapters.discord.runtime import Runtime
 from adapters.discord.slash import (
@@ -41,7 +43,7 @@ from bot.commands import Command, Kind, Where, commands_on
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
 from bot.texts import catalogue_lines, cut, queue_lines, quota_text, settings_lines
-from bot.types import UserDefaults
+from bot.types import INTERROGATORS, UserDefaults
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +104,13 @@ def params_of(rt: Runtime, declared: Command) -> list[Param]:
             params.append(Param(p.name, job, loc(f"discord.opt.{p.name}.desc")))
         elif p.kind is Kind.DEFAULTS:
             params += _setting_params(rt)
+        elif p.kind is Kind.AMOUNT:
+            page = app_commands.Range[int, 1, 10_000]
+            params.append(Param(p.name, page, loc(f"discord.opt.{p.name}.desc")))
+        elif p.kind is Kind.INTERROGATOR:
+            choices = tuple(app_commands.Choice(name=n, value=n) for n in INTERROGATORS)
+            desc = loc(f"discord.opt.{p.name}.desc")
+            params.append(Param(p.name, str, desc, choices=choices))
         else:
             raise ValueError(f"no Discord form for {p.kind} ({declared.name})")
     return params
@@ -131,7 +140,27 @@ def _completers(rt: Runtime) -> dict[str, Autocomplete]:
     ) -> list[app_commands.Choice[str]]:
         return model_choices(rt, current)
 
-    return {"sampler": samplers, "model": checkpoints}
+    def offered(kind: str) -> Autocomplete:
+        async def complete(
+            interaction: discord.Interaction, current: str
+        ) -> list[app_commands.Choice[str]]:
+            return name_choices(rt.service.offered(kind), current)
+
+        return complete
+
+    async def loras(
+        interaction: discord.Interaction, current: str
+    ) -> list[app_commands.Choice[str]]:
+        return lora_choices(rt, current)
+
+    return {
+        "sampler": samplers,
+        "model": checkpoints,
+        "hr_upscaler": offered("upscaler"),
+        "style": offered("style"),
+        "loras": loras,
+        "control": offered("control"),
+    }
 
 
 def _context_menu(
@@ -140,9 +169,15 @@ def _context_menu(
     async def init_image(interaction: discord.Interaction, message: discord.Message) -> None:
         await use_as_init_image(rt, interaction, message)
 
+    async def describe(interaction: discord.Interaction, message: discord.Message) -> None:
+        await describe_message(rt, interaction, message)
+
+    menus = {"use_as_init": init_image, "describe_message": describe}
     key = f"{declared.catalogue_key(Where.DISCORD)}.name"
     return app_commands.ContextMenu(
-        name=app_commands.locale_str(t("en", key), key=key), callback=init_image, **common
+        name=app_commands.locale_str(t("en", key), key=key),
+        callback=menus[declared.name],
+        **common,
     )
 
 
@@ -179,7 +214,12 @@ async def on_draw(rt: Runtime, interaction: discord.Interaction, values: dict[st
         await ephemeral(interaction, render(exc, locale, rt.service.options))
         return
     await start_job(
-        rt, interaction, request, init=values.get("init_image"), mask=values.get("mask")
+        rt,
+        interaction,
+        request,
+        init=values.get("init_image"),
+        mask=values.get("mask"),
+        control=values.get("control_image"),
     )
 
 
@@ -317,6 +357,8 @@ HANDLERS: dict[str, Handler] = {
     "models": on_models,
     "settings": on_settings,
     "help": on_help,
+    "describe": on_describe,
+    "history": on_history,
 }
 
 
@@ -326,6 +368,22 @@ HANDLERS: dict[str, Handler] = {
 def sampler_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:
     """Samplers of every backend matching what the user typed."""
     return matching([(name, name) for name in rt.service.samplers()], current)
+
+
+def name_choices(names: list[str], current: str) -> list[app_commands.Choice[str]]:
+    """Names (upscalers, styles) matching what the user typed: at most 25 of any number."""
+    return matching([(name, name) for name in names], current)
+
+
+def lora_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:
+    """LoRAs matching the last of the comma-separated names typed so far, the earlier ones
+    kept in front (one option holds several: "detail:0.7, grain")."""
+    done, _, typing = current.rpartition(",")
+    head = f"{done.strip()}, " if done.strip() else ""
+    word = typing.strip().split(":", 1)[0]
+    return matching(
+        [(f"{head}{name}", f"{head}{name}") for name in rt.service.offered("lora")], head + word
+    )
 
 
 def model_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:

@@ -107,6 +107,7 @@ async def start_job(
     *,
     init: discord.Attachment | None = None,
     mask: discord.Attachment | None = None,
+    control: discord.Attachment | None = None,
 ) -> None:
     """Submit first, talk later: the job is queued before anything is sent, and its first
     status is the interaction's response. Pictures must be downloaded first, so with pictures
@@ -119,11 +120,12 @@ async def start_job(
         rt, requester, interaction_target(rt, interaction, None), interaction=interaction
     )
     try:
-        if init is not None or mask is not None:
+        if init is not None or mask is not None or control is not None:
             await replier.acknowledge()  # downloading takes time
         pictures = Pictures(
             init=await download(rt, init) if init is not None else None,
             mask=await download(rt, mask) if mask is not None else None,
+            control=await download(rt, control) if control is not None else None,
         )
         await submit(
             replier,

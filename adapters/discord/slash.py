@@ -164,7 +164,7 @@ def option_param(
 ) -> Param:
     """The slash option for one declared option."""
     description = loc(opt.help_key)
-    if opt.kind is Kind.TEXT:
+    if opt.kind in (Kind.TEXT, Kind.LORA):
         return Param(opt.name, str, description, autocomplete=completers.get(opt.field))
     if opt.kind is Kind.INT:
         return Param(opt.name, _range(int, opt.low, opt.high), description)
@@ -223,8 +223,15 @@ def draw_params(
         if opt.images_only and images:
             params += images
             images = []
+        if not opt.slash:
+            continue  # written in `more` (Discord takes 25 options per command)
         params.append(option_param(opt, limits, preset, completers))
-    return params + images
+        if opt.field == "control":
+            params.append(
+                Param("control_image", discord.Attachment, loc("discord.opt.control_image.desc"))
+            )
+    more = Param("more", str, loc("discord.opt.more.desc"))
+    return [*params, *images, more]
 
 
 def matching(

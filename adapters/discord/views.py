@@ -17,8 +17,37 @@ from bot.i18n import t
 from bot.types import JobResult, Mode
 
 KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "delete": "d", "cancel": "x"}
+KIND_CODES |= {
+    "zoom15": "z",
+    "zoom2": "w",
+    "pan_left": "l",
+    "pan_right": "g",
+    "pan_up": "k",
+    "pan_down": "j",
+    "square": "q",
+    "faces": "f",
+    "control_map": "c",
+    "draw_this": "p",  # under a /describe answer: its key is a constant, the text is read back
+}
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 EMOJI = {"reroll": "🔁", "variations": "🎨", "upscale": "⬆️", "delete": "🗑️", "cancel": "✖️"}
+EMOJI |= {
+    "zoom15": "🔍",
+    "zoom2": "🔍",
+    "pan_left": "⬅️",
+    "pan_right": "➡️",
+    "pan_up": "⬆️",
+    "pan_down": "⬇️",
+    "square": "⬛",
+    "faces": "🙂",
+    "draw_this": "▶️",
+    "control_map": "🦴",
+}
+# under a single picture, after its first row: zoom out and make square, pan, fix faces
+SINGLE_ROWS = (
+    ("zoom15", "zoom2", "square", "faces"),
+    ("pan_left", "pan_right", "pan_up", "pan_down"),
+)
 ROW_MAX = 5
 
 
@@ -29,7 +58,7 @@ def custom_id(kind: str, key: str) -> str:
 
 class ActionButton(
     discord.ui.DynamicItem[discord.ui.Button[Any]],
-    template=r"db:(?P<code>[rvudx]):(?P<key>[A-Za-z0-9_-]{1,40})",
+    template=r"db:(?P<code>[rvudxzwlgkjqfpc]):(?P<key>[A-Za-z0-9_-]{1,40})",
 ):
     """Reroll, Variations, Upscale, Delete or Cancel, found again from its custom_id."""
 
@@ -68,6 +97,13 @@ class ActionButton(
         interaction.client.dispatch("action_press", interaction, self.kind, self.key)
 
 
+def describe_view(locale: str | None) -> discord.ui.View:
+    """▶ Draw this, under a /describe answer."""
+    view = discord.ui.View(timeout=None)
+    view.add_item(ActionButton("draw_this", "d", label=t(locale, "discord.btn.draw_this")))
+    return view
+
+
 def cancel_view(locale: str | None, job_id: str) -> discord.ui.View:
     """✖ Cancel under a queued or running job's status."""
     view = discord.ui.View(timeout=None)
@@ -96,7 +132,16 @@ def result_view(locale: str | None, result: JobResult) -> discord.ui.View:
             button("variations", image_key(0, "variations"), 0, t(locale, "discord.btn.variations"))
             button("upscale", image_key(0, "upscale"), 0, t(locale, "discord.btn.upscale"))
     button("delete", result.keys["delete"], 0, t(locale, "discord.btn.delete"))
-    if upscaled or count == 1:
+    if "control_map" in result.keys:
+        button("control_map", result.keys["control_map"], 0, t(locale, "discord.btn.control_map"))
+    if upscaled:
+        return view
+    if count == 1:
+        keys = result.images[0].keys
+        for row, group in enumerate(SINGLE_ROWS, start=1):
+            for kind in group:
+                if kind in keys:
+                    button(kind, keys[kind], row, t(locale, f"discord.btn.{kind}"))
         return view
     row = 1
     for kind in ("variations", "upscale"):

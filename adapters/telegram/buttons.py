@@ -52,10 +52,15 @@ async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
             await rt.service.cancel(requester, press.key)  # the job id
             await answer_query(query)
             return
-        if press.kind == "original":
-            original = await rt.service.original(press.key)
+        if press.kind in ("original", "control_map"):
+            if press.kind == "control_map":  # 🦴: the preprocessor's detected map, free
+                original = await rt.service.control_map(press.key)
+            else:
+                original = await rt.service.original(press.key)
             await answer_query(query)
             name = file_name(original.job_id, original.index)
+            if press.kind == "control_map":
+                name = name.replace(".png", "-control.png")
 
             async def document() -> Message:
                 bot = await rt.wait_ready()

@@ -17,6 +17,7 @@ from telegram import Chat, Message, Update
 from telegram.ext import ContextTypes
 
 from adapters.kit import Priority
+from adapters.telegram.describe import describe
 from adapters.telegram.media import ImageRef, fetch, image_of, is_image_file, not_an_image
 from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import Runtime
@@ -57,12 +58,22 @@ async def draw(
     except OptionError as exc:
         rt.answer(message, exc.render(locale), priority=Priority.REFUSAL, key=refusal)
         return
+    control: ImageRef | None = None
+    if request.control is not None:
+        # --control: the picture sent (or the one replied to) guides; sent while replying to
+        # a picture, the replied one is the init picture
+        control = mask if mask is not None else init
+        init = init if mask is not None else None
+        mask = None
     thread_id = message.message_thread_id if message.is_topic_message else None
     try:
         max_bytes = rt.settings.max_upload_bytes
         pictures = Pictures(
             init=await fetch(bot, rt.service, init, max_bytes) if init is not None else None,
             mask=await fetch(bot, rt.service, mask, max_bytes) if mask is not None else None,
+            control=(
+                await fetch(bot, rt.service, control, max_bytes) if control is not None else None
+            ),
         )
         # No status message yet: the job is stored first, and its first status is the
         # acknowledgement (the replier sends it, replying to the user's message).
@@ -124,6 +135,9 @@ async def on_picture(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None
     private = message.chat.type == Chat.PRIVATE
     replied = message.reply_to_message
     to_us = replied is not None and replied.from_user is not None and replied.from_user.id == bot_id
+    if command == "describe":  # a picture with /describe as its caption
+        await describe(rt, message, image_of(message), rest)
+        return
     if command is not None and command != "draw":
         return  # another command, or one for another bot
     if command is None and not (private or to_us):

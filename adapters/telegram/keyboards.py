@@ -4,6 +4,8 @@ Layout of callback_data:
 
 * ``r:<key>`` reroll, ``v:<key>`` variations, ``u:<key>`` upscale, ``o:<key>`` original: a key
   the result carries (≤ 12 characters, stored by the core), so buttons work after a restart;
+* ``z``/``w`` zoom out ×1.5/×2, ``l``/``g``/``k``/``j`` pan left/right/up/down, ``q`` make
+  square, ``f`` fix faces: keys under a single picture, as above;
 * ``x:<job>:<owner>`` cancel, by job id; the owner's user id lets another user's press be
   refused at once;
 * ``m:<page>`` /models pages; ``s:<owner>:<field>:<value>`` /settings buttons.
@@ -19,6 +21,17 @@ from bot.i18n import t
 from bot.types import JobResult, Mode
 
 KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "original": "o", "cancel": "x"}
+KIND_CODES |= {
+    "zoom15": "z",
+    "zoom2": "w",
+    "pan_left": "l",
+    "pan_right": "g",
+    "pan_up": "k",
+    "pan_down": "j",
+    "square": "q",
+    "faces": "f",
+    "control_map": "c",
+}
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 
 
@@ -66,14 +79,27 @@ def result_keyboard(locale: str | None, result: JobResult, index: int) -> Inline
     reroll = _button(locale, "reroll", result.keys["reroll"])
     variations = _button(locale, "variations", keys["variations"])
     upscale = _button(locale, "upscale", keys["upscale"])
-    return InlineKeyboardMarkup([[reroll, variations], [upscale, original]])
+    rows = [[reroll, variations], [upscale, original]]
+    for group in (("zoom15", "zoom2", "square"), ("pan_left", "pan_right", "pan_up", "pan_down")):
+        row = [_button(locale, kind, keys[kind]) for kind in group if kind in keys]
+        if row:
+            rows.append(row)
+    last = [_button(locale, "faces", keys["faces"])] if "faces" in keys else []
+    if "control_map" in result.keys:
+        last.append(_button(locale, "control_map", result.keys["control_map"]))
+    if last:
+        rows.append(last)
+    return InlineKeyboardMarkup(rows)
 
 
 def album_keyboard(locale: str | None, result: JobResult) -> InlineKeyboardMarkup:
     """Buttons for a batch: one reroll for the job, then variations/upscale/original per image."""
     rows: list[list[InlineKeyboardButton]] = []
     if result.mode is not Mode.UPSCALE:
-        rows.append([_button(locale, "reroll", result.keys["reroll"])])
+        first = [_button(locale, "reroll", result.keys["reroll"])]
+        if "control_map" in result.keys:
+            first.append(_button(locale, "control_map", result.keys["control_map"]))
+        rows.append(first)
     for index, image in enumerate(result.images):
         row = [
             _button(locale, kind, image.keys[kind], index + 1)

@@ -39,7 +39,9 @@ from adapters.telegram.commands import (
     on_quota,
     on_start,
 )
+from adapters.telegram.describe import on_describe_command, on_draw_this
 from adapters.telegram.draw import on_draw_command, on_picture, on_private_text
+from adapters.telegram.history import on_history, on_history_page
 from adapters.telegram.replier import TelegramReplier
 from adapters.telegram.runtime import PLATFORM, Runtime, answer_query
 from adapters.telegram.settings_menu import on_settings, on_settings_button
@@ -67,6 +69,8 @@ HANDLERS = {
     "models": on_models,
     "settings": on_settings,
     "admin": on_admin,
+    "describe": on_describe_command,
+    "history": on_history,
 }
 
 
@@ -192,7 +196,9 @@ def build_application(rt: Runtime, token: str) -> Application:
             on_private_text,
         )
     )
-    app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuox]:"))
+    app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuoxzwlgkjqfc]:"))
+    app.add_handler(CallbackQueryHandler(on_draw_this, pattern=r"^p:"))
+    app.add_handler(CallbackQueryHandler(on_history_page, pattern=r"^h:"))
     app.add_handler(CallbackQueryHandler(on_models_page, pattern=r"^m:"))
     app.add_handler(CallbackQueryHandler(on_settings_button, pattern=r"^s:"))
     app.add_handler(CallbackQueryHandler(on_stale_button))
@@ -249,6 +255,8 @@ async def on_error(update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
     token = rt.settings.telegram_token.get_secret_value() if rt.settings.telegram_token else ""
     error = context.error
     log.error("telegram handler failed: %s", redact(f"{type(error).__name__}: {error}", token))
+    if error is not None:  # the stack for whoever debugs (the root handler masks secrets)
+        log.debug("telegram handler failure", exc_info=error)
     if not isinstance(update, Update) or update.effective_chat is None:
         return
     user = update.effective_user

@@ -491,6 +491,39 @@ class WebUIClient:
         """LoRAs: [{name, alias, path, metadata}]."""
         return await self._get_list(f"{API}/loras")
 
+    async def embeddings(self) -> list[str]:
+        """Loaded textual-inversion embeddings: GET /embeddings {loaded: {name: …}, skipped}."""
+        found = await self._get_dict(f"{API}/embeddings")
+        loaded = found.get("loaded")
+        return [str(name) for name in loaded] if isinstance(loaded, dict) else []
+
+    async def prompt_styles(self) -> list[dict[str, Any]]:
+        """The styles saved in the WebUI: [{name, prompt, negative_prompt}]."""
+        return await self._get_list(f"{API}/prompt-styles")
+
+    async def controlnet_models(self) -> list[str]:
+        """sd-webui-controlnet's models: GET /controlnet/model_list {model_list: [...]}."""
+        found = await self._get_dict("/controlnet/model_list")
+        return [str(m) for m in found.get("model_list") or []]
+
+    async def controlnet_modules(self) -> list[str]:
+        """Its preprocessors: GET /controlnet/module_list {module_list: [...]}."""
+        found = await self._get_dict("/controlnet/module_list")
+        return [str(m) for m in found.get("module_list") or []]
+
+    async def controlnet_detect(self, image: bytes, module: str) -> bytes:
+        """The preprocessor's detected map of an image: POST /controlnet/detect."""
+        path = "/controlnet/detect"
+        body = {
+            "controlnet_module": module,
+            "controlnet_input_images": [await asyncio.to_thread(_b64, image)],
+        }
+        resp = await self._post_json(path, body, quick=False)
+        images = self._json_of(resp, path, dict).get("images") or []
+        if not images or not isinstance(images[0], str):
+            raise self._bad_response(path, "no detected map")
+        return base64.b64decode(images[0])
+
     async def latent_upscale_modes(self) -> list[dict[str, Any]]:
         """Latent hires upscalers of A1111/Forge ([{name}]); [] where the route is gone (SD.Next
         lists its latent ones with the other upscalers)."""
@@ -543,6 +576,14 @@ class WebUIClient:
         path = f"{API}/png-info"
         resp = await self._post_json(path, {"image": await asyncio.to_thread(_b64, image)})
         return self._json_of(resp, path, dict)
+
+    async def interrogate(self, image: bytes, model: str = "clip") -> str:
+        """A caption of an image by the WebUI's interrogator ("clip" or "deepdanbooru"); it
+        waits for the generation lock like a render."""
+        path = f"{API}/interrogate"
+        body = {"image": await asyncio.to_thread(_b64, image), "model": model}
+        resp = await self._post_json(path, body, quick=False)
+        return str(self._json_of(resp, path, dict).get("caption") or "")
 
     # --- plumbing -----------------------------------------------------------------------
 
