@@ -616,7 +616,11 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
     "telegram.btn.original": {"en": "📄 Original", "zh": "📄 原图"},
     "telegram.btn.cancel": {"en": "✖ Cancel", "zh": "✖ 取消"},
     "telegram.album_buttons": {
-        "en": "Buttons for the {count} pictures above (#1 is the first):",
+        "en": Plural(
+            "count",
+            one="Buttons for the {count} picture above:",
+            other="Buttons for the {count} pictures above (#1 is the first):",
+        ),
         "zh": "上面 {count} 张图片的按钮（#1 是第一张）：",
     },
     "telegram.cancelled_reply": {
@@ -1046,13 +1050,23 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         "zh": "你的等级（{tier}）最多允许 {pixels} 像素的图片。没有扣除额度，请选择更小的尺寸。",
     },
     "tier.too_many_steps": {
-        "en": "Your tier ({tier}) allows at most {steps} steps. Nothing was charged; ask for "
-        "fewer.",
+        "en": Plural(
+            "steps",
+            one="Your tier ({tier}) allows at most {steps} step. Nothing was charged; ask for "
+            "fewer.",
+            other="Your tier ({tier}) allows at most {steps} steps. Nothing was charged; ask for "
+            "fewer.",
+        ),
         "zh": "你的等级（{tier}）最多允许 {steps} 步。没有扣除额度，请减少步数。",
     },
     "tier.too_many_images": {
-        "en": "Your tier ({tier}) allows at most {images} pictures per request. Nothing was "
-        "charged; ask for fewer.",
+        "en": Plural(
+            "images",
+            one="Your tier ({tier}) allows {images} picture per request. Nothing was charged; "
+            "ask for one.",
+            other="Your tier ({tier}) allows at most {images} pictures per request. Nothing was "
+            "charged; ask for fewer.",
+        ),
         "zh": "你的等级（{tier}）每次最多允许 {images} 张图片。没有扣除额度，请减少数量。",
     },
     "tier.model": {
@@ -1080,7 +1094,11 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         "stats · reload",
     },
     "admin.granted": {
-        "en": "Gave {user} {amount} credits; they have {balance} now.",
+        "en": Plural(
+            "amount",
+            one="Gave {user} {amount} credit; they have {balance} now.",
+            other="Gave {user} {amount} credits; they have {balance} now.",
+        ),
         "zh": "已给 {user} {amount} 点额度；现在共有 {balance} 点。",
     },
     "admin.banned": {
@@ -1112,7 +1130,11 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
     "admin.queue_title.other": {"en": "{n} jobs:", "zh": "{n} 个任务："},
     "admin.queue_running": {"en": "running", "zh": "运行中"},
     "admin.cancelled": {
-        "en": "Cancelled job {job}; {credits} credits were returned to its owner.",
+        "en": Plural(
+            "credits",
+            one="Cancelled job {job}; {credits} credit was returned to its owner.",
+            other="Cancelled job {job}; {credits} credits were returned to its owner.",
+        ),
         "zh": "已取消任务 {job}；已向其发起者退还 {credits} 点额度。",
     },
     "admin.reloaded": {"en": "Policy reloaded.", "zh": "策略已重新加载。"},
@@ -1132,18 +1154,18 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
     },
     "stats.title": {"en": "📊 Stats", "zh": "📊 统计"},
     "stats.window": {
-        "en": "Last {days} d: {images} images, {credits} credits, {jobs} jobs",
-        "zh": "最近 {days} 天：{images} 张图片，{credits} 点额度，{jobs} 个任务",
+        "en": "Last {days} d — images: {images}, credits: {credits}, jobs: {jobs}",
+        "zh": "最近 {days} 天 — 图片：{images}，额度：{credits}，任务：{jobs}",
     },
     "stats.top": {"en": "Top users (30 d):", "zh": "最活跃用户（30 天）："},
     "stats.top_user": {
-        "en": "• {user}: {images} images, {credits} credits",
-        "zh": "• {user}：{images} 张图片，{credits} 点额度",
+        "en": "• {user} — images: {images}, credits: {credits}",
+        "zh": "• {user} — 图片：{images}，额度：{credits}",
     },
     "stats.backend_index": {"en": "backend {n}", "zh": "后端 {n}"},
     "stats.backend": {
-        "en": "{backend}: busy {share}% of 30 d, {jobs} jobs, {failures} failed",
-        "zh": "{backend}：30 天内 {share}% 时间忙碌，{jobs} 个任务，{failures} 个失败",
+        "en": "{backend}: busy {share}% of 30 d — jobs: {jobs}, failed: {failures}",
+        "zh": "{backend}：30 天内 {share}% 时间忙碌 — 任务：{jobs}，失败：{failures}",
     },
     "stats.median_wait": {"en": "Median wait: {seconds} s", "zh": "等待时间中位数：{seconds} 秒"},
     "telegram.cmd.admin": {"en": "Admin commands (admins only)", "zh": "管理命令（仅限管理员）"},
@@ -1268,7 +1290,9 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
     "cli.unbanned": {"en": "{user} is no longer banned.", "zh": "{user} 已解除禁止。"},
     "cli.not_banned": {"en": "{user} was not banned.", "zh": "{user} 没有被禁止。"},
     "cli.audit_written": {
-        "en": "wrote {n} audit rows to {file}",
+        "en": Plural(
+            "n", one="wrote {n} audit row to {file}", other="wrote {n} audit rows to {file}"
+        ),
         "zh": "已将 {n} 条审计记录写入 {file}",
     },
     # --- create more (issue 15): hires, faces, LoRAs, styles ------------------------------

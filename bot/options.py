@@ -51,6 +51,7 @@ MORE_FIELDS = (
     "control",
     "control_weight",
     "control_guidance",
+    "relax",
 )
 
 

@@ -305,12 +305,14 @@ async def test_generations_run_one_at_a_time_in_fifo_order(devwebui: DevWebUI) -
 
 
 async def test_encoding_happens_after_the_lock(make_devwebui: Callable[..., Any]) -> None:
-    server = await make_devwebui(delay=0.1, encode_delay=0.5)
+    # a long encode against short renders, so the two shapes stay a second apart however
+    # loaded the machine: 0.1 + 0.1 + 2.0 overlapped, 2 × (0.1 + 2.0) under the lock
+    server = await make_devwebui(delay=0.1, encode_delay=2.0)
     started = time.monotonic()
     small = {"steps": 1, "width": 64, "height": 64}
     await asyncio.gather(*(post(server, TXT2IMG, small) for _ in range(2)))
     elapsed = time.monotonic() - started
-    assert 0.7 <= elapsed < 1.1  # 0.1 + 0.1 + 0.5; encoding under the lock would take 1.2
+    assert 2.2 <= elapsed < 3.2
 
 
 async def test_idle_progress_shape(devwebui: DevWebUI) -> None:

@@ -120,11 +120,11 @@ async def test_moderation_bans_admin_and_notices(tmp_path: Path) -> None:
             listing = await admin("queue")
             assert f"discord:{alice['id']}: a queued cat" in listing
             job = next(iter(env.engine.jobs))
-            assert "1 credits were returned" in await admin("cancel", {"job": job})
+            assert "1 credit was returned" in await admin("cancel", {"job": job})
             assert "Resumed" in await admin("resume")
             assert "Nobody has a job" in await admin("queue")
             stats = await admin("stats")
-            assert "Last 1 d: 1 images, 1 credits, 2 jobs" in stats
+            assert "Last 1 d — images: 1, credits: 1, jobs: 2" in stats
 
             # reload: a bad file keeps the old policy; the channel is told
             path.write_text("[moderation]\nbanned_regex = ['(']\n", encoding="utf-8")

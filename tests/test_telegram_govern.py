@@ -169,14 +169,14 @@ async def test_bans_admin_commands_notices_and_the_audit(tmp_path) -> None:
         fake.send_text(alice, alice, "/draw to be cancelled")
         await env.until(lambda: len(env.engine.queue) == 1)
         job = next(iter(env.engine.jobs))
-        assert "1 credits were returned" in await admin(f"cancel {job}", "Cancelled job")
+        assert "1 credit was returned" in await admin(f"cancel {job}", "Cancelled job")
         await admin("undrain 1", "takes jobs again")
         assert "No backend has that name" in await admin("drain nowhere", "No backend")
 
         # stats from the audit
         stats = await admin("stats", "Stats")
-        assert "Last 1 d: 2 images, 2 credits, 3 jobs" in stats
-        assert f"telegram:{ALICE}: 2 images, 2 credits" in stats
+        assert "Last 1 d — images: 2, credits: 2, jobs: 3" in stats
+        assert f"telegram:{ALICE} — images: 2, credits: 2" in stats
         assert "backend 1: busy" in stats and "Median wait" in stats
         assert "Usage: /admin" in await admin("frobnicate", "Usage")
 
@@ -217,7 +217,7 @@ async def test_bans_admin_commands_notices_and_the_audit(tmp_path) -> None:
         assert len(first_row["result hash"]) == 64 and first_row["seed"].isdigit()
         assert rows[2]["cost"] == "0" and rows[2]["result hash"] == ""
         code, out, err = await drawbridge(tmp_path, "stats", **cli_env)
-        assert code == 0 and "Last 30 d: 2 images, 2 credits, 3 jobs" in out, err
+        assert code == 0 and "Last 30 d — images: 2, credits: 2, jobs: 3" in out, err
 
 
 async def test_tiers_by_id_and_chat_and_a_priority_that_moves_jobs_ahead(tmp_path) -> None:

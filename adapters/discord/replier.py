@@ -28,6 +28,7 @@ from adapters.discord.runtime import Runtime
 from adapters.discord.texts import result_embed, status_text
 from adapters.discord.views import cancel_view, result_view
 from adapters.kit import GaveUp, Priority, StatusMessage, StatusView
+from adapters.kit.delivery import remember_reply, why
 from bot.errors import DeliveryFailed, DrawbridgeError
 from bot.i18n import t
 from bot.types import JobResult, JobUpdate, Requester
@@ -146,7 +147,7 @@ class DiscordReplier:
                 lane, lambda: self._deliver(result, encoded), priority=Priority.RESULT
             )
         except (GaveUp, discord.HTTPException) as exc:
-            log.warning("delivering job %s failed: %s", result.job_id, _why(exc))
+            log.warning("delivering job %s failed: %s", result.job_id, why(exc))
             self._tell_undelivered(result.job_id, result.cost)
             raise DeliveryFailed(job=result.job_id) from None
         finally:
@@ -251,7 +252,7 @@ class DiscordReplier:
                     message_id = (await interaction.original_response()).id
             self.target.message_id = message_id
         if self.job_id is not None and message_id is not None:
-            self.rt.spawn(_remember(self.rt, self.job_id, self.ref()))
+            self.rt.spawn(remember_reply(self.rt.service, self.job_id, self.ref()))
         return True
 
     # --- showing the status ----------------------------------------------------------------
@@ -344,7 +345,7 @@ class DiscordReplier:
         try:
             await channel.get_partial_message(target.message_id).edit(**fields)
         except (discord.NotFound, discord.Forbidden) as exc:
-            log.info("cannot edit the status of job %s: %s", self.job_id, _why(exc))
+            log.info("cannot edit the status of job %s: %s", self.job_id, why(exc))
             if isinstance(exc, discord.NotFound):
                 target.message_id = None
             return False
@@ -397,15 +398,3 @@ async def defer_thinking(interaction: discord.Interaction) -> int | None:
         with contextlib.suppress(discord.HTTPException):
             message_id = (await interaction.original_response()).id
     return message_id
-
-
-async def _remember(rt: Runtime, job_id: str, ref: dict[str, Any]) -> None:
-    with contextlib.suppress(Exception):  # a job already gone, or the database busy: harmless
-        await rt.service.remember_reply(job_id, ref)
-
-
-def _why(exc: BaseException) -> str:
-    """An exception as one line for the log (discord.py's texts never hold the token)."""
-    if isinstance(exc, GaveUp):
-        exc = exc.last
-    return f"{type(exc).__name__}: {exc}"

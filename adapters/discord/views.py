@@ -13,22 +13,15 @@ from typing import Any
 
 import discord
 
+from adapters.kit.buttons import BUTTON_CODES
 from bot.i18n import t
 from bot.types import JobResult, Mode
 
-KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "delete": "d", "cancel": "x"}
-KIND_CODES |= {
-    "zoom15": "z",
-    "zoom2": "w",
-    "pan_left": "l",
-    "pan_right": "g",
-    "pan_up": "k",
-    "pan_down": "j",
-    "square": "q",
-    "faces": "f",
-    "control_map": "c",
-    "draw_this": "p",  # under a /describe answer: its key is a constant, the text is read back
-}
+KIND_CODES = BUTTON_CODES | {
+    "delete": "d",
+    "draw_this": "p",
+}  # draw_this: under a /describe answer (its key is a
+# constant, the text is read back)
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 EMOJI = {"reroll": "🔁", "variations": "🎨", "upscale": "⬆️", "delete": "🗑️", "cancel": "✖️"}
 EMOJI |= {

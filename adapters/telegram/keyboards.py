@@ -17,21 +17,11 @@ from dataclasses import dataclass
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup
 
+from adapters.kit.buttons import BUTTON_CODES
 from bot.i18n import t
 from bot.types import JobResult, Mode
 
-KIND_CODES = {"reroll": "r", "variations": "v", "upscale": "u", "original": "o", "cancel": "x"}
-KIND_CODES |= {
-    "zoom15": "z",
-    "zoom2": "w",
-    "pan_left": "l",
-    "pan_right": "g",
-    "pan_up": "k",
-    "pan_down": "j",
-    "square": "q",
-    "faces": "f",
-    "control_map": "c",
-}
+KIND_CODES = BUTTON_CODES | {"original": "o"}
 CODE_KINDS = {code: kind for kind, code in KIND_CODES.items()}
 
 

@@ -13,7 +13,6 @@ never outlives its job: it is deleted (or says "Cancelled") in every ending.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
 import time
@@ -23,6 +22,7 @@ from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.error import BadRequest, TelegramError
 
 from adapters.kit import GaveUp, Priority, StatusMessage, StatusView
+from adapters.kit.delivery import remember_reply, why
 from adapters.telegram.delivery import send_result
 from adapters.telegram.keyboards import cancel_keyboard
 from adapters.telegram.runtime import Runtime, reply_ref, send_kwargs
@@ -162,7 +162,7 @@ class TelegramReplier:
                 thread_id=self.thread_id,
             )
         except (GaveUp, TelegramError) as exc:
-            log.warning("delivering job %s failed: %s", result.job_id, _why(exc))
+            log.warning("delivering job %s failed: %s", result.job_id, why(exc))
             self._tell_undelivered(result.job_id, result.cost)
             raise DeliveryFailed(job=result.job_id) from None
         finally:
@@ -243,7 +243,7 @@ class TelegramReplier:
         self.status_id, self.status_is_photo = message_id, photo
         if self.job_id is not None:  # a restart must find this message, not post another
             job_id, ref = self.job_id, self.ref()
-            self.rt.spawn(_remember(self.rt, job_id, ref))
+            self.rt.spawn(remember_reply(self.rt.service, job_id, ref))
 
     async def _edit(self, bot: Bot, text: str, markup: InlineKeyboardMarkup | None) -> bool:
         """Edit the status message in place; False when there is none (any more)."""
@@ -287,14 +287,3 @@ class TelegramReplier:
         return await bot.send_message(
             self.chat_id, cut(text, TEXT_MAX), reply_markup=markup, **self._reply_kwargs()
         )
-
-
-async def _remember(rt: Runtime, job_id: str, ref: dict[str, Any]) -> None:
-    with contextlib.suppress(Exception):  # a job already gone, or the database busy: harmless
-        await rt.service.remember_reply(job_id, ref)
-
-
-def _why(exc: BaseException) -> str:
-    if isinstance(exc, GaveUp):
-        exc = exc.last
-    return f"{type(exc).__name__}: {exc}"
