@@ -1,4 +1,4 @@
-"""APScheduler jobs: backend health checks and image retention.
+"""APScheduler jobs: backend health checks, image retention and ledger pruning.
 
 No job resets quotas: each account refills lazily, in its first reservation (or view) of a new
 quota day (storage/quota.py). The scheduled reset that wrote every stale account at
@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+
+from storage.prune import maintain
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -41,7 +43,20 @@ def build_scheduler(engine: Engine) -> AsyncIOScheduler:
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(
+        ledger,
+        IntervalTrigger(hours=1),
+        args=[engine],
+        id="ledger",
+        max_instances=1,
+        coalesce=True,
+    )
     return scheduler
+
+
+async def ledger(engine: Engine) -> tuple[int, int]:
+    """Fold ledger rows older than LEDGER_KEEP_DAYS into per-day sums, then compact the file."""
+    return await maintain(engine.db, engine.settings.ledger_keep_days)
 
 
 async def retention(engine: Engine) -> tuple[int, int]:
