@@ -48,8 +48,9 @@ async def balances(db: Database, today: str) -> dict[str, tuple[int, int, int]]:
 
 async def folded(db: Database) -> dict[tuple[str, str, str], tuple[int, int, int]]:
     def read(conn: Connection) -> dict[tuple[str, str, str], tuple[int, int, int]]:
-        rows = conn.execute(select(DAYS)).all()
-        return {(r.day, r.user_key, r.kind): (r.count, r.daily, r.bonus) for r in rows}
+        columns = ("day", "user_key", "kind", "count", "daily", "bonus")
+        rows = conn.execute(select(*(DAYS.c[name] for name in columns))).all()
+        return {(r[0], r[1], r[2]): (int(r[3]), int(r[4]), int(r[5])) for r in rows}
 
     return await db.read_tx(read)
 
