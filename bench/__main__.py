@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import decodes, live, memory, queueops, quota, report, scale, tgpath
+from bench import dbsize, decodes, live, memory, queueops, quota, report, scale, tgpath
 from bench.bots import KINDS
 
 GROUPS = (
@@ -29,6 +29,7 @@ GROUPS = (
     "switches",
     "telegram",
     "scale",
+    "dbsize",
 )
 LIVE: dict[str, Callable[..., Any]] = {
     "overhead": live.overhead,
@@ -100,6 +101,12 @@ def main(argv: list[str] | None = None) -> int:
         ours.update(s_ours)
         base.update(s_base)
         log(f"scale: {s_ours} baseline {s_base}")
+
+    if "dbsize" in groups:
+        log("dbsize: SQLite file bytes per delivered job, kept, after retention, after pruning")
+        found = asyncio.run(dbsize.run())
+        ours.update(found)
+        log(f"dbsize: {found}")
 
     lines = report.table(ours, base)
     print("\n".join(lines))

@@ -95,6 +95,10 @@ FIGURES: list[Figure] = [
     Figure("restart_rss_before_mib", "MiB", "", None),
     Figure("restart_loaded_s", "s", "", None),
     Figure("restart_queue_miscount", "", "<=", 2),
+    # SQLite file bytes per delivered job (bench/dbsize.py)
+    Figure("db_bytes_per_job", "B", "", None),
+    Figure("db_bytes_per_job_kept", "B", "", None),
+    Figure("db_bytes_per_job_pruned", "B", "", None),
 ]
 
 
