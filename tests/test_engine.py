@@ -125,7 +125,9 @@ async def test_cancel_queued_refunds_and_never_runs(tmp_path):
         assert "c3" not in prompts
         job_id, error, credits = replier.failures[0]
         assert job_id == last.job_id and credits == last.cost
-        assert error.render("en") == f"Cancelled. Your {last.cost} credits were returned."
+        # one credit: the singular form (bot/i18n.py has plural forms)
+        assert last.cost == 1
+        assert error.render("en") == "Cancelled. Your 1 credit was returned."
         await eventually(lambda: engine.quotas.view(ALICE.key), lambda v: v.reserved == 0)
 
 
