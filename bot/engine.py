@@ -482,13 +482,10 @@ class Engine(Events):
             await replier.update(self._queued_update(job, position, eta))
         return JobHandle(job_id, job_cost, position, eta, job.notes)
 
-    def _queued_update(
-        self, job: Job, position: int, eta: float, down: bool | None = None
-    ) -> JobUpdate:
-        """Queued at `position`; with no backend up (`down`, asked when None) it says so
-        instead of an ETA it cannot know, and that the credits are only held (returned if the
-        job never runs)."""
-        job.shown_down = not self.dispatcher.up_backends() if down is None else down
+    def _queued_update(self, job: Job, position: int, eta: float) -> JobUpdate:
+        """Queued at `position`; with no backend up it says so instead of an ETA it cannot
+        know, and that the credits are only held (returned if the job never runs)."""
+        job.shown_down = not self.dispatcher.up_backends()
         if job.shown_down:
             return job.update(JobState.QUEUED, position=position, note="queue.waiting_no_backend")
         return job.update(JobState.QUEUED, position=position, eta_seconds=eta)
@@ -790,21 +787,18 @@ class Engine(Events):
 
     async def _refresh_positions(self, limit: int = 10) -> None:
         """Tell the first queued jobs their new place when the queue moved."""
-        # Asked once per refresh, not per job: this runs on every job start (bench/scale.py).
-        up = self.dispatcher.up_backends()
-        backends, down = max(1, len(up)), not up
+        backends = max(1, len(self.dispatcher.up_backends()))
         rate = self.dispatcher.sec_per_credit()
         ahead = self.dispatcher.remaining_work()
         for i, entry in enumerate(self.queue.in_order(limit), start=1):
             job: Job = entry.item
             eta = ahead / backends
             ahead += entry.cost * rate
+            down = not self.dispatcher.up_backends()
             if job.shown_position != i or job.shown_down != down:
                 job.shown_position = i
-                try:
-                    await job.replier.update(self._queued_update(job, i, eta, down))
-                except Exception:  # one replier's trouble must not stop the rest
-                    pass
+                with contextlib.suppress(Exception):
+                    await job.replier.update(self._queued_update(job, i, eta))
 
     async def started(self, run: Running) -> None:
         job: Job = run.entry.item
