@@ -996,8 +996,13 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
     },
     # --- the platform edge (adapters/kit: outbox, input limits) ----------------------------
     "delivery.failed": {
-        "en": "I could not deliver the picture of job {job}: {platform} could not be reached "
-        "for a while. Your {credits} credits were returned; please draw it again.",
+        "en": Plural(
+            "credits",
+            one="I could not deliver the picture of job {job}: {platform} could not be reached "
+            "for a while. Your {credits} credit was returned; please draw it again.",
+            other="I could not deliver the picture of job {job}: {platform} could not be "
+            "reached for a while. Your {credits} credits were returned; please draw it again.",
+        ),
         "zh": "无法发送任务 {job} 的图片：{platform} 有一段时间无法连接。已退还 {credits} 点额度，"
         "请重新绘制。",
     },
