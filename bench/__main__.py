@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import decodes, live, memory, nsfw, queueops, quota, report, scale, tgpath
+from bench import dbsize, decodes, live, memory, nsfw, queueops, quota, report, scale, tgpath
 from bench.bots import KINDS
 
 GROUPS = (
@@ -30,6 +30,7 @@ GROUPS = (
     "telegram",
     "scale",
     "nsfw",
+    "dbsize",
 )
 LIVE: dict[str, Callable[..., Any]] = {
     "overhead": live.overhead,
@@ -106,6 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         found = nsfw.run()
         ours.update(found)
         log(f"nsfw: {found}")
+
+    if "dbsize" in groups:
+        log("dbsize: SQLite file bytes per delivered job, kept, after retention, after pruning")
+        found = asyncio.run(dbsize.run())
+        ours.update(found)
+        log(f"dbsize: {found}")
 
     lines = report.table(ours, base)
     print("\n".join(lines))

@@ -99,6 +99,10 @@ FIGURES: list[Figure] = [
     Figure("nsfw_load_s", "s", "", None),
     Figure("nsfw_ms_per_image_512", "ms", "", None),
     Figure("nsfw_ms_per_image_1024", "ms", "", None),
+    # SQLite file bytes per delivered job (bench/dbsize.py)
+    Figure("db_bytes_per_job", "B", "", None),
+    Figure("db_bytes_per_job_kept", "B", "", None),
+    Figure("db_bytes_per_job_pruned", "B", "", None),
 ]
 
 

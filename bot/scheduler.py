@@ -1,4 +1,4 @@
-"""APScheduler jobs: backend health checks, image retention and audit retention.
+"""APScheduler jobs: backend health checks, image and audit retention, ledger pruning.
 
 No job resets quotas: each account refills lazily, in its first reservation (or view) of a new
 quota day (storage/quota.py). The scheduled reset that wrote every stale account at
@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+
+from storage.prune import maintain
 
 if TYPE_CHECKING:
     from bot.engine import Engine
@@ -49,6 +51,14 @@ def build_scheduler(engine: Engine) -> AsyncIOScheduler:
         max_instances=1,
         coalesce=True,
     )
+    scheduler.add_job(
+        ledger,
+        IntervalTrigger(hours=1),
+        args=[engine],
+        id="ledger",
+        max_instances=1,
+        coalesce=True,
+    )
     return scheduler
 
 
@@ -59,6 +69,11 @@ async def audit_retention(engine: Engine) -> int:
     if forgotten:
         log.info("audit retention: deleted %d rows older than %g days", forgotten, days)
     return forgotten
+
+
+async def ledger(engine: Engine) -> tuple[int, int]:
+    """Fold ledger rows older than LEDGER_KEEP_DAYS into per-day sums, then compact the file."""
+    return await maintain(engine.db, engine.settings.ledger_keep_days)
 
 
 async def retention(engine: Engine) -> tuple[int, int]:

@@ -146,6 +146,8 @@ class Settings(BaseSettings):
     # pictures decoded at once (each holds up to MAX_PIXELS of pixels): the upload memory bound
     max_concurrent_decodes: int = Field(default=2, ge=1)
     retention_days: float = 30.0
+    # ledger rows of ended jobs older than this are folded into per-day sums; 0 keeps every row
+    ledger_keep_days: float = Field(default=90.0, ge=0)
 
     log_level: str = "INFO"
 

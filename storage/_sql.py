@@ -46,6 +46,14 @@ def upsert(
     )
 
 
+def upsert_add(dialect: str, table: Table, conflict: Sequence[str], add: Sequence[str]) -> Insert:
+    """INSERT, or add the new values of the `add` columns to the existing row's."""
+    stmt = _insert(dialect, table)
+    return stmt.on_conflict_do_update(
+        index_elements=conflict, set_={name: table.c[name] + stmt.excluded[name] for name in add}
+    )
+
+
 class PerDialect(dict[str, S]):
     """A statement built once per dialect name, on first use (module-level constants)."""
 

@@ -87,6 +87,9 @@ def _sqlite_pragmas(busy_timeout: float) -> Callable[[Any, Any], None]:
         try:
             # busy_timeout first, so that switching to WAL waits for a lock instead of failing.
             cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            # A new file gives freed pages back in steps (storage/prune.py's compact); on an
+            # existing file this changes nothing until a VACUUM.
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")

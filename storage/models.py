@@ -131,6 +131,23 @@ class QuotaLedger(SQLModel, table=True):
     created_at: datetime = _created()
 
 
+class QuotaLedgerDay(SQLModel, table=True):
+    """Ledger rows pruned after LEDGER_KEEP_DAYS, summed per quota day, user and kind.
+
+    `daily` and `bonus` are the sums of the pruned rows' signed deltas, kept apart so the
+    quota invariant (storage/quota.py) still adds up exactly; `day` is the rows' `period`.
+    """
+
+    __tablename__ = "quota_ledger_days"
+
+    day: str = Field(primary_key=True, max_length=10)
+    user_key: str = Field(primary_key=True, max_length=128)
+    kind: str = Field(primary_key=True, max_length=16)
+    count: int = Field(default=0, sa_type=BigInteger)
+    daily: int = Field(default=0, sa_type=BigInteger)
+    bonus: int = Field(default=0, sa_type=BigInteger)
+
+
 class Job(SQLModel, table=True):
     """One generation request and everything needed to resume or answer it after a restart."""
 

@@ -9,6 +9,11 @@ allowance without a ledger row (resets are lazy), so for the account's current d
     allowance + sum(daily of rows with period == today) + sum(bonus of all rows)
         == daily_left + bonus
 
+Ledger rows older than LEDGER_KEEP_DAYS of closed reservations (and grants and resets) are
+folded into `quota_ledger_days` (storage/prune.py): one row per (day = period, user, kind)
+with the count and the summed `daily` and `bonus`, so the sums above run over the ledger AND
+those aggregates (`ledger_balance`), exactly. Open reservations are never folded.
+
 A 'reset' row, written by `reset_all`, closes an old day: its `daily` is minus the credits that
 day left unused and its `period` is that old day, so today's sum is untouched. Nothing schedules
 `reset_all` any more (bot/scheduler.py): the invariant needs no reset row, only the lazy one.
@@ -49,6 +54,7 @@ ACCOUNTS = metadata.tables["quota_accounts"]
 LEDGER = metadata.tables["quota_ledger"]
 USERS = metadata.tables["users"]
 JOBS = metadata.tables["jobs"]
+DAYS = metadata.tables["quota_ledger_days"]
 
 # Rows that end a reservation; a reservation has at most one of them.
 _CLOSING = ("settle", "release")
@@ -424,7 +430,13 @@ def _ledger_balance(conn: Connection, user_key: str, allowance: int, today: str)
         LEDGER.c.user_key == user_key
     )
     daily, bonus = conn.execute(stmt).one()
-    return allowance + int(daily) + int(bonus)
+    # Rows pruned after LEDGER_KEEP_DAYS (storage/prune.py) are counted by their daily sums.
+    folded_daily = func.sum(case((DAYS.c.day == today, DAYS.c.daily), else_=0))
+    folded = select(func.coalesce(folded_daily, 0), func.coalesce(func.sum(DAYS.c.bonus), 0)).where(
+        DAYS.c.user_key == user_key
+    )
+    old_daily, old_bonus = conn.execute(folded).one()
+    return allowance + int(daily) + int(bonus) + int(old_daily) + int(old_bonus)
 
 
 def _entries(conn: Connection, user_key: str | None, job_id: str | None) -> list[QuotaLedger]:

@@ -316,7 +316,7 @@ async def test_scheduler_has_health_and_retention_jobs_and_no_reset(tmp_path):
         scheduler.start()
         try:
             jobs = {job.id: job for job in scheduler.get_jobs()}
-            assert set(jobs) == {"health", "retention", "audit-retention"}
+            assert set(jobs) == {"health", "retention", "audit-retention", "ledger"}
             await engine.quotas.reset_all()  # still there for whoever wants it; repeatable
             await engine.quotas.reset_all()
         finally:

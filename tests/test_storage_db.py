@@ -22,6 +22,7 @@ TABLES = {
     "users",
     "quota_accounts",
     "quota_ledger",
+    "quota_ledger_days",
     "jobs",
     "user_settings",
     "actions",

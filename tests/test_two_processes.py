@@ -77,6 +77,11 @@ async def queued_count(url: str) -> int:
     return sum(1 for j in await jobs(url) if j.state == "queued")
 
 
+async def ann_stored(url: str) -> bool:
+    wanted = {f"ann {i}" for i in range(3, 6)}
+    return wanted <= {j.prompt for j in await jobs(url) if j.state in ("queued", "running")}
+
+
 async def test_bots_of_other_tokens_and_platforms_leave_a_dead_bots_jobs_alone(tmp_path) -> None:
     async with (
         FakeTelegram(token="111:AAA") as fake_a,
@@ -105,7 +110,9 @@ async def test_bots_of_other_tokens_and_platforms_leave_a_dead_bots_jobs_alone(t
             webui.delay = 30.0
             for i in range(3, 6):
                 fake_a.send_text(ann, ann, f"/draw ann {i} --steps 40")
-            await until(lambda: queued_count(url), 20, "Ann's jobs queued")
+            # all three stored (one may be running already) before the bot dies: killed
+            # after the first, the others were still Telegram updates, not jobs
+            await until(lambda: ann_stored(url), 20, "Ann's jobs queued")
             await bot_a.kill()
             webui.delay = 0.2
             # a lease later (three heartbeats each, and Ann's bot dead on this machine),
