@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ from bot.governor import BAN_REFRESH
 from devwebui import DevWebUI
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness.cli import drawbridge
-from tests.harness.process import until
+from tests.harness.process import BotProcess, bot_env, photos, until
 from tests.harness.telegram import telegram_env
 
 pytestmark = pytest.mark.timeout(60)
@@ -376,3 +377,33 @@ async def test_nsfw_check_block_withholds_and_refunds(tmp_path) -> None:
         assert (view.available, view.reserved) == (10_000, 0)  # refunded
         fake.send_text(alice, alice, "/draw a fox")
         await env.wait_result(alice)  # a picture that passes is sent as usual
+
+
+async def test_sighup_reloads_the_policy_of_a_running_bot(tmp_path) -> None:
+    """`kill -HUP` on `drawbridge run` reads POLICY_FILE again, as the README says; a bad file
+    then keeps the policy in force."""
+    path = policy(tmp_path, "[moderation]\nbanned_words = ['fox']\n")
+
+    def said(fake: FakeTelegram, chat: object) -> list[str]:
+        return [m.get("text") or "" for m in fake.bot_messages(chat)]
+
+    async with FakeTelegram() as fake, DevWebUI() as webui:
+        env = bot_env(tmp_path, fake, webui, POLICY_FILE=str(path))
+        async with await BotProcess(tmp_path, env).start() as bot:
+            alice = fake.user(ALICE, "Alice")
+            fake.send_text(alice, alice, "/draw a fox")
+            await until(lambda: any("not allowed" in t for t in said(fake, alice)), 30, "refusal")
+            path.write_text("[moderation]\nbanned_words = ['cat']\n", encoding="utf-8")
+            assert bot.proc is not None
+            bot.proc.send_signal(signal.SIGHUP)
+            await bot.wait_log("policy reloaded")
+            fake.send_text(alice, alice, "/draw a fox")
+            await until(lambda: photos(fake)["a fox"], 30, "the fox drawn")
+            path.write_text("[tiers.x]\nmax_steps = 'many'\n", encoding="utf-8")
+            bot.proc.send_signal(signal.SIGHUP)
+            await bot.wait_log("policy not reloaded, the old one stays")
+            fake.send_text(alice, alice, "/draw a cat")
+            await until(
+                lambda: sum("not allowed" in t for t in said(fake, alice)) == 2, 30, "cat refused"
+            )
+            assert photos(fake)["a cat"] == 0
