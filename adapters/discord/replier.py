@@ -252,7 +252,7 @@ class DiscordReplier:
                     message_id = (await interaction.original_response()).id
             self.target.message_id = message_id
         if self.job_id is not None and message_id is not None:
-            self.rt.spawn(remember_reply(self.rt.service, self.job_id, self.ref()))
+            self.rt.spawn_write(remember_reply(self.rt.service, self.job_id, self.ref()))
         return True
 
     # --- showing the status ----------------------------------------------------------------

@@ -24,6 +24,8 @@ from bot.types import Replier, Requester
 READY_TIMEOUT = 120.0  # a job resumed at startup waits this long for the platform to come up
 MIB = 1024 * 1024
 
+WRITES_GRACE = 5.0  # seconds shutdown waits for the adapter's pending database writes
+
 Client = TypeVar("Client")
 
 
@@ -46,6 +48,9 @@ class Runtime(Generic[Client]):
         self.route = bot_route(self.platform, token)
         self.client: Client | None = None
         self.tasks = TaskSet()
+        # database writes the adapter started (where a status message is): shutdown lets them
+        # land, or a restart would post a new message instead of editing the one users saw
+        self.writes = TaskSet()
         self._ready = asyncio.Event()
         # the edge: what leaves (the outbox), what waits to leave (the spool), what comes in
         self.outbox = self.make_outbox()
@@ -72,8 +77,14 @@ class Runtime(Generic[Client]):
         """A background task (status edits) that shutdown cancels."""
         return self.tasks.spawn(coro)
 
+    def spawn_write(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """A background database write that shutdown waits for (a few seconds at most)."""
+        return self.writes.spawn(coro)
+
     async def cancel_tasks(self) -> None:
-        """Cancel what `spawn` started and wait for it."""
+        """Let pending writes land (bounded), then cancel what `spawn` started and wait."""
+        await self.writes.finish(WRITES_GRACE)
+        await self.writes.cancel_all()
         await self.tasks.cancel_all()
 
     def set_ready(self, client: Client) -> None:

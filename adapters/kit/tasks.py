@@ -23,6 +23,12 @@ class TaskSet:
         task.add_done_callback(self._tasks.discard)
         return task
 
+    async def finish(self, grace: float) -> None:
+        """Let every task still running end on its own for up to `grace` seconds."""
+        pending = [task for task in self._tasks if not task.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=grace)
+
     async def cancel_all(self) -> None:
         """Cancel every task still running and wait for them."""
         pending = [task for task in self._tasks if not task.done()]

@@ -243,7 +243,7 @@ class TelegramReplier:
         self.status_id, self.status_is_photo = message_id, photo
         if self.job_id is not None:  # a restart must find this message, not post another
             job_id, ref = self.job_id, self.ref()
-            self.rt.spawn(remember_reply(self.rt.service, job_id, ref))
+            self.rt.spawn_write(remember_reply(self.rt.service, job_id, ref))
 
     async def _edit(self, bot: Bot, text: str, markup: InlineKeyboardMarkup | None) -> bool:
         """Edit the status message in place; False when there is none (any more)."""
