@@ -310,8 +310,9 @@ async def test_gpu_idle_gaps_are_counted_between_jobs_while_work_waits(tmp_path)
         for prompt in ("one", "two", "three"):
             await engine.submit(BOB, small(prompt), replier)
         await replier.wait(lambda r: len(r.results) == 4)
-        # the second and third of the burst each followed a job while work waited
-        assert value(_page(engine), "drawbridge_gpu_idle_gap_seconds_count") == 2
+        # the second and third of the burst each followed a job while work waited; one of them
+        # may have been prefetched onto the WebUI's lock already (no gap: it went straight on)
+        assert value(_page(engine), "drawbridge_gpu_idle_gap_seconds_count") in (1, 2)
 
         async def page() -> dict[Any, float]:
             return _page(engine)
