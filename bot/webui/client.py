@@ -535,25 +535,11 @@ class WebUIClient:
 
     async def version(self) -> dict[str, Any] | None:
         """GET /sdapi/v1/version: SD.Next answers it, A1111 and Forge have no such route."""
-        try:
-            return await self._get_dict(f"{API}/version")
-        except WebUINoAPI:
-            return None
-        except WebUIRequestError as exc:
-            if exc.params.get("status") == 404:
-                return None
-            raise
+        return await self._optional_dict(f"{API}/version")
 
     async def cmd_flags(self) -> dict[str, Any] | None:
         """The command line the WebUI was started with (--freeze-settings …); None without it."""
-        try:
-            return await self._get_dict(f"{API}/cmd-flags")
-        except WebUINoAPI:
-            return None
-        except WebUIRequestError as exc:
-            if exc.params.get("status") == 404:
-                return None
-            raise
+        return await self._optional_dict(f"{API}/cmd-flags")
 
     async def refresh_checkpoints(self) -> None:
         """Let the WebUI rescan its checkpoint folder (waits for the running job)."""
@@ -599,6 +585,17 @@ class WebUIClient:
         except WebUIRequestError as exc:
             if exc.params.get("status") == 404:
                 return []
+            raise
+
+    async def _optional_dict(self, path: str) -> dict[str, Any] | None:
+        """A route some forks do not have: None when it is missing (no API, or a 404)."""
+        try:
+            return await self._get_dict(path)
+        except WebUINoAPI:
+            return None
+        except WebUIRequestError as exc:
+            if exc.params.get("status") == 404:
+                return None
             raise
 
     async def _get_dict(self, path: str) -> dict[str, Any]:
