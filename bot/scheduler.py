@@ -35,30 +35,20 @@ def build_scheduler(engine: Engine) -> AsyncIOScheduler:
         max_instances=1,
         coalesce=True,
     )
-    scheduler.add_job(
-        retention,
-        IntervalTrigger(hours=1),
-        args=[engine],
-        id="retention",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        audit_retention,
-        IntervalTrigger(hours=1),
-        args=[engine],
-        id="audit-retention",
-        max_instances=1,
-        coalesce=True,
-    )
-    scheduler.add_job(
-        ledger,
-        IntervalTrigger(hours=1),
-        args=[engine],
-        id="ledger",
-        max_instances=1,
-        coalesce=True,
-    )
+    # the hourly housekeeping, each taking the engine
+    for job, name in (
+        (retention, "retention"),
+        (audit_retention, "audit-retention"),
+        (ledger, "ledger"),
+    ):
+        scheduler.add_job(
+            job,
+            IntervalTrigger(hours=1),
+            args=[engine],
+            id=name,
+            max_instances=1,
+            coalesce=True,
+        )
     return scheduler
 
 
