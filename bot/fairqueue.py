@@ -9,8 +9,8 @@ goes next: it waits for about one job per active user, whatever the burst.
 A job's tag never changes while it is queued, so the fair order of ALL queued jobs is one sorted
 sequence: `Ranked` keeps it (sorted blocks with counts and cost sums per block, prefix sums over
 blocks in a Fenwick tree). Push, take and position are O(log n) plus one bisect inside a block
-of at most 2 × LOAD jobs; the next job and the first k in order are O(1) and O(k). Per user a
-list holds that user's jobs in order (count, last tag).
+of at most 2 × LOAD jobs; the next job and the first k in order are O(1) and O(k). Per user
+the queue keeps a count and the last tag.
 """
 
 from __future__ import annotations
@@ -53,13 +53,29 @@ class Entry:
 
 
 class Ranked:
-    """Entries sorted by (tag, seq), with rank and cost-before lookups (an order-statistic list)."""
+    """Entries sorted by (tag, seq), with rank and cost-before lookups (an order-statistic list).
+
+    Push and pop are the hot path (every submit, every job start): they touch two C bisects,
+    two list inserts or deletes and, for a push behind the first block, one Fenwick walk; the
+    head leaves from the first block, which no tree covers. Within a block the cost before an
+    entry is summed only when a rank is asked for."""
+
+    __slots__ = (
+        "_fen_c",
+        "_fen_n",
+        "_items",
+        "_keys",
+        "_len",
+        "_maxes",
+        "_split_at",
+        "_stale",
+        "_totals",
+    )
 
     def __init__(self, load: int = LOAD) -> None:
-        self._load = load
+        self._split_at = 2 * load
         self._keys: list[list[tuple[float, int]]] = []
         self._items: list[list[Entry]] = []
-        self._costs: list[list[float]] = []
         self._totals: list[float] = []  # per block: the sum of its costs
         self._maxes: list[tuple[float, int]] = []
         # Fenwick trees over blocks: how many entries, and their total cost
@@ -92,11 +108,12 @@ class Ranked:
     def _add(self, block: int, count: int, cost: float) -> None:
         if self._stale or block == 0:
             return  # rebuilt before the next rank anyway / the first block counts itself
+        fen_n, fen_c = self._fen_n, self._fen_c
+        size = len(fen_n) - 1
         i = block
-        size = len(self._fen_n) - 1
         while i <= size:
-            self._fen_n[i] += count
-            self._fen_c[i] += cost
+            fen_n[i] += count
+            fen_c[i] += cost
             i += i & -i
 
     def _before(self, block: int) -> tuple[int, float]:
@@ -114,40 +131,40 @@ class Ranked:
     def add(self, entry: Entry) -> None:
         """Insert an entry at its place by (tag, seq)."""
         key = (entry.tag, entry.seq)
-        if not self._keys:
+        maxes = self._maxes
+        if not maxes:
             self._keys.append([key])
             self._items.append([entry])
-            self._costs.append([entry.cost])
             self._totals.append(entry.cost)
-            self._maxes.append(key)
+            maxes.append(key)
             self._len = 1
             self._stale = True
             return
-        b = bisect_left(self._maxes, key)
-        if b == len(self._maxes):
+        b = bisect_left(maxes, key)
+        if b == len(maxes):
             b -= 1
+            maxes[b] = key  # past every entry: the new last of the last block
         keys = self._keys[b]
         j = bisect_left(keys, key)
         keys.insert(j, key)
         self._items[b].insert(j, entry)
-        self._costs[b].insert(j, entry.cost)
-        self._maxes[b] = keys[-1]
         self._totals[b] += entry.cost
         self._len += 1
-        if len(keys) > 2 * self._load:
+        if len(keys) > self._split_at:
             self._split(b)
-        else:
+        elif b and not self._stale:
             self._add(b, 1, entry.cost)
 
     def _split(self, b: int) -> None:
-        half = len(self._keys[b]) // 2
-        self._keys.insert(b + 1, self._keys[b][half:])
-        self._items.insert(b + 1, self._items[b][half:])
-        self._costs.insert(b + 1, self._costs[b][half:])
-        del self._keys[b][half:], self._items[b][half:], self._costs[b][half:]
-        self._totals[b : b + 1] = [sum(self._costs[b]), sum(self._costs[b + 1])]
-        self._maxes[b] = self._keys[b][-1]
-        self._maxes.insert(b + 1, self._keys[b + 1][-1])
+        keys, items = self._keys[b], self._items[b]
+        half = len(keys) // 2
+        self._keys.insert(b + 1, keys[half:])
+        self._items.insert(b + 1, items[half:])
+        del keys[half:], items[half:]
+        upper = sum(e.cost for e in self._items[b + 1])
+        self._totals[b : b + 1] = [self._totals[b] - upper, upper]
+        self._maxes.insert(b + 1, self._maxes[b])
+        self._maxes[b] = keys[-1]
         self._stale = True
 
     def _locate(self, entry: Entry) -> tuple[int, int]:
@@ -160,20 +177,45 @@ class Ranked:
                 return b, j
         raise KeyError(entry.job_id)
 
+    def _drop_block(self, b: int) -> None:
+        del self._keys[b], self._items[b], self._totals[b], self._maxes[b]
+        self._stale = True
+
     def discard(self, entry: Entry) -> None:
         """Remove an entry (KeyError if it is not here)."""
-        b, j = self._locate(entry)
-        del self._keys[b][j]
-        del self._items[b][j]
-        del self._costs[b][j]
-        self._len -= 1
-        if not self._keys[b]:
-            del self._keys[b], self._items[b], self._costs[b], self._totals[b], self._maxes[b]
-            self._stale = True
+        keys0 = self._keys[0] if self._keys else None
+        if keys0 is not None and self._items[0][0] is entry:
+            self.pop_first()  # the head: the common case, no search
             return
-        self._maxes[b] = self._keys[b][-1]
+        b, j = self._locate(entry)
+        keys = self._keys[b]
+        del keys[j]
+        del self._items[b][j]
+        self._len -= 1
+        if not keys:
+            self._drop_block(b)
+            return
+        if j == len(keys):
+            self._maxes[b] = keys[-1]
         self._totals[b] -= entry.cost
         self._add(b, -1, -entry.cost)
+
+    def pop_first(self) -> Entry | None:
+        """Remove and return the lowest entry (it lives in the first block: no tree to touch)."""
+        items = self._items
+        if not items:
+            return None
+        first = items[0]
+        entry = first[0]
+        del first[0]
+        keys = self._keys[0]
+        del keys[0]
+        self._len -= 1
+        if keys:
+            self._totals[0] -= entry.cost
+        else:
+            self._drop_block(0)
+        return entry
 
     def rank(self, entry: Entry) -> tuple[int, float]:
         """(entries, total cost) ordered before this one."""
@@ -181,7 +223,7 @@ class Ranked:
         if self._stale:
             self._rebuild()
         count, cost = self._before(b)
-        return count + j, cost + sum(self._costs[b][:j])
+        return count + j, cost + sum(e.cost for e in self._items[b][:j])
 
     def first(self) -> Entry | None:
         """The lowest entry."""
@@ -195,9 +237,8 @@ class FairQueue:
     """Fair queue over users; not thread-safe, used from the event loop only."""
 
     def __init__(self, *, load: int = LOAD) -> None:
-        # per user, that user's jobs in order: a list, not a deque (a deque's first block is
-        # ~600 bytes, paid per user with one job); MAX_QUEUED_PER_USER keeps them short
-        self._users: dict[str, list[Entry]] = {}
+        # per user, how many jobs are queued (the jobs themselves are in `_ranked`, in order)
+        self._users: dict[str, int] = {}
         self._last: dict[str, float] = {}
         self._ranked = Ranked(load)
         self._by_id: dict[str, Entry] = {}
@@ -216,8 +257,7 @@ class FairQueue:
 
     def count(self, user: str) -> int:
         """How many jobs this user has queued."""
-        q = self._users.get(user)
-        return len(q) if q else 0
+        return self._users.get(user, 0)
 
     def users(self) -> int:
         """Users with at least one queued job."""
@@ -225,16 +265,16 @@ class FairQueue:
 
     def push(self, entry: Entry) -> None:
         """Queue a job behind the user's other jobs, tagged fairly."""
-        start = max(self.vtime, self._last.get(entry.user, 0.0))
-        entry.tag = start + entry.span
+        user = entry.user
+        last = self._last.get(user, 0.0)
+        start = last if last > self.vtime else self.vtime
+        weight = entry.weight
+        tag = entry.tag = start + (entry.cost / weight if weight > 0 else entry.cost)
         entry.seq = next(self._seq)
-        self._last[entry.user] = entry.tag
+        self._last[user] = tag
         self._by_id[entry.job_id] = entry
-        q = self._users.get(entry.user)
-        if q is None:
-            self._users[entry.user] = [entry]
-        else:
-            q.append(entry)
+        users = self._users
+        users[user] = users.get(user, 0) + 1
         self._ranked.add(entry)
 
     def push_front(self, entry: Entry) -> None:
@@ -243,7 +283,7 @@ class FairQueue:
         entry.tag = min(self.vtime, head.tag if head is not None else self.vtime) - 1e-9
         entry.seq = next(self._seq)
         self._by_id[entry.job_id] = entry
-        self._users.setdefault(entry.user, []).insert(0, entry)
+        self._users[entry.user] = self._users.get(entry.user, 0) + 1
         self._ranked.add(entry)
 
     def peek(self) -> Entry | None:
@@ -252,8 +292,15 @@ class FairQueue:
 
     def pop(self) -> Entry | None:
         """Take the next job in fair order."""
-        head = self._ranked.first()
-        return None if head is None else self.take(head.job_id)
+        entry = self._ranked.pop_first()
+        if entry is None:
+            return None
+        del self._by_id[entry.job_id]
+        self._unlist(entry)
+        start = entry.tag - (entry.cost / entry.weight if entry.weight > 0 else entry.cost)
+        if start > self.vtime:
+            self.vtime = start
+        return entry
 
     def take(self, job_id: str) -> Entry | None:
         """Take a particular job (the dispatcher's model-aware pick); advances virtual time."""
@@ -267,15 +314,17 @@ class FairQueue:
         entry = self._by_id.pop(job_id, None)
         if entry is None:
             return None
-        q = self._users[entry.user]
-        if q[0] is entry:
-            del q[0]
-        else:
-            q.remove(entry)
-        if not q:
-            del self._users[entry.user]
+        self._unlist(entry)
         self._ranked.discard(entry)
         return entry
+
+    def _unlist(self, entry: Entry) -> None:
+        users, user = self._users, entry.user
+        left = users[user] - 1
+        if left:
+            users[user] = left
+        else:
+            del users[user]
 
     def in_order(self, limit: int | None = None) -> Iterator[Entry]:
         """Queued jobs in the order they would be taken (up to `limit`)."""
