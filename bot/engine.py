@@ -25,6 +25,7 @@ import itertools
 import json
 import logging
 import time
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,6 +178,9 @@ class Engine(Events):
         self.jobs: JobTable[Job] = JobTable(lambda job: job.requester.key)
         self._pending: dict[str, int] = {}
         self._adopting = 0  # jobs of a takeover batch not yet queued here
+        self._requesters: weakref.WeakValueDictionary[Requester, Requester] = (
+            weakref.WeakValueDictionary()
+        )
         # platform → the bot this process answers it with ("telegram:123"), and by that bot,
         # how a job taken over finds its conversation again
         self.routes: dict[str, str] = {}
@@ -330,6 +334,8 @@ class Engine(Events):
             requester = Requester(
                 **{k: shared(v) if k in _SHARED_FIELDS else v for k, v in asked.items()}
             )
+            # a user's queued jobs share one Requester (it is frozen), as long as one lives
+            requester = self._requesters.setdefault(requester, requester)
             if factory is None:
                 raise LookupError(f"no replier for {route}")
             replier = factory(requester, _json(row.reply_ref) or {})
@@ -584,7 +590,8 @@ class Engine(Events):
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
         share = job.share or float(job.cost) or 1.0
-        entry = Entry(job.id, job.requester.key, share, job.spec.model, job)
+        # the user's key and the cost are the same for many queued jobs: one copy each
+        entry = Entry(job.id, shared(job.requester.key), shared(share), job.spec.model, job)
         entry.weight = self.governor.tier(job.requester).priority
         entry.relax = job.relax
         entry.needs = shared(needs_of(job.spec))  # most jobs need the same

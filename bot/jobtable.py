@@ -17,13 +17,14 @@ class JobTable(dict[str, T], Generic[T]):
     def __init__(self, user_of: Callable[[T], str]) -> None:
         super().__init__()
         self._user_of = user_of
-        self._by_user: dict[str, dict[str, T]] = {}
+        # per user a list, not a dict: a few jobs each, and a dict costs ~4× the bytes
+        self._by_user: dict[str, list[T]] = {}
 
     def __setitem__(self, job_id: str, job: T) -> None:
         if job_id in self:
             self._unindex(job_id, super().__getitem__(job_id))
         super().__setitem__(job_id, job)
-        self._by_user.setdefault(self._user_of(job), {})[job_id] = job
+        self._by_user.setdefault(self._user_of(job), []).append(job)
 
     def __delitem__(self, job_id: str) -> None:
         job = super().__getitem__(job_id)
@@ -43,13 +44,16 @@ class JobTable(dict[str, T], Generic[T]):
     def of(self, user: str) -> list[T]:
         """This user's jobs, in the order they were added."""
         mine = self._by_user.get(user)
-        return list(mine.values()) if mine else []
+        return list(mine) if mine else []
 
     def _unindex(self, job_id: str, job: T) -> None:
         user = self._user_of(job)
         mine = self._by_user.get(user)
         if mine is not None:
-            mine.pop(job_id, None)
+            for i, mine_job in enumerate(mine):
+                if mine_job is job:
+                    del mine[i]
+                    break
             if not mine:
                 del self._by_user[user]
 

@@ -55,7 +55,7 @@ CANVAS_ACTIONS = ("zoom15", "zoom2", "pan_left", "pan_right", "pan_up", "pan_dow
 SINGLE_ACTIONS = (*CANVAS_ACTIONS, "faces")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class Requester:
     """Who asked, and where to answer."""
 
