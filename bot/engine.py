@@ -25,7 +25,6 @@ import itertools
 import json
 import logging
 import time
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -178,9 +177,6 @@ class Engine(Events):
         self.jobs: JobTable[Job] = JobTable(lambda job: job.requester.key)
         self._pending: dict[str, int] = {}
         self._adopting = 0  # jobs of a takeover batch not yet queued here
-        self._requesters: weakref.WeakValueDictionary[Requester, Requester] = (
-            weakref.WeakValueDictionary()
-        )
         # platform → the bot this process answers it with ("telegram:123"), and by that bot,
         # how a job taken over finds its conversation again
         self.routes: dict[str, str] = {}
@@ -334,8 +330,7 @@ class Engine(Events):
             requester = Requester(
                 **{k: shared(v) if k in _SHARED_FIELDS else v for k, v in asked.items()}
             )
-            # a user's queued jobs share one Requester (it is frozen), as long as one lives
-            requester = self._requesters.setdefault(requester, requester)
+            requester = requester.shared()
             if factory is None:
                 raise LookupError(f"no replier for {route}")
             replier = factory(requester, _json(row.reply_ref) or {})

@@ -6,6 +6,7 @@ Adapters and the CLI hand these to `bot.service.Service` and get these back. `Mo
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -67,11 +68,20 @@ class Requester:
     is_admin: bool = False
     roles: tuple[str, ...] = ()  # the platform's role ids (Discord), for tiers
     nsfw: bool = False  # asked in a place marked NSFW (a Discord NSFW channel): not checked
+    # quota and queue key, "platform:user_id": made once, not one new text per use (the
+    # queue, the job table and the quotas each hold it for every queued job)
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """Quota and queue key: "platform:user_id"."""
-        return f"{self.platform}:{self.user_id}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.platform}:{self.user_id}")
+
+    def shared(self) -> Requester:
+        """The one live Requester equal to this one: a user's queued jobs and their repliers
+        hold one object rather than one each (kept while anything holds it)."""
+        return _REQUESTERS.setdefault(self, self)
+
+
+_REQUESTERS: weakref.WeakValueDictionary[Requester, Requester] = weakref.WeakValueDictionary()
 
 
 @dataclass

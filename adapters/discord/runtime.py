@@ -57,7 +57,7 @@ class Runtime(KitRuntime[discord.Client]):
         roles = tuple(str(r) for r in getattr(user, "_roles", ()))
         nsfw = channel is not None and _nsfw(channel)
         if roles or nsfw:
-            return dataclasses.replace(requester, roles=roles, nsfw=nsfw)
+            return dataclasses.replace(requester, roles=roles, nsfw=nsfw).shared()
         return requester
 
     def refusal(self, channel: Channel, in_guild: bool) -> str | None:

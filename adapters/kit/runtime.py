@@ -118,7 +118,7 @@ class Runtime(Generic[Client]):
             chat_id=chat_id,
             locale=locale,
             is_admin=self.settings.is_admin(f"{self.platform}:{user_id}"),
-        )
+        ).shared()
 
 
 def bot_route(platform: str, token: str | None) -> str:
