@@ -48,7 +48,10 @@ def _json_text(value: Any) -> Any:
 
 def new_job_id(length: int = 8) -> str:
     """A short random job id (32**8 ≈ 10**12 values)."""
-    return "".join(secrets.choice(_ID_ALPHABET) for _ in range(length))
+    # one read of the system's randomness (5 bits a character; 32 letters, so no bias),
+    # not one per character: a burst of /draw made 17 000 urandom calls for 1000 jobs
+    bits = int.from_bytes(secrets.token_bytes((5 * length + 7) // 8))
+    return "".join(_ID_ALPHABET[(bits >> (5 * i)) & 31] for i in range(length))
 
 
 def build_job(

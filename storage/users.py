@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,7 @@ class UserRepo:
         # counts in `_saving` while it runs.
         self._saves = 0
         self._saving = 0
+        self._loading: dict[str, asyncio.Future[dict[str, Any] | None]] = {}
 
     async def upsert(
         self, key: str, platform: str, display_name: str = "", locale: str = "en"
@@ -80,11 +82,25 @@ class UserRepo:
             self._settings.move_to_end(key)
             cached = self._settings[key]
             return None if cached is None else UserSettings.model_validate(cached)
+        # One read per user however many of their commands miss the cache at once (a burst
+        # of five /draw is one read, not five queued behind each other's).
+        loading = self._loading.get(key)
+        if loading is None:
+            loading = self._loading[key] = asyncio.ensure_future(self._load_settings(key))
+            loading.add_done_callback(partial(self._loaded, key))
+        values = await asyncio.shield(loading)
+        return None if values is None else UserSettings.model_validate(values)
+
+    def _loaded(self, key: str, done: asyncio.Future[Any]) -> None:
+        if self._loading.get(key) is done:
+            del self._loading[key]
+
+    async def _load_settings(self, key: str) -> dict[str, Any] | None:
         saves, quiet = self._saves, self._saving == 0
         values = await self._db.read_tx(partial(_get_settings, key=key))
         if quiet and saves == self._saves:
             self._remember(key, values)
-        return None if values is None else UserSettings.model_validate(values)
+        return values
 
     def _remember(self, key: str, values: dict[str, Any] | None) -> None:
         self._settings[key] = values
@@ -103,6 +119,7 @@ class UserRepo:
         saves, alone = self._saves, self._saving == 0
         self._saving += 1
         self._settings.pop(key, None)
+        self._loading.pop(key, None)  # a read in flight may predate this save: not joined
         try:
             saved = await self._db.write_tx(tx, again=tx)
         finally:

@@ -349,3 +349,36 @@ async def test_settings_cache_is_bounded(db: Database) -> None:
     got = await users.get_settings("t:0")
     assert got is not None and got.steps == 0
     assert len(users._settings) == 3
+
+
+async def test_commands_arriving_together_read_a_users_settings_once(db: Database) -> None:
+    """A burst of /draw from one user who is not cached yet: one SELECT, not one per command
+    (they queued behind each other on the reading connection)."""
+    await db.users.save_settings(USER, width=768)
+    db.users._settings.clear()  # as after eviction or a restart
+    selects: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "user_settings" in statement:
+            selects.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        got = await asyncio.gather(*(db.users.get_settings(USER) for _ in range(5)))
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert [g.width for g in got if g is not None] == [768] * 5
+    assert len(selects) == 1
+    got[0].width = 5  # each caller has its own copy
+    assert got[1].width == 768
+
+
+async def test_a_read_after_a_save_does_not_join_a_read_from_before_it(db: Database) -> None:
+    await db.users.save_settings(USER, width=512)
+    db.users._settings.clear()
+    early = asyncio.ensure_future(db.users.get_settings(USER))  # reads before the save lands
+    await asyncio.sleep(0)
+    await db.users.save_settings(USER, width=640)
+    late = await db.users.get_settings(USER)
+    assert late is not None and late.width == 640
+    assert (await early) is not None
