@@ -31,7 +31,7 @@ from storage.actions import ActionRepo
 from storage.faults import is_disconnect, is_disk_full, is_transient
 from storage.governance import AuditRepo, BanRepo
 from storage.instances import InstanceRepo
-from storage.jobs import JobRepo, build_job
+from storage.jobs import JobRepo, job_values
 from storage.quota import QuotaRepo, Reservation
 from storage.results import ResultRepo
 from storage.users import UserRepo
@@ -436,7 +436,7 @@ class Database:
         `source` names the command it came from: a second submit for the same command of
         the same bot raises DuplicateJob with nothing written.
         """
-        job = build_job(
+        job = job_values(
             id=id,
             user_key=user_key,
             platform=route or platform,
@@ -455,7 +455,7 @@ class Database:
             "platform": platform,
             "display_name": display_name,
             "locale": locale,
-            "created_at": job.created_at,
+            "created_at": job["created_at"],
         }
         return await self.quota.reserve_with(
             user_key,
@@ -465,7 +465,7 @@ class Database:
             today=today,
             reset=reset,
             user=user,
-            job=job.model_dump(),
+            job=job,
         )
 
     async def __aenter__(self) -> Self:

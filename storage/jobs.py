@@ -54,7 +54,7 @@ def new_job_id(length: int = 8) -> str:
     return "".join(_ID_ALPHABET[(bits >> (5 * i)) & 31] for i in range(length))
 
 
-def build_job(
+def job_values(
     *,
     user_key: str,
     platform: str,
@@ -69,23 +69,34 @@ def build_job(
     created_at: datetime | None = None,
     owner: str | None = None,
     source: str | None = None,
-) -> Job:
-    """A new job row, not yet stored (see `JobRepo.create`)."""
-    return Job(
-        id=id or new_job_id(),
-        user_key=user_key,
-        platform=platform,
-        chat_id=chat_id,
-        state=JobState(state).value,
-        mode=Mode(mode).value,
-        prompt=prompt,
-        params=_json_text(params),
-        cost=cost,
-        reply_ref=_json_text(reply_ref),
-        created_at=created_at or utcnow(),
-        owner=owner,
-        source=source,
-    )
+) -> dict[str, Any]:
+    """Every column of a new job row, not yet stored, as a dict: what the submit inserts,
+    without building and validating a table model (~0.3 ms on every /draw's way in)."""
+    return {
+        **_JOB_DEFAULTS,
+        "id": id or new_job_id(),
+        "user_key": user_key,
+        "platform": platform,
+        "chat_id": chat_id,
+        "state": JobState(state).value,
+        "mode": Mode(mode).value,
+        "prompt": prompt,
+        "params": _json_text(params),
+        "cost": cost,
+        "reply_ref": _json_text(reply_ref),
+        "created_at": created_at or utcnow(),
+        "owner": owner,
+        "source": source,
+    }
+
+
+def build_job(**values: Any) -> Job:
+    """A new job row, not yet stored (see `JobRepo.create`); `job_values` names the fields."""
+    return Job(**job_values(**values))
+
+
+# Every column of a job row and its default, from the model itself (so they cannot drift)
+_JOB_DEFAULTS: dict[str, Any] = Job(id="", user_key="", platform="").model_dump()
 
 
 def rows_to_jobs(rows: Iterable[Any]) -> list[Job]:
