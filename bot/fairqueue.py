@@ -223,7 +223,10 @@ class Ranked:
         if self._stale:
             self._rebuild()
         count, cost = self._before(b)
-        return count + j, cost + sum(e.cost for e in self._items[b][:j])
+        items = self._items[b]
+        if 2 * j <= len(items):  # the shorter side of the block: at most LOAD entries summed
+            return count + j, cost + sum(e.cost for e in items[:j])
+        return count + j, cost + self._totals[b] - sum(e.cost for e in items[j:])
 
     def first(self) -> Entry | None:
         """The lowest entry."""
