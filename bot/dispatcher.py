@@ -73,6 +73,9 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Backend", "Dispatcher", "Events", "Running", "WebUICall"]
 
+# seconds the bookkeeping of a job that starts (its "running" write and status) waits, so
+# that the request's own write to the WebUI does not share the event loop and the GIL with it
+SEND_FIRST = 0.003
 SKIP_LIMIT = 3  # a job waiting for its model may be passed over this many times, then it runs
 ON_DEMAND_GAP = (
     5.0  # seconds: a user naming something unknown refreshes a catalogue at most this often
@@ -497,8 +500,9 @@ class Dispatcher:
                 idle_since = self._idle_since.pop(backend.index, None)
                 if idle_since is not None:
                     self.metrics.idle_gap(run.sent_at - idle_since)
-            # bookkeeping (a DB write, replies) must not delay the request to the GPU
-            started = asyncio.create_task(self.events.started(run))
+            # bookkeeping (a DB write, replies) must not delay the request to the GPU: it
+            # starts once httpx has had the loop to itself to write the request
+            started = asyncio.create_task(self._started_after_send(run))
             result = await call(backend.client)
             run.ended = True
             self._verify(run, target, result)
@@ -541,6 +545,10 @@ class Dispatcher:
             await self.events.finished(
                 run, result, time.monotonic() - (run.started_at or run.sent_at)
             )
+
+    async def _started_after_send(self, run: Running) -> None:
+        await asyncio.sleep(SEND_FIRST)
+        await self.events.started(run)
 
     def _verify(self, run: Running, target: Target, result: GenerationResult) -> None:
         """A result drawn with another checkpoint than the one named is not the job's: A1111
