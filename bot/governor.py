@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 BAN_NOTICE_PERIOD = 600.0  # a banned user hears why at most once per this many seconds
 BAN_REFRESH = 2.0  # seconds between reads of the bans table (`drawbridge ban` from the CLI)
+# users whose last roles and chat are remembered for tiers by key (the oldest seen go first)
+SEEN_MAX = 50_000
 
 Notify = Callable[[str, dict[str, object]], None]  # catalogue key, its parameters
 
@@ -48,8 +50,9 @@ def who_of(requester: Requester) -> Who:
 class Governor:
     """Policy, pause, bans, tiers; `notify` hands admin notices to the adapters."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
+    def __init__(self, settings: Settings, db: Database, *, seen_max: int = SEEN_MAX) -> None:
         self.settings = settings
+        self._seen_max = seen_max
         self.db = db
         self.policy: Policy = load_policy(settings.policy_file)
         self.paused: str | None = None
@@ -172,7 +175,12 @@ class Governor:
     def tier(self, requester: Requester) -> Tier:
         """The user's merged tier (the empty tier when in none)."""
         if requester.roles or requester.chat_id:
-            self._seen[requester.key] = requester
+            seen = self._seen
+            if seen.get(requester.key) is not requester:
+                seen.pop(requester.key, None)  # to the end: the most recently seen
+                seen[requester.key] = requester
+                if len(seen) > self._seen_max:
+                    del seen[next(iter(seen))]
         return tier_of(self.policy.tiers, who_of(requester))
 
     def allowance_by_key(self, user_key: str) -> int:

@@ -164,3 +164,25 @@ def test_relax_jobs_go_only_when_no_credited_job_waits() -> None:
     assert queue.first_matching(lambda e: e.job_id == "r1", depth=64).job_id == "r1"
     assert queue.remove("r1").job_id == "r1"
     assert order(queue) == ["r0"]
+
+
+def test_the_roles_remembered_per_user_are_bounded(tmp_path) -> None:
+    """A user known by key only (the daily refill, the CLI) gets the tier of the roles they
+    last came with; the memory of those roles keeps the most recent users, not everyone ever."""
+    from bot.governor import Governor
+    from bot.types import Requester
+    from tests.harness.settings import make_settings
+
+    policy = write(tmp_path, "[tiers.gold]\ndiscord_roles = [9]\ndaily_credits = 77\n")
+    settings = make_settings(tmp_path, ["http://127.0.0.1:9"], policy_file=policy, daily_credits=10)
+    governor = Governor(settings, None, seen_max=3)  # type: ignore[arg-type]  # no bans asked
+    users = [Requester("discord", str(n), chat_id="c", roles=("9",)) for n in range(5)]
+    for user in users:
+        assert governor.tier(user).daily_credits == 77
+    assert governor.allowance_by_key("discord:4") == 77  # roles remembered
+    assert governor.allowance_by_key("discord:2") == 77
+    assert governor.allowance_by_key("discord:0") == 10  # the oldest forgotten: default credits
+    assert len(governor._seen) == 3
+    governor.tier(users[0])  # back again: remembered again, the oldest of the rest goes
+    assert governor.allowance_by_key("discord:0") == 77
+    assert governor.allowance_by_key("discord:2") == 10
