@@ -214,10 +214,9 @@ def reserve(
         found = _stored_reservation(conn, user_key, job_id, cost, allowance, today, job)
         if found is not None:
             return found
-    if job is not None and job.get("source"):
-        taken = _job_of_source(conn, job["platform"], job["source"])
-        if taken is not None:
-            raise DuplicateJob(taken)
+    # A second job for the same command is refused by uq_jobs_platform_source when its row
+    # goes in (everything rolled back; `reserve_with` tells DuplicateJob from other refusals),
+    # not by a SELECT first on every submit.
     now = utcnow()
     if user is not None:
         conn.execute(_UPSERT_USER[conn.dialect.name], dict(user))
