@@ -33,13 +33,16 @@ from bot import catalogue
 from bot import describe as describing
 from bot.backend_report import state_path
 from bot.backends import needs_of
+from bot.defaults import defaults_of
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
 from bot.errors import (
     DeliveryFailed,
     DrawbridgeError,
+    NoBackendCanDraw,
     NotAllowed,
     NotFound,
     NsfwWithheld,
+    OptionError,
     QueueFull,
     QuotaExceeded,
     RefusedError,
@@ -434,7 +437,7 @@ class Engine(Events):
             settings_row = await self.db.users.get_settings(user)
         except StorageFault as exc:
             raise StorageError.from_fault(exc) from None
-        defaults = _row_dict(settings_row)
+        defaults = defaults_of(settings_row).as_dict()
         spec = resolve(
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
@@ -733,6 +736,17 @@ class Engine(Events):
     async def describe(self, png: bytes, original: bytes, model: str, label: str) -> Description:
         """/describe on the first backend that answers (never charged: nothing is drawn)."""
         return await describing.describe(self.dispatcher.backends, png, original, model, label)
+
+    async def check_favourites(self, loras: Sequence[str], styles: Sequence[str]) -> None:
+        """/settings favourites checked against the up backends' catalogues, once more after
+        fetching them again when refused (a LoRA added to a WebUI is found without a restart)."""
+        backends = self.dispatcher.backends
+        try:
+            catalogue.check_favourites(loras, styles, backends)
+        except (OptionError, NoBackendCanDraw):
+            if not await self.dispatcher.refresh_for_unknown():
+                raise
+            catalogue.check_favourites(loras, styles, backends)
 
     def offered(self, kind: str) -> list[str]:
         """Upscaler, LoRA or style names of every backend, without repeats (autocomplete)."""
@@ -1349,10 +1363,3 @@ def _requester_dict(r: Requester) -> dict[str, Any]:
         "is_admin": r.is_admin,
         "nsfw": r.nsfw,
     }
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    if row is None:
-        return {}
-    fields = ("preset", "width", "height", "steps", "negative")
-    return {f: getattr(row, f, None) for f in fields}
