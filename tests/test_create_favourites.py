@@ -16,19 +16,12 @@ from devwebui import DevWebUI
 from storage.db import Database, make_engine, upgrade
 from tests.harness.discord import discord_env
 from tests.harness.telegram import telegram_env
+from tests.harness.webui import dead_webui
 
 pytestmark = pytest.mark.timeout(60)
 
 SAVED_VIEW = "Favourite LoRAs: add_detail (0.6), film_grain\nStyles: cinematic"
 NOTHING_SAVED = "Favourite LoRAs: none\nStyles: none"
-
-
-async def _dead_webui() -> DevWebUI:
-    """A WebUI URL nobody listens on any more."""
-    webui = DevWebUI()
-    await webui.start()
-    await webui.kill()
-    return webui
 
 
 # --- Telegram ---------------------------------------------------------------------------------
@@ -134,7 +127,7 @@ async def test_telegram_wrong_favourites_are_refused_and_nothing_is_saved(tmp_pa
 
 
 async def test_telegram_favourites_need_a_backend_to_check_them(tmp_path) -> None:
-    webui = await _dead_webui()
+    webui = await dead_webui()
     async with telegram_env(tmp_path, webui=webui) as env:
         alice = env.fake.user(1001, "Alice")
         env.fake.send_text(alice, alice, "/settings --lora add_detail")
@@ -254,7 +247,7 @@ async def test_discord_wrong_favourites_are_refused_and_nothing_is_saved(tmp_pat
 
 
 async def test_discord_favourites_need_a_backend_to_check_them(tmp_path) -> None:
-    webui = await _dead_webui()
+    webui = await dead_webui()
     async with discord_env(tmp_path, webui=webui) as env:
         text = await env.ephemeral(await env.fake.slash("settings", {"styles": "cinematic"}))
         assert text.startswith("No drawing server is reachable to check those names")

@@ -119,26 +119,12 @@ def params_of(rt: Runtime, declared: Command) -> list[Param]:
 def _setting_params(rt: Runtime) -> list[Param]:
     service = rt.service
     preset = service.presets.default
-    completers = {**_completers(rt), **_favourite_completers(rt)}
     params = [
-        option_param(opt, service.limits, preset, completers) for opt in service.settings_options
+        option_param(opt, service.limits, preset, _completers(rt))
+        for opt in service.settings_options
     ]
     params.append(Param("reset", bool, loc("discord.opt.reset.desc")))
     return params
-
-
-def _favourite_completers(rt: Runtime) -> dict[str, Autocomplete]:
-    """/settings `loras` and `styles`: each a list, completed like /draw's `lora`."""
-
-    def listed(kind: str) -> Autocomplete:
-        async def complete(
-            interaction: discord.Interaction, current: str
-        ) -> list[app_commands.Choice[str]]:
-            return list_choices(rt.service.offered(kind), current)
-
-        return complete
-
-    return {"loras": listed("lora"), "styles": listed("style")}
 
 
 def _completers(rt: Runtime) -> dict[str, Autocomplete]:
@@ -152,45 +138,41 @@ def _completers(rt: Runtime) -> dict[str, Autocomplete]:
     ) -> list[app_commands.Choice[str]]:
         return model_choices(rt, current)
 
-    def offered(kind: str) -> Autocomplete:
+    def offered(kind: str, *, favourites: bool = False, several: bool = False) -> Autocomplete:
+        """Names of `kind` the backends offer (the user's favourites first), one or several
+        separated by commas."""
+        choose = list_choices if several else name_choices
+
         async def complete(
             interaction: discord.Interaction, current: str
         ) -> list[app_commands.Choice[str]]:
-            return name_choices(rt.service.offered(kind), current)
+            names = rt.service.offered(kind)
+            if favourites:
+                names = [*await _favourites(rt, interaction, kind), *names]
+            return choose(names, current)
 
         return complete
-
-    async def styles(
-        interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        saved = await _favourites(rt, interaction)
-        return name_choices([*saved.styles, *rt.service.offered("style")], current)
-
-    async def loras(
-        interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        saved = await _favourites(rt, interaction)
-        names = [name for name, _ in saved.loras]
-        return list_choices([*names, *rt.service.offered("lora")], current)
 
     return {
         "sampler": samplers,
         "model": checkpoints,
         "hr_upscaler": offered("upscaler"),
-        "style": styles,
-        "loras": loras,
+        "style": offered("style", favourites=True),
+        "loras": offered("lora", favourites=True, several=True),  # /draw's lora, /settings'
+        "styles": offered("style", favourites=True, several=True),  # /settings' styles
         "control": offered("control"),
     }
 
 
-async def _favourites(rt: Runtime, interaction: discord.Interaction) -> UserDefaults:
-    """The user's /settings favourites, listed first by /draw's `lora` and `style` completion
-    (none when the database does not answer: completing goes on without them)."""
+async def _favourites(rt: Runtime, interaction: discord.Interaction, kind: str) -> list[str]:
+    """The user's favourite LoRA or style names, listed first when completing (none when the
+    database does not answer: completing goes on without them)."""
     requester = rt.requester(interaction.user, interaction.channel_id, str(interaction.locale))
     try:
-        return await rt.service.defaults(requester)
+        saved = await rt.service.defaults(requester)
     except DrawbridgeError:
-        return UserDefaults()
+        return []
+    return [name for name, _ in saved.loras] if kind == "lora" else list(saved.styles)
 
 
 def _context_menu(
