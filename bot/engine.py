@@ -54,7 +54,7 @@ from bot.errors import (
 )
 from bot.fairqueue import Entry
 from bot.governor import Governor
-from bot.i18n import t
+from bot.i18n import Phrase, t
 from bot.images import outpaint
 from bot.images.ingest import fit, image_size
 from bot.images.store import ImageStore
@@ -70,6 +70,7 @@ from bot.payload import (
     build_payload,
     cost_on,
     faces_of,
+    favourites_used,
     outpaint_of,
     reroll_of,
     resolve,
@@ -441,15 +442,29 @@ class Engine(Events):
         spec = resolve(
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
-        return await self.submit_spec(
-            requester,
-            spec,
-            replier,
-            reply_ref=reply_ref,
-            notes=notes,
-            source=source,
-            relax=bool(request.relax),
-        )
+        try:
+            return await self.submit_spec(
+                requester,
+                spec,
+                replier,
+                reply_ref=reply_ref,
+                notes=notes,
+                source=source,
+                relax=bool(request.relax),
+            )
+        except (OptionError, NoBackendCanDraw) as exc:
+            if not self._favourite_missing(*favourites_used(request, defaults)):
+                raise
+            # the user did not type it: say where it came from and how to draw without it
+            raise type(exc)("settings.favourite_gone", reason=Phrase(exc.render)) from None
+
+    def _favourite_missing(self, loras: Sequence[str], styles: Sequence[str]) -> bool:
+        """Whether a favourite LoRA or style a draw took is one no up backend has."""
+        try:
+            catalogue.check_favourites(loras, styles, self.dispatcher.backends)
+        except DrawbridgeError:
+            return True
+        return False
 
     async def submit_spec(
         self,

@@ -1547,6 +1547,12 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         "en": "Favourite styles for every /draw, commas between; none = no more",
         "zh": "每次 /draw 都用的常用风格，用逗号分隔；none 表示清空",
     },
+    "settings.favourite_gone": {
+        "en": "{reason}\n(That is one of your /settings favourites: give this draw its own LoRA "
+        "or style, or “none”, or change them in /settings.)",
+        "zh": "{reason}\n（这是你在 /settings 中的常用项：为这次绘图指定自己的 LoRA 或风格，"
+        "或填 “none”，也可以在 /settings 中修改。）",
+    },
     "discord.opt.loras": {"en": "loras", "zh": "常用lora"},
     "discord.opt.styles": {"en": "styles", "zh": "常用风格"},
 }

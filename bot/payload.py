@@ -212,15 +212,28 @@ def _own_or_favourite(
 ) -> tuple[tuple[tuple[str, float], ...], list[str]]:
     """The LoRAs and styles a draw runs with: its own (--lora, `<lora:…>` in the prompt,
     --style), else the user's /settings favourites; `none` is neither."""
-    if request.loras or LORA_TAG.search(request.prompt):
+    loras = tuple(user.get("loras") or ())
+    if _own_loras(request):
         loras = tuple(x for x in request.loras if x[0].lower() != NONE_WORD)
-    else:
-        loras = tuple(user.get("loras") or ())
+    styles = list(user.get("styles") or ())
     if request.style:
         styles = [] if request.style.lower() == NONE_WORD else [request.style]
-    else:
-        styles = list(user.get("styles") or ())
     return loras, styles
+
+
+def favourites_used(
+    request: GenerationRequest, user: dict[str, Any] | None
+) -> tuple[list[str], list[str]]:
+    """The names of the /settings favourite LoRAs and styles a draw takes (none of a kind
+    the draw names itself)."""
+    user = user or {}
+    loras = [] if _own_loras(request) else [name for name, _ in user.get("loras") or ()]
+    styles = [] if request.style else list(user.get("styles") or ())
+    return loras, styles
+
+
+def _own_loras(request: GenerationRequest) -> bool:
+    return bool(request.loras or LORA_TAG.search(request.prompt))
 
 
 def drawn_steps(job: Resolved, flavour: Flavour = Flavour.A1111) -> int:

@@ -14,6 +14,7 @@ from sqlalchemy import inspect, text
 
 from devwebui import DevWebUI
 from storage.db import Database, make_engine, upgrade
+from tests.fakes.discord_api import FakeDiscord
 from tests.harness.discord import discord_env
 from tests.harness.telegram import telegram_env
 from tests.harness.webui import dead_webui
@@ -22,6 +23,10 @@ pytestmark = pytest.mark.timeout(60)
 
 SAVED_VIEW = "Favourite LoRAs: add_detail (0.6), film_grain\nStyles: cinematic"
 NOTHING_SAVED = "Favourite LoRAs: none\nStyles: none"
+FAVOURITE_HINT = (
+    "(That is one of your /settings favourites: give this draw its own LoRA or style, "
+    "or “none”, or change them in /settings.)"
+)
 
 
 # --- Telegram ---------------------------------------------------------------------------------
@@ -152,9 +157,14 @@ async def test_a_favourite_no_backend_has_any_more_is_refused_with_nothing_charg
             refusal = await env.wait_message(alice, "None of the drawing servers has")
             assert "the LoRA 'add_detail'" in refusal["text"]
             assert "film_grain" in refusal["text"]  # what the backend does offer
+            assert refusal["text"].endswith(FAVOURITE_HINT)  # not typed: where it came from
             env.fake.send_text(alice, alice, "/draw a fox --lora none")
             style_only = "None of the drawing servers has the style 'watercolor'."
-            await env.wait_message(alice, style_only)
+            assert (await env.wait_message(alice, style_only))["text"].endswith(FAVOURITE_HINT)
+            # a refusal the favourites have no part in says nothing of them
+            env.fake.send_text(alice, alice, "/draw a fox --style none --lora film_grian")
+            typo = await env.wait_message(alice, "There is no LoRA called 'film_grian'.")
+            assert "favourites" not in typo["text"]
             assert env.generations() == []
             assert (await env.service.quota("telegram:1001")).available == 10_000
             # without them (or with its own) the draw goes ahead
@@ -297,3 +307,20 @@ async def test_migration_0006_adds_and_drops_the_favourites(db_url: str) -> None
     assert "loras" not in names and "styles" not in names
     assert [tuple(r) for r in kept] == [(30, "blurry")]
     await upgrade(db_url)  # and up again
+
+
+async def test_discord_refuses_a_favourite_no_backend_has_any_more(tmp_path) -> None:
+    async with FakeDiscord() as fake:
+        async with discord_env(tmp_path, fake=fake) as env:
+            text = await env.ephemeral(await fake.slash("settings", {"loras": "add_detail:0.6"}))
+            assert text.startswith("Saved.")
+        async with DevWebUI(delay=0.05, loras=["film_grain"]) as webui:
+            async with discord_env(tmp_path, fake=fake, webui=webui) as env:
+                text = await env.ephemeral(await fake.slash("draw", {"prompt": "a fox"}))
+                assert text.startswith("None of the drawing servers has the LoRA 'add_detail'.")
+                assert text.endswith(FAVOURITE_HINT)
+                assert env.generations() == []
+                assert (await env.settled("alice")).available == 10_000
+                ix = await fake.slash("draw", {"prompt": "a fox", "lora": "none"})
+                await env.result(ix)
+                assert env.generations()[-1]["prompt"] == "a fox"
