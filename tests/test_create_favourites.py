@@ -16,6 +16,7 @@ from devwebui import DevWebUI
 from storage.db import Database, make_engine, upgrade
 from tests.fakes.discord_api import FakeDiscord
 from tests.harness.discord import discord_env
+from tests.harness.env import ServiceEnv
 from tests.harness.telegram import telegram_env
 from tests.harness.webui import dead_webui
 
@@ -29,11 +30,18 @@ FAVOURITE_HINT = (
 )
 
 
+async def listed(env: ServiceEnv) -> None:
+    """Wait for the backend's catalogue: on a loaded machine its first probe may time out, and
+    the health check brings it back a moment later."""
+    await env.until(lambda: env.service.offered("lora"))
+
+
 # --- Telegram ---------------------------------------------------------------------------------
 
 
 async def test_telegram_favourites_are_saved_shown_and_drawn_with(tmp_path) -> None:
     async with telegram_env(tmp_path) as env:
+        await listed(env)
         alice = env.fake.user(1001, "Alice")
         env.fake.send_text(alice, alice, "/settings")
         await env.wait_message(alice, NOTHING_SAVED)
@@ -92,6 +100,7 @@ async def test_telegram_favourites_are_saved_shown_and_drawn_with(tmp_path) -> N
 
 async def test_telegram_wrong_favourites_are_refused_and_nothing_is_saved(tmp_path) -> None:
     async with telegram_env(tmp_path) as env:
+        await listed(env)
         alice = env.fake.user(1001, "Alice")
         env.fake.send_text(alice, alice, "/settings --lora add_detail:0.6 --style cinematic")
         await env.wait_message(alice, "Saved.")
@@ -146,12 +155,14 @@ async def test_a_favourite_no_backend_has_any_more_is_refused_with_nothing_charg
     tmp_path,
 ) -> None:
     async with telegram_env(tmp_path) as env:
+        await listed(env)
         alice = env.fake.user(1001, "Alice")
         env.fake.send_text(alice, alice, "/settings --lora add_detail:0.6 --style watercolor")
         await env.wait_message(alice, "Saved.")
     # the operator took add_detail and the style off the WebUI; the settings are in the database
     async with DevWebUI(delay=0.05, loras=["film_grain"], styles=[]) as webui:
         async with telegram_env(tmp_path, webui=webui) as env:
+            await listed(env)
             alice = env.fake.user(1001, "Alice")
             env.fake.send_text(alice, alice, "/draw a fox")
             refusal = await env.wait_message(alice, "None of the drawing servers has")
@@ -178,6 +189,7 @@ async def test_a_favourite_no_backend_has_any_more_is_refused_with_nothing_charg
 
 async def test_discord_favourites_are_saved_shown_completed_and_drawn_with(tmp_path) -> None:
     async with discord_env(tmp_path) as env:
+        await listed(env)
         fake = env.fake
         registered = next(c for c in fake.commands[None] if c["name"] == "settings")
         options = {o["name"]: o for o in registered["options"]}
@@ -231,6 +243,7 @@ async def test_discord_favourites_are_saved_shown_completed_and_drawn_with(tmp_p
 
 async def test_discord_wrong_favourites_are_refused_and_nothing_is_saved(tmp_path) -> None:
     async with discord_env(tmp_path) as env:
+        await listed(env)
         fake = env.fake
         refusals = [
             (
@@ -312,10 +325,12 @@ async def test_migration_0006_adds_and_drops_the_favourites(db_url: str) -> None
 async def test_discord_refuses_a_favourite_no_backend_has_any_more(tmp_path) -> None:
     async with FakeDiscord() as fake:
         async with discord_env(tmp_path, fake=fake) as env:
+            await listed(env)
             text = await env.ephemeral(await fake.slash("settings", {"loras": "add_detail:0.6"}))
             assert text.startswith("Saved.")
         async with DevWebUI(delay=0.05, loras=["film_grain"]) as webui:
             async with discord_env(tmp_path, fake=fake, webui=webui) as env:
+                await listed(env)
                 text = await env.ephemeral(await fake.slash("draw", {"prompt": "a fox"}))
                 assert text.startswith("None of the drawing servers has the LoRA 'add_detail'.")
                 assert text.endswith(FAVOURITE_HINT)
