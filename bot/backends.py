@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 from bot.checkpoints import model_key, model_label
 from bot.fairqueue import Entry
 from bot.i18n import Phrase, t
+from bot.options import LORA_TAG
 from bot.payload import Resolved, Target, drawn_steps
 from bot.types import Mode
 from bot.webui.client import GenerationResult, WebUIClient
@@ -33,8 +33,6 @@ WebUICall = Callable[[WebUIClient], Awaitable[GenerationResult]]
 LISTING_TIMEOUT = 15.0  # seconds for one backend's listings
 ORPHAN_WATCH = 600.0  # seconds an abandoned request is watched for, to interrupt it once it runs
 
-# <lora:NAME:weight> and the LyCORIS form, as the WebUI's extra networks parse them
-LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+)(?::[^>]*)?>", re.IGNORECASE)
 
 # The same upscaler under each fork's name (forks.md: SD.Next names them "RealESRGAN 4x+" and
 # "Latent Nearest" …, upscaler_simple.py:57-65); A1111's "Latent" is its bilinear mode.

@@ -12,10 +12,10 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from bot.backends import Backend, Needs, needs_of
 from bot.checkpoints import model_key, model_label
-from bot.errors import NoBackendCanDraw, OptionError
+from bot.errors import NoBackendCanDraw, OptionError, RefusedError
 from bot.i18n import Phrase, t
 from bot.payload import Resolved
-from bot.types import Catalogue, Checkpoint
+from bot.types import Catalogue, Checkpoint, Mode
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,27 @@ def _known_names(wanted: Sequence[str], lists: Sequence[list[str] | None], kind:
         close = close or difflib.get_close_matches(name, known, n=3, cutoff=0.6)
         if close:
             raise OptionError(f"option.unknown_{kind}", name=name, close=", ".join(close))
+
+
+def check_favourites(
+    loras: Sequence[str], styles: Sequence[str], backends: Sequence[Backend]
+) -> None:
+    """Favourite LoRAs and styles as /settings saves them, checked like a typed --lora and
+    --style against what the up backends report: a misspelt name gets "did you mean", one no
+    backend has the routing's refusal; RefusedError when no backend answered to check with."""
+    if not loras and not styles:
+        return
+    listed = [b for b in backends if b.up and b.listing is not None]
+    if not listed:
+        raise RefusedError("settings.cannot_check")
+    _known_names(loras, [b.listing.loras for b in listed], "lora")  # type: ignore[union-attr]
+    _known_names(styles, [b.listing.styles for b in listed], "style")  # type: ignore[union-attr]
+    # each on its own: any backend that has it will do (together is the draw's concern)
+    wanted = [Needs(Mode.TXT2IMG, loras=(n,)) for n in loras]
+    wanted += [Needs(Mode.TXT2IMG, styles=(n,)) for n in styles]
+    for needs in wanted:
+        if all(b.lacks(needs) for b in listed):
+            raise undrawable(needs, listed)
 
 
 async def check_fresh(

@@ -39,7 +39,7 @@ class Kind(StrEnum):
     DRAW_OPTIONS = "draw_options"  # every option of bot.options.draw_options, and the pictures
     PICTURE = "picture"
     JOB = "job"  # a job id, as /queue shows it
-    DEFAULTS = "defaults"  # preset, size, steps, negative (bot.defaults), and reset
+    DEFAULTS = "defaults"  # preset, size, steps, negative, favourites (bot.defaults), reset
     MESSAGE = "message"  # the message a context-menu command was used on
     USER = "user"  # platform:id, or a CLI name
     AMOUNT = "amount"

@@ -33,13 +33,16 @@ from bot import catalogue
 from bot import describe as describing
 from bot.backend_report import state_path
 from bot.backends import needs_of
+from bot.defaults import defaults_of
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
 from bot.errors import (
     DeliveryFailed,
     DrawbridgeError,
+    NoBackendCanDraw,
     NotAllowed,
     NotFound,
     NsfwWithheld,
+    OptionError,
     QueueFull,
     QuotaExceeded,
     RefusedError,
@@ -51,7 +54,7 @@ from bot.errors import (
 )
 from bot.fairqueue import Entry
 from bot.governor import Governor
-from bot.i18n import t
+from bot.i18n import Phrase, t
 from bot.images import outpaint
 from bot.images.ingest import fit, image_size
 from bot.images.store import ImageStore
@@ -67,6 +70,7 @@ from bot.payload import (
     build_payload,
     cost_on,
     faces_of,
+    favourites_used,
     outpaint_of,
     reroll_of,
     resolve,
@@ -435,19 +439,33 @@ class Engine(Events):
             settings_row = await self.db.users.get_settings(user)
         except StorageFault as exc:
             raise StorageError.from_fault(exc) from None
-        defaults = _row_dict(settings_row)
+        defaults = defaults_of(settings_row).as_dict()
         spec = resolve(
             request, self.presets, self.limits, user_defaults=defaults, init_size=init_size
         )
-        return await self.submit_spec(
-            requester,
-            spec,
-            replier,
-            reply_ref=reply_ref,
-            notes=notes,
-            source=source,
-            relax=bool(request.relax),
-        )
+        try:
+            return await self.submit_spec(
+                requester,
+                spec,
+                replier,
+                reply_ref=reply_ref,
+                notes=notes,
+                source=source,
+                relax=bool(request.relax),
+            )
+        except (OptionError, NoBackendCanDraw) as exc:
+            if not self._favourite_missing(*favourites_used(request, defaults)):
+                raise
+            # the user did not type it: say where it came from and how to draw without it
+            raise type(exc)("settings.favourite_gone", reason=Phrase(exc.render)) from None
+
+    def _favourite_missing(self, loras: Sequence[str], styles: Sequence[str]) -> bool:
+        """Whether a favourite LoRA or style a draw took is one no up backend has."""
+        try:
+            catalogue.check_favourites(loras, styles, self.dispatcher.backends)
+        except DrawbridgeError:
+            return True
+        return False
 
     async def submit_spec(
         self,
@@ -735,6 +753,17 @@ class Engine(Events):
     async def describe(self, png: bytes, original: bytes, model: str, label: str) -> Description:
         """/describe on the first backend that answers (never charged: nothing is drawn)."""
         return await describing.describe(self.dispatcher.backends, png, original, model, label)
+
+    async def check_favourites(self, loras: Sequence[str], styles: Sequence[str]) -> None:
+        """/settings favourites checked against the up backends' catalogues, once more after
+        fetching them again when refused (a LoRA added to a WebUI is found without a restart)."""
+        backends = self.dispatcher.backends
+        try:
+            catalogue.check_favourites(loras, styles, backends)
+        except (OptionError, NoBackendCanDraw):
+            if not await self.dispatcher.refresh_for_unknown():
+                raise
+            catalogue.check_favourites(loras, styles, backends)
 
     def offered(self, kind: str) -> list[str]:
         """Upscaler, LoRA or style names of every backend, without repeats (autocomplete)."""
@@ -1351,10 +1380,3 @@ def _requester_dict(r: Requester) -> dict[str, Any]:
         "is_admin": r.is_admin,
         "nsfw": r.nsfw,
     }
-
-
-def _row_dict(row: Any) -> dict[str, Any]:
-    if row is None:
-        return {}
-    fields = ("preset", "width", "height", "steps", "negative")
-    return {f: getattr(row, f, None) for f in fields}

@@ -636,13 +636,18 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
     "telegram.models_page": {"en": "Page {page} of {pages}", "zh": "第 {page}/{pages} 页"},
     "telegram.settings_usage": {
         "en": "Tap a button, or type e.g. /settings size 640x832, /settings steps 30, "
-        "/settings negative blurry, text; /settings reset clears everything.",
+        "/settings negative blurry, text; favourites: /settings --lora add_detail:0.6 "
+        "--style cinematic (--lora none, --style none clear them); "
+        "/settings reset clears everything.",
         "zh": "点按钮，或输入例如 /settings size 640x832、/settings steps 30、"
-        "/settings negative blurry, text；/settings reset 清除全部。",
+        "/settings negative blurry, text；常用项：/settings --lora add_detail:0.6 "
+        "--style cinematic（--lora none、--style none 清除）；/settings reset 清除全部。",
     },
     "telegram.settings_unknown": {
-        "en": "I can set preset, size, steps or negative, e.g. /settings steps 30.",
-        "zh": "可以设置 preset、size、steps 或 negative，例如 /settings steps 30。",
+        "en": "I can set preset, size, steps, negative, lora or style, e.g. /settings steps 30 "
+        "or /settings --lora add_detail:0.6.",
+        "zh": "可以设置 preset、size、steps、negative、lora 或 style，例如 /settings steps 30 "
+        "或 /settings --lora add_detail:0.6。",
     },
     "telegram.settings_not_yours": {
         "en": "These are someone else's settings; send /settings to change yours.",
@@ -772,10 +777,10 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
     "discord.models_checkpoints": {"en": "Checkpoints (model):", "zh": "模型（model）："},
     "discord.models_samplers": {"en": "Samplers (sampler):", "zh": "采样器（sampler）："},
     "discord.settings_usage": {
-        "en": "Change them with /settings size, steps, negative or preset (negative “-” = none); "
-        "/settings reset forgets them all.",
-        "zh": "用 /settings 的 size、steps、negative 或 preset 修改（negative 填 “-” 表示不用）；"
-        "/settings reset 清除全部。",
+        "en": "Change them with /settings size, steps, negative or preset (negative “-” = none), "
+        "favourites with loras and styles (“none” = none); /settings reset forgets them all.",
+        "zh": "用 /settings 的 size、steps、negative 或 preset 修改（negative 填 “-” 表示不用），"
+        "常用项用 loras 和 styles（填 “none” 表示不用）；/settings reset 清除全部。",
     },
     "discord.help_commands": {
         "en": "Commands: /draw, /inpaint, /cancel, /queue, /quota, /models, /settings, /help.",
@@ -1317,10 +1322,14 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         "zh": "修复面部（有 ADetailer 时用它，否则用面部修复）",
     },
     "help.opt.lora": {
-        "en": "add a LoRA, weight -2 to 2 (default 1); repeat it for more",
-        "zh": "添加 LoRA，权重 -2 到 2（默认 1）；可重复使用",
+        "en": "add a LoRA, weight -2 to 2 (default 1); repeat it for more; "
+        "none = not your /settings favourites",
+        "zh": "添加 LoRA，权重 -2 到 2（默认 1）；可重复使用；none 表示不用 /settings 中的常用 LoRA",
     },
-    "help.opt.style": {"en": "a style saved in the WebUI", "zh": "WebUI 中保存的风格"},
+    "help.opt.style": {
+        "en": "a style saved in the WebUI; none = not your /settings favourites",
+        "zh": "WebUI 中保存的风格；none 表示不用 /settings 中的常用风格",
+    },
     "option.accepts_lora": {
         "en": "a LoRA name, optionally with :WEIGHT (e.g. detail:0.7)",
         "zh": "LoRA 名称，可加 :权重（例如 detail:0.7）",
@@ -1497,6 +1506,55 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         "en": "clip (a sentence) or deepbooru (tags)",
         "zh": "clip（一句话）或 deepbooru（标签）",
     },
+    # --- /settings favourites (issue 15) -------------------------------------------------
+    "settings.loras": {"en": "Favourite LoRAs: {value}", "zh": "常用 LoRA：{value}"},
+    "settings.styles": {"en": "Styles: {value}", "zh": "常用风格：{value}"},
+    "settings.no_favourites": {"en": "none", "zh": "无"},
+    "settings.too_many_loras": {
+        "en": Plural(
+            "limit",
+            one="You can keep {limit} favourite LoRA; you gave {count}. Please pick fewer.",
+            other="You can keep up to {limit} favourite LoRAs; you gave {count}. "
+            "Please pick fewer.",
+        ),
+        "zh": "最多可保存 {limit} 个常用 LoRA，你给了 {count} 个。请少选一些。",
+    },
+    "settings.too_many_styles": {
+        "en": Plural(
+            "limit",
+            one="You can keep {limit} favourite style; you gave {count}. Please pick fewer.",
+            other="You can keep up to {limit} favourite styles; you gave {count}. "
+            "Please pick fewer.",
+        ),
+        "zh": "最多可保存 {limit} 个常用风格，你给了 {count} 个。请少选一些。",
+    },
+    "settings.cannot_check": {
+        "en": "No drawing server is reachable to check those names right now, so nothing was "
+        "saved. Please try again in a minute.",
+        "zh": "现在连不上任何绘图服务器来核对这些名称，所以没有保存。请过一分钟再试。",
+    },
+    "settings.stray_words": {
+        "en": "I did not understand {words!r}: write each setting as a flag, e.g. "
+        "/settings --lora add_detail:0.6 --style cinematic.",
+        "zh": "看不懂 {words!r}：请把每项设置写成选项，例如 "
+        "/settings --lora add_detail:0.6 --style cinematic。",
+    },
+    "help.opt.fav_loras": {
+        "en": "Favourite LoRAs for every /draw: name:weight, commas between; none = no more",
+        "zh": "每次 /draw 都用的常用 LoRA：名称:权重，用逗号分隔；none 表示清空",
+    },
+    "help.opt.fav_styles": {
+        "en": "Favourite styles for every /draw, commas between; none = no more",
+        "zh": "每次 /draw 都用的常用风格，用逗号分隔；none 表示清空",
+    },
+    "settings.favourite_gone": {
+        "en": "{reason}\n(That is one of your /settings favourites: give this draw its own LoRA "
+        "or style, or “none”, or change them in /settings.)",
+        "zh": "{reason}\n（这是你在 /settings 中的常用项：为这次绘图指定自己的 LoRA 或风格，"
+        "或填 “none”，也可以在 /settings 中修改。）",
+    },
+    "discord.opt.loras": {"en": "loras", "zh": "常用lora"},
+    "discord.opt.styles": {"en": "styles", "zh": "常用风格"},
 }
 
 

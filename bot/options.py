@@ -27,6 +27,10 @@ MAX_SEED = 2**32 - 1
 MIN_SIDE = 64
 MAX_SIDE = 2048
 LORA_WEIGHT = (-2.0, 2.0)  # what the WebUI's sliders allow
+# `--lora none` / `--style none`: no LoRA or style for this draw (not the /settings favourites)
+NONE_WORD = "none"
+# <lora:NAME:weight> and the LyCORIS form, as the WebUI's extra networks parse them
+LORA_TAG = re.compile(r"<(?:lora|lyco):([^:>]+)(?::[^>]*)?>", re.IGNORECASE)
 HIRES_FIELDS = ("hr_scale", "hr_denoise", "hr_steps", "hr_upscaler")
 # what Discord's `more` text may set (every field a flag fills, but the size pair)
 MORE_FIELDS = (
@@ -486,6 +490,20 @@ class DrawParser:
 
     def _parse(self, text: str) -> GenerationRequest:
         """The flags of `text` as a request, each checked, the whole not yet."""
+        prompt, values = self.values(text)
+        if "aspect" in values and "size" in values:
+            raise OptionError("option.conflict", a="--ar", b="--size")
+        request = GenerationRequest(prompt=prompt)
+        size = values.pop("size", None)
+        if size is not None:
+            request.width, request.height = size
+        for name, value in values.items():
+            setattr(request, name, value)
+        return request
+
+    def values(self, text: str) -> tuple[str, dict[str, Any]]:
+        """The words of `text` that are no flag, and each flag's checked value by field (a
+        repeatable one's as a tuple); raises OptionError naming the flag."""
         tokens = tokenize(text)
         prompt: list[str] = []
         values: dict[str, Any] = {}
@@ -530,15 +548,7 @@ class DrawParser:
                 values[opt.field] = (*values.get(opt.field, ()), opt.coerce(raw))
             else:
                 values[opt.field] = opt.coerce(raw)
-        if "aspect" in values and "size" in values:
-            raise OptionError("option.conflict", a="--ar", b="--size")
-        request = GenerationRequest(prompt=" ".join(prompt).strip())
-        size = values.pop("size", None)
-        if size is not None:
-            request.width, request.height = size
-        for name, value in values.items():
-            setattr(request, name, value)
-        return request
+        return " ".join(prompt).strip(), values
 
     def from_values(self, values: dict[str, Any]) -> GenerationRequest:
         """A request from typed values keyed by option name (Discord's slash options), checked
@@ -599,7 +609,7 @@ def clean_text(text: str) -> str:
     return _STRIPPED.sub("", text).strip()
 
 
-def _check_name(flag: str, value: str | None) -> None:
+def check_name(flag: str, value: str | None) -> None:
     """A checkpoint or sampler name, checked even before any backend reported a catalogue:
     no path tricks (`..`, an absolute path), no control characters, a sane length."""
     if value is None:
@@ -655,8 +665,8 @@ def validate_request(
             length=len(request.negative),
             limit=limits.max_prompt_length,
         )
-    _check_name("--model", request.model)
-    _check_name("--sampler", request.sampler)
+    check_name("--model", request.model)
+    check_name("--sampler", request.sampler)
 
 
 def images_only_given(request: GenerationRequest, options: list[Option]) -> list[str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any, TypeVar
 
 from bot.errors import OptionError
-from bot.options import FILL_CHOICES, MAX_SEED, Limits, resolve_size
+from bot.options import FILL_CHOICES, LORA_TAG, MAX_SEED, NONE_WORD, Limits, resolve_size
 from bot.presets import PresetBook
 from bot.types import GenerationRequest, Mode
 from bot.webui.flavour import Flavour
@@ -173,7 +173,12 @@ def resolve(
     negative = request.negative if request.negative is not None else user.get("negative")
     fill = FILL_CHOICES.index(request.fill) if request.fill else preset.inpainting_fill
     prompt = request.prompt
-    for name, weight in request.loras:  # the WebUI's own syntax, so the infotext shows them
+    loras, styles = _own_or_favourite(request, user)
+    if len(loras) > limits.max_loras:  # favourites saved before the operator lowered it
+        raise OptionError(
+            "option.out_of_range", flag="--lora", low=0, high=limits.max_loras, value=len(loras)
+        )
+    for name, weight in loras:  # the WebUI's own syntax, so the infotext shows them
         prompt += f" <lora:{name}:{weight:g}>"
     return Resolved(
         mode=request.mode,
@@ -207,13 +212,42 @@ def resolve(
         mask=request.mask,
         preset=preset.name,
         face=bool(request.face),
-        styles=(request.style,) if request.style else (),
+        styles=tuple(styles),
         control=request.control,
         control_weight=1.0 if request.control_weight is None else request.control_weight,
         control_start=request.control_guidance[0] if request.control_guidance else 0.0,
         control_end=request.control_guidance[1] if request.control_guidance else 1.0,
         control_image=request.control_image,
     )
+
+
+def _own_or_favourite(
+    request: GenerationRequest, user: dict[str, Any]
+) -> tuple[tuple[tuple[str, float], ...], list[str]]:
+    """The LoRAs and styles a draw runs with: its own (--lora, `<lora:…>` in the prompt,
+    --style), else the user's /settings favourites; `none` is neither."""
+    loras = tuple(user.get("loras") or ())
+    if _own_loras(request):
+        loras = tuple(x for x in request.loras if x[0].lower() != NONE_WORD)
+    styles = list(user.get("styles") or ())
+    if request.style:
+        styles = [] if request.style.lower() == NONE_WORD else [request.style]
+    return loras, styles
+
+
+def favourites_used(
+    request: GenerationRequest, user: dict[str, Any] | None
+) -> tuple[list[str], list[str]]:
+    """The names of the /settings favourite LoRAs and styles a draw takes (none of a kind
+    the draw names itself)."""
+    user = user or {}
+    loras = [] if _own_loras(request) else [name for name, _ in user.get("loras") or ()]
+    styles = [] if request.style else list(user.get("styles") or ())
+    return loras, styles
+
+
+def _own_loras(request: GenerationRequest) -> bool:
+    return bool(request.loras or LORA_TAG.search(request.prompt))
 
 
 def drawn_steps(job: Resolved, flavour: Flavour = Flavour.A1111) -> int:

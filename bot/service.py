@@ -567,14 +567,28 @@ class Service:
         """The user's saved /draw defaults."""
         return defaults.defaults_of(await self._db.users.get_settings(requester.key))
 
+    @property
+    def settings_options(self) -> list[Option]:
+        """Every option /settings takes (preset, size, steps, negative, the favourites)."""
+        return defaults.settings_options(self.options)
+
+    def parse_defaults(self, text: str) -> dict[str, Any]:
+        """`/settings --lora add_detail:0.6 --style cinematic --steps 30` as the changes
+        `change_defaults` takes; raises OptionError naming the flag."""
+        return defaults.parse(text, self.options, self.limits)
+
     def check_defaults(self, wanted: dict[str, Any]) -> None:
-        """Check a change like `change_defaults` does, without saving (no database)."""
+        """Check a change like `change_defaults` does, without saving (no database, and the
+        favourites' names not yet against the backends)."""
         defaults.changes(wanted, self.options, self.presets, self.limits)
 
     async def change_defaults(self, requester: Requester, wanted: dict[str, Any]) -> UserDefaults:
-        """Change defaults by name (preset, size, steps, negative; None = the preset's value;
-        reset=True clears all), checked like /draw; raises OptionError, saving nothing."""
+        """Change defaults by name (preset, size, steps, negative, loras, styles; None = the
+        preset's value, `none` no favourites; reset=True clears all), checked like /draw (the
+        favourites' names against the backends' catalogues); raises OptionError or
+        RefusedError, saving nothing."""
         fields = defaults.changes(wanted, self.options, self.presets, self.limits)
+        await self._engine.check_favourites(*defaults.favourites_in(fields))
         if fields:
             await self._db.users.save_settings(requester.key, **fields)
         return await self.defaults(requester)

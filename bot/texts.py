@@ -3,6 +3,7 @@ and the texts of /queue, /quota, /settings and /models built from the service's 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from bot.checkpoints import model_label
@@ -64,7 +65,8 @@ def status_text(locale: str | None, update: JobUpdate, max_attempts: int, limit:
 
 
 def settings_lines(locale: str | None, presets: PresetBook, values: dict[str, Any]) -> list[str]:
-    """A user's /draw defaults (preset, size, steps, negative); unset ones show the preset's."""
+    """A user's /draw defaults (preset, size, steps, negative, favourites); unset ones show the
+    preset's."""
     try:
         preset = presets.get(values.get("preset"))
     except KeyError:
@@ -80,13 +82,21 @@ def settings_lines(locale: str | None, presets: PresetBook, values: dict[str, An
     width, height = values.get("width"), values.get("height")
     size = f"{width}×{height}" if width and height else None
     negative = shown(values.get("negative"), cut(preset.negative, 60))
+    none = t(locale, "settings.no_favourites")
     return [
         t(locale, "settings.title"),
         t(locale, "settings.preset", value=values.get("preset") or preset.name),
         t(locale, "settings.size", value=shown(size, f"{preset.width}×{preset.height}")),
         t(locale, "settings.steps", value=shown(values.get("steps"), str(preset.steps))),
         t(locale, "settings.negative", value=cut(negative, 300)),
+        t(locale, "settings.loras", value=shown_loras(values.get("loras") or ()) or none),
+        t(locale, "settings.styles", value=", ".join(values.get("styles") or ()) or none),
     ]
+
+
+def shown_loras(loras: Iterable[tuple[str, float]]) -> str:
+    """Favourite LoRAs as /settings lists them: `add_detail (0.6), film` (weight 1 unsaid)."""
+    return ", ".join(name if weight == 1 else f"{name} ({weight:g})" for name, weight in loras)
 
 
 def queue_lines(view: QueueView, locale: str | None) -> list[str]:

@@ -267,6 +267,9 @@ class UserDefaults:
     height: int | None = None
     steps: int | None = None
     negative: str | None = None
+    # favourites a /draw without --lora / --style of its own uses: (name, weight) and names
+    loras: tuple[tuple[str, float], ...] = ()
+    styles: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The values by field name."""
@@ -276,6 +279,8 @@ class UserDefaults:
             "height": self.height,
             "steps": self.steps,
             "negative": self.negative,
+            "loras": self.loras,
+            "styles": self.styles,
         }
 
 

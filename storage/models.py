@@ -206,6 +206,9 @@ class UserSettings(SQLModel, table=True):
     negative: str | None = Field(default=None, sa_type=Text)
     locale: str | None = Field(default=None, max_length=16)
     updated_at: datetime = _created()
+    # favourite LoRAs ([[name, weight], …]) and styles ([name, …]) as JSON text (0006)
+    loras: str | None = Field(default=None, sa_type=Text)
+    styles: str | None = Field(default=None, sa_type=Text)
 
 
 class Action(SQLModel, table=True):

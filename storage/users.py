@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 USERS = metadata.tables["users"]
 SETTINGS = metadata.tables["user_settings"]
-SETTING_FIELDS = ("preset", "width", "height", "steps", "negative", "locale")
+SETTING_FIELDS = ("preset", "width", "height", "steps", "negative", "locale", "loras", "styles")
 SETTINGS_CACHE_SIZE = 4096  # users whose settings are kept in memory, least recently used out
 
 

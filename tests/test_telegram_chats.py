@@ -9,10 +9,10 @@ import socket
 import aiohttp
 import pytest
 
-from devwebui import DevWebUI
 from tests.fakes.telegram_api import FakeTelegram
 from tests.harness.pictures import jpeg_bytes, sample_photo
 from tests.harness.telegram import telegram_env
+from tests.harness.webui import dead_webui
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -20,14 +20,6 @@ pytestmark = pytest.mark.timeout(30)
 def _buttons(message: dict) -> list[dict]:
     markup = message.get("reply_markup") or {}
     return [b for row in markup.get("inline_keyboard", []) for b in row]
-
-
-async def _dead_webui() -> DevWebUI:
-    """A WebUI URL nobody listens on any more."""
-    webui = DevWebUI()
-    await webui.start()
-    await webui.kill()
-    return webui
 
 
 async def test_group_with_privacy_mode_answers_its_own_commands(tmp_path) -> None:
@@ -122,7 +114,7 @@ async def test_webhook_mode_receives_updates_with_the_secret(tmp_path) -> None:
 
 
 async def test_queue_quota_cancel_and_the_per_user_cap_while_the_webui_is_down(tmp_path) -> None:
-    webui = await _dead_webui()
+    webui = await dead_webui()
     async with telegram_env(tmp_path, webui=webui, max_queued_per_user=2) as env:
         alice = env.fake.user(1001, "Alice")
         bob = env.fake.user(1002, "Bob")

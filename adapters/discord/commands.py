@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import discord
@@ -42,12 +42,12 @@ from adapters.discord.texts import CHOICE_MAX, CONTENT_MAX, EMBED_COLOUR, EMBED_
 from bot.commands import Command, Kind, Where, commands_on
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
+from bot.options import Option
 from bot.texts import catalogue_lines, cut, queue_lines, quota_text, settings_lines
 from bot.types import INTERROGATORS, UserDefaults
 
 log = logging.getLogger(__name__)
 
-SETTING_OPTIONS = ("preset", "size", "steps", "negative")
 NO_NEGATIVE = "-"
 
 Handler = Callable[[Runtime, discord.Interaction, dict[str, Any]], Awaitable[None]]
@@ -118,12 +118,10 @@ def params_of(rt: Runtime, declared: Command) -> list[Param]:
 
 def _setting_params(rt: Runtime) -> list[Param]:
     service = rt.service
-    by_field = {opt.field: opt for opt in service.options}
     preset = service.presets.default
     params = [
-        option_param(by_field[name], service.limits, preset, _completers(rt))
-        for name in SETTING_OPTIONS
-        if name in by_field
+        option_param(opt, service.limits, preset, _completers(rt))
+        for opt in service.settings_options
     ]
     params.append(Param("reset", bool, loc("discord.opt.reset.desc")))
     return params
@@ -140,27 +138,41 @@ def _completers(rt: Runtime) -> dict[str, Autocomplete]:
     ) -> list[app_commands.Choice[str]]:
         return model_choices(rt, current)
 
-    def offered(kind: str) -> Autocomplete:
+    def offered(kind: str, *, favourites: bool = False, several: bool = False) -> Autocomplete:
+        """Names of `kind` the backends offer (the user's favourites first), one or several
+        separated by commas."""
+        choose = list_choices if several else name_choices
+
         async def complete(
             interaction: discord.Interaction, current: str
         ) -> list[app_commands.Choice[str]]:
-            return name_choices(rt.service.offered(kind), current)
+            names = rt.service.offered(kind)
+            if favourites:
+                names = [*await _favourites(rt, interaction, kind), *names]
+            return choose(names, current)
 
         return complete
-
-    async def loras(
-        interaction: discord.Interaction, current: str
-    ) -> list[app_commands.Choice[str]]:
-        return lora_choices(rt, current)
 
     return {
         "sampler": samplers,
         "model": checkpoints,
         "hr_upscaler": offered("upscaler"),
-        "style": offered("style"),
-        "loras": loras,
+        "style": offered("style", favourites=True),
+        "loras": offered("lora", favourites=True, several=True),  # /draw's lora, /settings'
+        "styles": offered("style", favourites=True, several=True),  # /settings' styles
         "control": offered("control"),
     }
+
+
+async def _favourites(rt: Runtime, interaction: discord.Interaction, kind: str) -> list[str]:
+    """The user's favourite LoRA or style names, listed first when completing (none when the
+    database does not answer: completing goes on without them)."""
+    requester = rt.requester(interaction.user, interaction.channel_id, str(interaction.locale))
+    try:
+        saved = await rt.service.defaults(requester)
+    except DrawbridgeError:
+        return []
+    return [name for name, _ in saved.loras] if kind == "lora" else list(saved.styles)
 
 
 def _context_menu(
@@ -291,36 +303,41 @@ async def on_settings(
     """/settings: show the user's defaults, or change the ones given."""
     locale = str(interaction.locale)
     requester = rt.requester(interaction.user, interaction.channel_id, locale)
-    wanted = setting_changes(values)
+    wanted = setting_changes(values, rt.service.settings_options)
     try:
         rt.service.check_defaults(wanted)  # before the acknowledgement: needs no database
     except OptionError as exc:
-        await ephemeral(interaction, render(exc, locale, rt.service.options))
+        await ephemeral(interaction, render(exc, locale, rt.service.settings_options))
         return
     await interaction.response.defer(ephemeral=True, thinking=True)
-    if wanted:
-        saved = await rt.service.change_defaults(requester, wanted)
-    else:
-        saved = await rt.service.defaults(requester)
+    try:
+        if wanted:
+            saved = await rt.service.change_defaults(requester, wanted)
+        else:
+            saved = await rt.service.defaults(requester)
+    except DrawbridgeError as exc:  # a favourite no backend has, the database away
+        await interaction.followup.send(render(exc, locale, rt.service.settings_options))
+        return
     text = settings_text(rt, locale, saved)
     if wanted:
         text = f"{t(locale, 'settings.saved')}\n{text}"
     await interaction.followup.send(cut(text, CONTENT_MAX))
 
 
-def setting_changes(values: dict[str, Any]) -> dict[str, Any]:
-    """The /settings options given, as the service takes them (`-` is "no negative prompt")."""
+def setting_changes(values: dict[str, Any], options: Sequence[Option]) -> dict[str, Any]:
+    """The /settings options given, as the service takes them by field (`-` is "no negative
+    prompt")."""
     if values.get("reset"):
         return {"reset": True}
     wanted: dict[str, Any] = {}
-    for name in SETTING_OPTIONS:
-        value = values.get(name)
+    for opt in options:
+        value = values.get(opt.name)
         if value is None:
             continue
-        if name == "negative":
+        if opt.field == "negative":
             text = str(value).strip()
             value = "" if text == NO_NEGATIVE else text
-        wanted[name] = value
+        wanted[opt.field] = value
     return wanted
 
 
@@ -375,15 +392,13 @@ def name_choices(names: list[str], current: str) -> list[app_commands.Choice[str
     return matching([(name, name) for name in names], current)
 
 
-def lora_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:
-    """LoRAs matching the last of the comma-separated names typed so far, the earlier ones
-    kept in front (one option holds several: "detail:0.7, grain")."""
+def list_choices(names: list[str], current: str) -> list[app_commands.Choice[str]]:
+    """Names (LoRAs, styles) matching the last of the comma-separated ones typed so far, the
+    earlier ones kept in front (one option holds several: "detail:0.7, grain")."""
     done, _, typing = current.rpartition(",")
     head = f"{done.strip()}, " if done.strip() else ""
     word = typing.strip().split(":", 1)[0]
-    return matching(
-        [(f"{head}{name}", f"{head}{name}") for name in rt.service.offered("lora")], head + word
-    )
+    return matching([(f"{head}{name}", f"{head}{name}") for name in names], head + word)
 
 
 def model_choices(rt: Runtime, current: str) -> list[app_commands.Choice[str]]:

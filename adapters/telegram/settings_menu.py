@@ -1,8 +1,11 @@
-"""/settings: a user's defaults (preset, size, steps, negative) with an inline keyboard.
+"""/settings: a user's defaults (preset, size, steps, negative, favourite LoRAs and styles)
+with an inline keyboard.
 
 Buttons carry ``s:<owner>:<field>:<value>`` so only the user the menu belongs to can change it;
 free values are typed: ``/settings size 640x832``, ``steps 30``, ``negative TEXT``, ``preset
-NAME``, ``reset``. Values are checked by the same option declaration /draw uses.
+NAME``, ``lora NAME:W, NAME``, ``style NAME``, ``reset``, or as /draw's flags: ``/settings
+--lora add_detail:0.6 --style cinematic`` (the service parses those from the one declaration).
+Values are checked by the same option declaration /draw uses.
 """
 
 from __future__ import annotations
@@ -90,6 +93,11 @@ def typed_change(field: str, raw: str) -> dict[str, Any]:
     return {field: raw or None}
 
 
+def flags(word: str) -> bool:
+    """Whether /settings is written as /draw's flags (`--lora`; phones make `--` a dash)."""
+    return word.startswith(("--", "—", "–", "−"))
+
+
 def button_change(rt: Runtime, field: str, value: str) -> dict[str, Any]:
     """What a settings button sets."""
     if field == "r":
@@ -118,6 +126,10 @@ _FIELDS = {
     "steps": "steps",
     "preset": "preset",
     "reset": "reset",
+    "lora": "loras",
+    "loras": "loras",
+    "style": "styles",
+    "styles": "styles",
 }
 
 
@@ -133,9 +145,13 @@ async def on_settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
         word, _, raw = rest.partition(" ")
         field = _FIELDS.get(word.lower(), "")
         try:
-            if not field:
+            if flags(word):
+                change = rt.service.parse_defaults(rest)
+            elif field:
+                change = typed_change(field, raw)
+            else:
                 raise OptionError("telegram.settings_unknown")
-            values = await rt.service.change_defaults(requester, typed_change(field, raw))
+            values = await rt.service.change_defaults(requester, change)
         except DrawbridgeError as exc:
             rt.answer(message, exc.render(locale), priority=Priority.REFUSAL)
             return

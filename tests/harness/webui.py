@@ -74,6 +74,14 @@ def fork_fields(flavor: str) -> dict[str, dict[str, dict[str, Any]]]:
     return {k: v for k, v in data[flavor].items() if not k.startswith("_")}
 
 
+async def dead_webui() -> DevWebUI:
+    """A WebUI URL nobody listens on any more."""
+    webui = DevWebUI()
+    await webui.start()
+    await webui.kill()
+    return webui
+
+
 def sent(server: DevWebUI, kind: str = "txt2img") -> list[dict[str, Any]]:
     """Bodies of /sdapi/v1/<kind> requests a DevWebUI received."""
     return [body for path, body in server.requests if path == f"/sdapi/v1/{kind}"]
