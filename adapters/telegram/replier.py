@@ -7,7 +7,8 @@ job's percentage and the WebUI's preview are shown only once it has run TELEGRAM
 seconds (a short job shows "Drawing…": its preview would cost a photo sent and deleted, its
 percentage an edit per step). `deliver` waits for Telegram: the result
 is retried for DELIVERY_RETRY_SECONDS; if Telegram stays away it raises DeliveryFailed (the
-engine refunds) and a new message says so once Telegram is reachable again. The status message
+engine refunds, and owes the user a notice in the database: bot.notices) and `fail` then says
+so in a new message once Telegram is reachable again, returning when Telegram took it. The status message
 never outlives its job: it is deleted (or says "Cancelled") in every ending.
 """
 
@@ -163,7 +164,6 @@ class TelegramReplier:
             )
         except (GaveUp, TelegramError) as exc:
             log.warning("delivering job %s failed: %s", result.job_id, why(exc))
-            self._tell_undelivered(result.job_id, result.cost)
             raise DeliveryFailed(job=result.job_id) from None
         finally:
             for one in held:
@@ -171,10 +171,14 @@ class TelegramReplier:
         self._drop_status()
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
-        """Cancelled: the status message says so. Failed: a new message says why."""
+        """Cancelled: the status message says so. Failed: a new message says why. Not
+        delivered: a new message says so, returning once Telegram took it."""
         await self.status.close()
         if self.undelivered:
             return  # the "could not deliver" message says it all
+        if isinstance(error, DeliveryFailed):
+            await self._tell_undelivered(job_id, refunded)
+            return
         if error.key == "queue.cancelled":
             self._say_cancelled(error.render(self.locale))
             return
@@ -188,12 +192,16 @@ class TelegramReplier:
         return self.rt.outbox.progress_gap(self.chat_id)
 
     # --- endings -----------------------------------------------------------------------------
-    def _tell_undelivered(self, job_id: str, credits: int) -> None:
-        """A new message once Telegram is reachable again (retried until then)."""
+    async def _tell_undelivered(self, job_id: str, credits: int) -> None:
+        """A new message once Telegram is reachable again (retried until then); returns when
+        Telegram took it, raises when it refused it."""
         self.undelivered = True
         text = t(self.locale, "delivery.failed", job=job_id, platform="Telegram", credits=credits)
-        self.rt.say(self.chat_id, text, **self._reply(), priority=Priority.NOTICE, forever=True)
+        told = self.rt.say(
+            self.chat_id, text, **self._reply(), priority=Priority.NOTICE, forever=True
+        )
         self._drop_status()
+        await told
 
     def _say_cancelled(self, text: str) -> None:
         async def show() -> None:
