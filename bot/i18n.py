@@ -1497,6 +1497,35 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         "en": "clip (a sentence) or deepbooru (tags)",
         "zh": "clip（一句话）或 deepbooru（标签）",
     },
+    # --- issue 16: a burst of /draw from one user in one chat, one status message ----------
+    "burst.queued": {
+        "en": Plural(
+            "count",
+            one="⏳ Your {count} job is queued: {jobs} — it starts in about {eta}.",
+            other="⏳ Your {count} jobs are queued: {jobs} — the next starts in about {eta}.",
+        ),
+        "zh": "⏳ 你的 {count} 个任务正在排队：{jobs}——下一个大约 {eta} 后开始。",
+    },
+    "burst.queued_next": {
+        "en": Plural(
+            "count",
+            one="⏳ Your {count} job is queued: {jobs} — it is next.",
+            other="⏳ Your {count} jobs are queued: {jobs} — the next one is up now.",
+        ),
+        "zh": "⏳ 你的 {count} 个任务正在排队：{jobs}——下一个马上开始。",
+    },
+    "burst.drawing": {
+        "en": Plural(
+            "count",
+            one="🎨 {count} of your jobs is being drawn…",
+            other="🎨 {count} of your jobs are being drawn…",
+        ),
+        "zh": "🎨 你的 {count} 个任务正在绘制…",
+    },
+    "telegram.btn.cancel_all": {
+        "en": Plural("count", one="✖ Cancel {count} job", other="✖ Cancel all {count}"),
+        "zh": "✖ 全部取消（{count} 个）",
+    },
 }
 
 
