@@ -1514,14 +1514,6 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
         ),
         "zh": "⏳ 你的 {count} 个任务正在排队：{jobs}——下一个马上开始。",
     },
-    "burst.drawing": {
-        "en": Plural(
-            "count",
-            one="🎨 {count} of your jobs is being drawn…",
-            other="🎨 {count} of your jobs are being drawn…",
-        ),
-        "zh": "🎨 你的 {count} 个任务正在绘制…",
-    },
     "telegram.btn.cancel_all": {
         "en": Plural("count", one="✖ Cancel {count} job", other="✖ Cancel all {count}"),
         "zh": "✖ 全部取消（{count} 个）",

@@ -4,14 +4,15 @@
     2nd job queued while the 1st still waits ──► a Burst of both: the 1st's message becomes
         "⏳ Your 2 jobs are queued: #3, #4 — the next starts in about 20 s."
     more jobs queued ──► join the Burst (their own status is never sent)
-    a member runs ──► "🎨 1 of your jobs is being drawn…" in the same message; one that runs
-        long enough for progress and previews leaves for its own status message, as today
-    a member ends ──► leaves (its result or failure comes in its own message, as today);
-        the last one leaving deletes the message, or says "Cancelled" when they were cancelled
+    a member starts ──► leaves the list (its result follows in its own message, as today; one
+        that runs long enough for progress and previews gets its own status, as today)
+    the last one leaves ──► the message is deleted, or says "Cancelled" when they were
 
 The message is a `StatusMessage`: its first showing goes at `Priority.RESULT` (it is the
 acknowledgement), its edits at `Priority.PROGRESS`, coalesced to the newest state and spaced by
-the chat's edit gap, as a single job's. A button on it cancels every job it lists.
+the chat's edit gap, as a single job's; while the next job starts within that gap, positions
+that merely moved up are not edited in (as a single job's "starts soon"). A button on it
+cancels every job it lists.
 
 Platform-neutral: the adapter gives each job a `Seat` (its replier) and each burst a `Board`
 (how the message is sent, edited and deleted, with the platform's cancel button).
@@ -74,13 +75,12 @@ class _Member:
     eta: float = 0.0
     notes: tuple[str, ...] = ()  # the job's notes ("runs relaxed", a model replaced, …)
     no_backend: bool = False  # it waits for a backend to come back
-    running: bool = False
     adopted: bool = False  # its own status message was handed over (or had none)
     placed: Any | None = None  # the burst message stored with the job
 
 
 class Burst:
-    """One user's waiting and running jobs in one chat, in one coalesced status message."""
+    """One user's waiting jobs in one chat, in one coalesced status message."""
 
     def __init__(
         self, bursts: Bursts, key: BurstKey, lane: Lane, locale: str | None, board: Board
@@ -93,6 +93,7 @@ class Burst:
         self.message: Any | None = None
         # credits of members cancelled (None: none was): said when the last one leaves
         self.cancelled: int | None = None
+        self.said_soon = False  # the message says the next job starts within an edit gap
         self.status = StatusMessage(self._show, bursts.outbox, lane, label=f"burst {key}")
 
     def job_ids(self) -> list[str]:
@@ -102,21 +103,18 @@ class Burst:
     def queued(self, job_id: str, place: Place) -> None:
         """A member's new place in the queue."""
         member = self.members.get(job_id)
-        if member is not None:
-            member.position, member.eta, member.running = place.position, place.eta, False
-            member.notes, member.no_backend = place.notes, place.no_backend
-            self._want()
-
-    def running(self, job_id: str) -> None:
-        """A member started drawing."""
-        member = self.members.get(job_id)
-        if member is not None and not member.running:
-            member.running = True
-            self._want()
+        if member is None:
+            return
+        moved = (member.notes, member.no_backend) == (place.notes, place.no_backend)
+        member.position, member.eta = place.position, place.eta
+        member.notes, member.no_backend = place.notes, place.no_backend
+        if moved and self.said_soon and self._soon():
+            return  # the next starts before this edit would be seen for long: one call less
+        self._want()
 
     def leave(self, job_id: str, *, cancelled: int | None = None) -> None:
-        """A member ended (or shows its own status from now on); `cancelled`: it was
-        cancelled, refunding that many credits."""
+        """A member started or ended; `cancelled`: it was cancelled, refunding that many
+        credits."""
         if self.members.pop(job_id, None) is None:
             return
         if cancelled is not None:
@@ -144,15 +142,15 @@ class Burst:
         self.members[job_id] = member
         self._want()
 
+    def _soon(self) -> bool:
+        first = min(self.members.values(), key=lambda m: m.position, default=None)
+        gap = self.bursts.outbox.progress_gap(self.status.lane)
+        return first is not None and (first.position <= 1 or first.eta < gap)
+
     def text(self) -> str:
         """What the message says now."""
-        waiting = sorted(
-            (m for m in self.members.values() if not m.running), key=lambda m: m.position
-        )
-        drawing = len(self.members) - len(waiting)
-        lines = list(dict.fromkeys(n for m in self.members.values() for n in m.notes))
-        if drawing:
-            lines.append(t(self.locale, "burst.drawing", count=drawing))
+        waiting = sorted(self.members.values(), key=lambda m: m.position)
+        lines = list(dict.fromkeys(n for m in waiting for n in m.notes))
         if waiting:
             listed = ", ".join(f"#{m.position}" for m in waiting[:LISTED])
             if len(waiting) > LISTED:
@@ -169,6 +167,7 @@ class Burst:
         return "\n".join(lines)
 
     def _want(self) -> None:
+        self.said_soon = self._soon()
         self.status.want(self.text(), None, cancel=True)
 
     async def _show(self, view: StatusView) -> bool:

@@ -56,6 +56,7 @@ class TelegramReplier:
 
     __slots__ = (
         "burst",
+        "burst_ran",
         "chat_id",
         "job_id",
         "locale",
@@ -97,6 +98,7 @@ class TelegramReplier:
         self.undelivered = False  # told "could not deliver": no other ending is shown
         self.status = StatusMessage(self._show, rt.outbox, chat_id)
         self.burst: Burst | None = None  # shown in the user's burst message (kit/burst.py)
+        self.burst_ran = False  # left its burst as it started: no own status unless it runs long
         if status_id is not None:
             self.status.shown_once = True  # resumed: the acknowledgement went out before
 
@@ -215,17 +217,22 @@ class TelegramReplier:
                 key, self.chat_id, update.job_id, self, place, locale=self.locale, board=self._board
             )
             return burst is not None
-        if self.burst is None:
+        if self.burst is None and not self.burst_ran:
             self.rt.bursts.waits_no_more(key, update.job_id)
             return False
         if update.state is not JobState.RUNNING:
-            return True  # its ending comes through `deliver` or `fail`
+            if self.burst is not None:
+                return True  # its ending comes through `deliver` or `fail`
+            self.burst_ran = False  # started, then queued again: its own status says why
+            self.status = StatusMessage(self._show, self.rt.outbox, self.chat_id)
+            return False
+        if self.burst is not None:  # it starts: out of the list, its result follows
+            self.burst.leave(update.job_id)
+            self.burst, self.burst_ran = None, True
         if not long_job:
-            self.burst.running(update.job_id)
             return True
         # running long enough for its percentage and preview: its own status from now on
-        self.burst.leave(update.job_id)
-        self.burst = None
+        self.burst_ran = False
         self.status = StatusMessage(self._show, self.rt.outbox, self.chat_id, label=update.job_id)
         return False
 
@@ -239,7 +246,7 @@ class TelegramReplier:
         )
 
     def _leave_burst(self, job_id: str, *, cancelled: int | None = None) -> bool:
-        """Out of its burst (it ended); False if it was in none."""
+        """Out of its burst (it ended); False if it was listed in none."""
         burst, self.burst = self.burst, None
         if burst is None:
             self.rt.bursts.waits_no_more(self._burst_key(), job_id)
