@@ -157,7 +157,7 @@ class Burst:
                 listed += ", …"
             first = waiting[0]
             if any(m.no_backend for m in waiting):
-                line = t(self.locale, "queue.waiting_no_backend", position=first.position)
+                line = t(self.locale, "burst.waiting_no_backend", count=len(waiting), jobs=listed)
             elif first.position <= 1:
                 line = t(self.locale, "burst.queued_next", count=len(waiting), jobs=listed)
             else:
