@@ -53,18 +53,27 @@ async def held(
     await env.wait_message(root, "takes jobs again")
 
 
-async def test_five_quick_draws_share_one_status_message(tmp_path) -> None:
-    fake = FakeTelegram(limits=Limits(chat=(10, 1.0)))
+@contextlib.asynccontextmanager
+async def private_env(tmp_path: Any, **overrides: Any) -> AsyncIterator[Env]:
+    """A bot whose private chats take ten messages a second (the limit is not what is
+    tested), with ROOT as its admin."""
+    values: dict[str, Any] = {"webui_delay": 0.3, **overrides}
     async with (
-        fake,
+        FakeTelegram(limits=Limits(chat=(10, 1.0))) as fake,
         telegram_env(
             tmp_path,
             fake=fake,
-            webui_delay=0.3,
             telegram_chat_limit=(10, 1.0),
             admin_ids=f"telegram:{ROOT}",
+            **values,
         ) as env,
     ):
+        yield env
+
+
+async def test_five_quick_draws_share_one_status_message(tmp_path) -> None:
+    async with private_env(tmp_path) as env:
+        fake = env.fake
         alice = fake.user(1001, "Alice")
         async with held(env, 5, (alice, "Your 5 jobs are queued: ")):
             commands = [fake.send_text(alice, alice, f"/draw burst picture {i}") for i in range(5)]
@@ -100,17 +109,8 @@ async def test_five_quick_draws_share_one_status_message(tmp_path) -> None:
 
 
 async def test_cancel_all_cancels_every_job_the_message_lists(tmp_path) -> None:
-    fake = FakeTelegram(limits=Limits(chat=(10, 1.0)))
-    async with (
-        fake,
-        telegram_env(
-            tmp_path,
-            fake=fake,
-            webui_delay=0.3,
-            telegram_chat_limit=(10, 1.0),
-            admin_ids=f"telegram:{ROOT}",
-        ) as env,
-    ):
+    async with private_env(tmp_path) as env:
+        fake = env.fake
         alice = fake.user(1001, "Alice")
         root = fake.user(ROOT, "Root")
         fake.send_text(root, root, "/admin drain 1")  # nothing runs: all three wait
@@ -179,18 +179,8 @@ async def test_two_users_in_one_group_each_get_their_own_status(tmp_path) -> Non
 
 
 async def test_a_long_job_of_a_burst_shows_its_progress_in_its_own_status(tmp_path) -> None:
-    fake = FakeTelegram(limits=Limits(chat=(10, 1.0)))
-    async with (
-        fake,
-        telegram_env(
-            tmp_path,
-            fake=fake,
-            webui_delay=2.0,
-            telegram_chat_limit=(10, 1.0),
-            telegram_preview_after=0.3,
-            admin_ids=f"telegram:{ROOT}",
-        ) as env,
-    ):
+    async with private_env(tmp_path, webui_delay=2.0, telegram_preview_after=0.3) as env:
+        fake = env.fake
         alice = fake.user(1001, "Alice")
         async with held(env, 2):
             for i in range(2):
