@@ -61,6 +61,7 @@ from bot.images.store import ImageStore
 from bot.jobtable import JobTable
 from bot.lease import Lease
 from bot.metrics import BackendState, Metrics, Snapshot
+from bot.notices import Notices
 from bot.nsfw import NsfwCheck, NsfwUnavailable
 from bot.nsfw import available as nsfw_available
 from bot.options import DrawParser, Limits, draw_options, validate_request
@@ -191,6 +192,7 @@ class Engine(Events):
         self._serves = list(serves)
         self.accepting = True
         self.steps = Steps()
+        self.notices = Notices(db)  # "could not deliver, refunded", until the platform took it
         self.lease = Lease(
             db,
             self.instance,
@@ -272,6 +274,7 @@ class Engine(Events):
                 self._hand_back(job, "stopped while drawing")
         await self.steps.wait(min(5.0, self.settings.shutdown_grace + 1.0))
         await self.steps.cancel()
+        await self.notices.stop(1.0)  # those not sent by then stay due for the next owner
         await self.lease.stop()
         if self._own_clients:
             for client in self.clients:
@@ -320,6 +323,10 @@ class Engine(Events):
             if job is not None:
                 job.state = JobState.RENDERED
                 self.steps.then(job, "deliver again", functools.partial(self._resend, job, row))
+        for row, refunded in orphans.notices:  # "could not deliver": its last owner stopped
+            job = await self._adopt(row)
+            if job is not None:
+                self.notices.tell(job.id, job.replier, DeliveryFailed(job=job.id), refunded)
         if orphans.queued:
             await self.dispatcher.notify()
             await self._refresh_positions()
@@ -1259,13 +1266,15 @@ class Engine(Events):
         error_text: str = "",
         outcome: str = "failed",
     ) -> None:
-        """fail (refunded in the same transaction), then tell the user."""
+        """fail (refunded in the same transaction), then tell the user; an undelivered
+        result's notice is owed in the database until the platform took it (bot.notices)."""
         job.state = JobState.FAILED
         self.jobs.pop(job.id, None)
         text = (error_text or error.render("en"))[:500]
+        owed = outcome == "undelivered"
         refunded = await until_written(
             lambda: self.db.jobs.fail(
-                job.id, owner=self.instance, error=text, today=self.quotas.today()
+                job.id, owner=self.instance, error=text, today=self.quotas.today(), notice=owed
             ),
             f"job {job.id}: fail",
         )
@@ -1276,6 +1285,9 @@ class Engine(Events):
         if isinstance(error, WebUIError):  # the detail is the operator's; the user gets a sentence
             log.warning("job %s failed: %s", job.id, text)
         self._audit(job, "failed")
+        if owed:
+            self.notices.tell(job.id, job.replier, error, refunded)
+            return
         with contextlib.suppress(Exception):
             await job.replier.fail(job.id, for_users(error), refunded)
 

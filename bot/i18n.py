@@ -1555,6 +1555,38 @@ MESSAGES: dict[str, dict[str, str | Plural]] = {
     },
     "discord.opt.loras": {"en": "loras", "zh": "常用lora"},
     "discord.opt.styles": {"en": "styles", "zh": "常用风格"},
+    # --- issue 16: a burst of /draw from one user in one chat, one status message ----------
+    "burst.queued": {
+        "en": Plural(
+            "count",
+            one="⏳ Your {count} job is queued: {jobs} — it starts in about {eta}.",
+            other="⏳ Your {count} jobs are queued: {jobs} — the next starts in about {eta}.",
+        ),
+        "zh": "⏳ 你的 {count} 个任务正在排队：{jobs}——下一个大约 {eta} 后开始。",
+    },
+    "burst.queued_next": {
+        "en": Plural(
+            "count",
+            one="⏳ Your {count} job is queued: {jobs} — it is next.",
+            other="⏳ Your {count} jobs are queued: {jobs} — the next one is up now.",
+        ),
+        "zh": "⏳ 你的 {count} 个任务正在排队：{jobs}——下一个马上开始。",
+    },
+    "burst.waiting_no_backend": {
+        "en": Plural(
+            "count",
+            one="⏳ Your {count} job is queued: {jobs}, but no drawing server is up right now: "
+            "it waits until one comes back. Its credits are only held; ✖ returns them now.",
+            other="⏳ Your {count} jobs are queued: {jobs}, but no drawing server is up right "
+            "now: they wait until one comes back. Their credits are only held; ✖ returns them now.",
+        ),
+        "zh": "⏳ 你的 {count} 个任务正在排队：{jobs}，但现在没有可用的绘图服务器：任务会等到服务器恢复。"
+        "额度只是暂时保留；按 ✖ 可立即退还。",
+    },
+    "telegram.btn.cancel_all": {
+        "en": Plural("count", one="✖ Cancel {count} job", other="✖ Cancel all {count}"),
+        "zh": "✖ 全部取消（{count} 个）",
+    },
 }
 
 

@@ -128,6 +128,9 @@ class Lease:
                 len(orphans.requeued),
                 len(orphans.rendered),
             )
+        if orphans.notices:
+            log.info("took over %d notices of stopped instances to send", len(orphans.notices))
+        if taken or orphans.notices:
             await self._claimed(orphans)
 
     async def _beat(self) -> None:

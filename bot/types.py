@@ -376,8 +376,11 @@ class Replier(Protocol):
         rendered and the next owner delivers it again."""
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
-        """Tell the user the job failed or was cancelled, and what was refunded (for
-        DeliveryFailed: in a new message, once the platform is reachable again)."""
+        """Tell the user the job failed or was cancelled, and what was refunded. For
+        DeliveryFailed: in a new message, once the platform is reachable again, returning
+        only when the platform confirmed it (raising if it refused it for good): the core
+        then records the notice sent (bot.notices); cancelled (a shutdown), it stays owed and
+        the next owner calls `fail` again."""
 
 
 # Rebuilds the replier of a job resumed after a restart from what it stored (its reply_ref).

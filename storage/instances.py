@@ -10,7 +10,8 @@ a claimer because its lease expired) or, quicker, when it ran on the same node (
 boot and PID namespace) and its pid no longer runs. `claim_orphans` takes, in one
 transaction, the non-final jobs of the claimer's platforms whose owner is gone: running ones
 go back to queued (their render is lost), rendered ones are to be sent again, queued ones
-queued again; orphaned CLI jobs cannot be resumed by anyone and are failed and refunded by
+queued again, failed ones that still owe their user a notice (jobs.notice 'due': "could not
+deliver, refunded") have it sent; orphaned CLI jobs cannot be resumed by anyone and are failed and refunded by
 whoever claims them. A live instance's jobs are never claimed: on PostgreSQL rows are
 locked FOR UPDATE SKIP LOCKED so two claimers never take the same job, on SQLite BEGIN
 IMMEDIATE serialises claimers.
@@ -44,7 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Select, and_, delete, func, or_, select, update
 
-from storage import lifecycle
+from storage import lifecycle, quota
 from storage.jobs import JobSnapshot, row_snapshots, rows_to_jobs
 from storage.lifecycle import NON_FINAL, UNRESUMABLE_PLATFORMS
 from storage.models import Instance, Job, metadata, utcnow
@@ -72,6 +73,8 @@ class Orphans:
     rendered: list[JobSnapshot] = field(default_factory=list)  # send the stored result again
     # CLI jobs: ended, refunded
     failed: list[tuple[JobSnapshot, int]] = field(default_factory=list)
+    # failed jobs whose "could not deliver, refunded" notice is still due, with the refund
+    notices: list[tuple[JobSnapshot, int]] = field(default_factory=list)
     # With a `limit`: where the next batch starts (None: this sweep is done) and, on a
     # sweep's first batch, how many queued jobs are left after it
     cursor: Cursor | None = None
@@ -198,7 +201,15 @@ def _claim(
             queued_now = queued_now.where(later)
         page = list(conn.execute(_locked(queued_now.order_by(*oldest_first).limit(limit))))
         jobs += page
-    if not jobs:
+    owed: list[Any] = []
+    if after is None:  # once per sweep, with its first batch (ix_jobs_notice finds them)
+        due = select(JOBS).where(
+            JOBS.c.notice == lifecycle.NOTICE_DUE,
+            JOBS.c.state == JobState.FAILED.value,
+            *orphaned,
+        )
+        owed = list(conn.execute(_locked(due.order_by(*oldest_first))))
+    if not jobs and not owed:
         return Orphans()
     cursor: Cursor | None = None
     remaining = 0
@@ -208,7 +219,8 @@ def _claim(
             left = select(func.count()).select_from(JOBS)
             left = left.where(JOBS.c.state == JobState.QUEUED.value, *orphaned)
             remaining = int(conn.execute(left).scalar_one()) - limit
-    conn.execute(update(JOBS).where(JOBS.c.id.in_([job.id for job in jobs])).values(owner=instance))
+    taken = [job.id for job in (*jobs, *owed)]
+    conn.execute(update(JOBS).where(JOBS.c.id.in_(taken)).values(owner=instance))
     queued: list[str] = []
     requeued: list[str] = []
     renders: dict[str, tuple[str, str]] = {}
@@ -229,17 +241,16 @@ def _claim(
             queued.append(job.id)
     # Hand back the rows as they are now (requeued ones lost backend and started_at).
     fresh = {
-        job.id: job
-        for job in row_snapshots(
-            conn.execute(select(JOBS).where(JOBS.c.id.in_([job.id for job in jobs])))
-        )
+        job.id: job for job in row_snapshots(conn.execute(select(JOBS).where(JOBS.c.id.in_(taken))))
     }
+    notices = [(fresh[job.id], quota.released(conn, job.id)) for job in owed]
     return Orphans(
         queued=[fresh[job_id] for job_id in queued],
         requeued=requeued,
         renders=renders,
         rendered=[fresh[job_id] for job_id in rendered],
         failed=[(fresh[job_id], refunded) for job_id, refunded in failed],
+        notices=notices,
         remaining=remaining,
         cursor=cursor,
     )

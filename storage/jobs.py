@@ -132,6 +132,7 @@ class JobSnapshot:
     delivered_at: datetime | None
     backend_task: str | None
     source: str | None
+    notice: str | None = None
 
 
 def row_snapshots(rows: Iterable[Any]) -> list[JobSnapshot]:
@@ -356,10 +357,24 @@ class JobRepo:
         return await self._db.write_tx(tx, again=tx)
 
     async def fail(
-        self, id: str, *, owner: str | None, error: str, today: str | None = None
+        self,
+        id: str,
+        *,
+        owner: str | None,
+        error: str,
+        today: str | None = None,
+        notice: bool = False,
     ) -> int | None:
-        """Any non-final state → failed and released; credits refunded, or None."""
-        tx = partial(lifecycle.fail, job_id=id, owner=owner, error=error, today=today)
+        """Any non-final state → failed and released (`notice`: a message to the user owed
+        until `notified`); credits refunded, or None."""
+        tx = partial(
+            lifecycle.fail, job_id=id, owner=owner, error=error, today=today, notice=notice
+        )
+        return await self._db.write_tx(tx, again=tx)
+
+    async def notified(self, id: str, *, sent: bool = True) -> bool:
+        """The notice the job owed was sent (or, `sent=False`, refused for good)."""
+        tx = partial(lifecycle.notified, job_id=id, sent=sent)
         return await self._db.write_tx(tx, again=tx)
 
     async def cancel(self, id: str, *, owner: str | None, today: str | None = None) -> int | None:

@@ -21,6 +21,8 @@ instance that lost its job (lease expired, job claimed by another) cannot move i
 |            |                 | per image, the result's button keys (`actions`)              |
 | deliver    | rendered        | state delivered, delivered_at, finished_at + ledger 'settle' |
 | fail       | any non-final   | state failed, error, finished_at + ledger 'release'          |
+|            |                 | (+ notice 'due' when the result could not be delivered)      |
+| (notified) | failed          | notice 'due' → 'sent' (or 'dropped'): the platform answered  |
 | (bind)     | running         | backend_task: what proves the backend's current render is it |
 | cancel     | queued, running | state cancelled, finished_at + ledger 'release'              |
 
@@ -71,6 +73,8 @@ NON_FINAL = (JobState.QUEUED.value, JobState.RUNNING.value, JobState.RENDERED.va
 CANCELLABLE = (JobState.QUEUED.value, JobState.RUNNING.value)
 # Platforms whose jobs cannot be resumed by another process or after a restart.
 UNRESUMABLE_PLATFORMS = frozenset({"cli"})
+# jobs.notice: a message the user is owed about how the job ended (see `fail`, `notified`)
+NOTICE_DUE, NOTICE_SENT, NOTICE_DROPPED = "due", "sent", "dropped"
 _KEY_BYTES = 9  # 12 URL-safe characters: fits Telegram's 64-byte callback_data with room
 
 
@@ -242,11 +246,31 @@ def deliver(conn: Connection, job_id: str, *, owner: str | None) -> bool:
 
 
 def fail(
-    conn: Connection, job_id: str, *, owner: str | None, error: str, today: str | None = None
+    conn: Connection,
+    job_id: str,
+    *,
+    owner: str | None,
+    error: str,
+    today: str | None = None,
+    notice: bool = False,
 ) -> int | None:
     """Any non-final state → failed, and the reservation released; returns the credits
-    refunded, or None if the job had already ended (or is not `owner`'s)."""
-    return _end(conn, job_id, owner, NON_FINAL, JobState.FAILED, today, error=error)
+    refunded, or None if the job had already ended (or is not `owner`'s). `notice`: the user
+    is owed a message about it (notice 'due') until `notified` says the platform took it."""
+    owed = {"notice": NOTICE_DUE} if notice else {}
+    return _end(conn, job_id, owner, NON_FINAL, JobState.FAILED, today, error=error, **owed)
+
+
+def notified(conn: Connection, job_id: str, *, sent: bool = True) -> bool:
+    """The notice a failed job owed is done with: 'sent' (the platform confirmed it) or, with
+    `sent=False`, 'dropped' (the platform refused it for good). Any owner may say so: the
+    message is out either way. False if no notice was due."""
+    stmt = (
+        update(JOBS)
+        .where(JOBS.c.id == job_id, JOBS.c.notice == NOTICE_DUE)
+        .values(notice=NOTICE_SENT if sent else NOTICE_DROPPED)
+    )
+    return conn.execute(stmt).rowcount == 1
 
 
 def cancel(

@@ -162,6 +162,7 @@ class Job(SQLModel, table=True):
         Index("ix_jobs_platform_state", "platform", "state"),
         # one job per command a platform delivered (NULLs never collide)
         Index("uq_jobs_platform_source", "platform", "source", unique=True),
+        Index("ix_jobs_notice", "notice"),
     )
 
     id: str = Field(primary_key=True, max_length=32)
@@ -191,6 +192,10 @@ class Job(SQLModel, table=True):
     # The command it came from ("<chat>:<message id>", a button press id): the same command
     # delivered twice (replayed after a crash, seen by two processes) is one job.
     source: str | None = Field(default=None, max_length=128)
+    # A message the user is owed about how the job ended, kept until the platform confirmed
+    # it: "due" (the "could not deliver, refunded" notice), then "sent" (or "dropped" when the
+    # platform refused it for good: the chat is gone). None: nothing owed.
+    notice: str | None = Field(default=None, max_length=16)
 
 
 class UserSettings(SQLModel, table=True):

@@ -50,6 +50,7 @@ async def test_an_undeliverable_result_is_refunded_and_the_user_told(
         assert (view.available, view.reserved) == (10, 0)
     (job,) = await books_closed(service.settings.database_url)
     assert (job.id, job.state, job.error) == (job_id, "failed", "delivery failed")
+    assert job.notice == "sent"  # the user was told: nobody tells it again after a restart
     assert [r for r in caplog.records if r.name == "asyncio"] == []  # no lost task errors
 
 

@@ -122,7 +122,16 @@ async def test_queue_quota_cancel_and_the_per_user_cap_while_the_webui_is_down(t
         # no backend is up: the user is told so at submit, with no pretended start time
         first = await env.wait_message(alice, "no drawing server is up right now")
         env.fake.send_text(alice, alice, "/draw second")
-        await env.wait_message(alice, "Queued (position 2), but no drawing server is up")
+        # her two waiting jobs share one status message (the first's, edited)
+        await env.until(
+            lambda: (
+                (env.fake.message(alice, first["message_id"]) or {})
+                .get("text", "")
+                .startswith(
+                    "⏳ Your 2 jobs are queued: #1, #2, but no drawing server is up right now"
+                )
+            )
+        )
         env.fake.send_text(alice, alice, "/draw third")
         await env.wait_message(
             alice,
@@ -147,9 +156,11 @@ async def test_queue_quota_cancel_and_the_per_user_cap_while_the_webui_is_down(t
 
         env.fake.send_text(alice, alice, "/cancel")
         await env.wait_message(alice, f"Cancelled job {jobs[1]}. Your 1 credit was returned.")
-        # the cancelled job's own status message says so too
-        await env.wait_message(
-            alice, lambda m: m.get("text") == "Cancelled. Your 1 credit was returned."
+        # their status message lists the one left
+        await env.until(
+            lambda: env.fake.message(alice, first["message_id"])["text"].startswith(
+                "⏳ Your 1 job is queued: #1, but no drawing server"
+            )
         )
         env.fake.send_text(alice, alice, f"/cancel {jobs[0]}")
         await env.until(

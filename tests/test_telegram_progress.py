@@ -88,12 +88,14 @@ async def test_queue_position_and_estimate_then_running(tmp_path) -> None:
             telegram_chat_limit=(10, 1.0),
         ) as env,
     ):
-        alice = env.fake.user(1001, "Alice")
-        for i in range(4):  # one runs, one waits on the WebUI, two wait in our queue
-            env.fake.send_text(alice, alice, f"/draw picture {i}")
-            await env.until(lambda i=i: len(env.fake.bot_messages(alice)) == i + 1)
-        status = await env.wait_message(alice, "Queued: position 2, starting in about ")
-        await env.wait_result(alice, count=4, timeout=15)
+        # four people, one job each (one person's jobs share one status: test_telegram_burst)
+        users = [env.fake.user(1001 + i, f"User {i}") for i in range(4)]
+        for i, user in enumerate(users):  # one runs, one waits on the WebUI, two in our queue
+            env.fake.send_text(user, user, f"/draw picture {i}")
+            await env.until(lambda user=user: len(env.fake.bot_messages(user)) == 1)
+        status = await env.wait_message(users[3], "Queued: position 2, starting in about ")
+        for user in users:
+            await env.wait_result(user, timeout=15)
         edits = [
             c.params["text"]
             for c in env.fake.calls_of("editMessageText")

@@ -148,7 +148,6 @@ class DiscordReplier:
             )
         except (GaveUp, discord.HTTPException) as exc:
             log.warning("delivering job %s failed: %s", result.job_id, why(exc))
-            self._tell_undelivered(result.job_id, result.cost)
             raise DeliveryFailed(job=result.job_id) from None
         finally:
             for one in held:
@@ -191,9 +190,13 @@ class DiscordReplier:
         return "posted"
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
-        """Cancelled or failed: the status message says so and what was refunded."""
+        """Cancelled or failed: the status message says so and what was refunded. Not
+        delivered: a new message says so, returning once Discord took it."""
         await self.status.close()
         if self.undelivered:
+            return
+        if isinstance(error, DeliveryFailed):
+            await self._tell_undelivered(job_id, refunded)
             return
         if error.key == "queue.cancelled":
             text = error.render(self.locale)
@@ -202,13 +205,14 @@ class DiscordReplier:
             text = t(self.locale, "queue.failed", reason=reason, credits=refunded)
         self._say(text)
 
-    def _tell_undelivered(self, job_id: str, credits: int) -> None:
-        """A new message once Discord is reachable again (retried until then)."""
+    async def _tell_undelivered(self, job_id: str, credits: int) -> None:
+        """A new message once Discord is reachable again (retried until then); returns when
+        Discord took it, raises when it refused it."""
         self.undelivered = True
         text = t(self.locale, "delivery.failed", job=job_id, platform="Discord", credits=credits)
-        self._say(text, new=True, forever=True)
+        await self._say(text, new=True, forever=True)
 
-    def _say(self, text: str, *, new: bool = False, forever: bool = False) -> None:
+    def _say(self, text: str, *, new: bool = False, forever: bool = False) -> asyncio.Future[Any]:
         """The status message says `text` (or a new message does, pinging the user)."""
 
         async def say() -> None:
@@ -220,7 +224,7 @@ class DiscordReplier:
                 return
             await self._post(client, content=text)
 
-        self.rt.outbox.post(
+        return self.rt.outbox.post(
             self.lane, say, what="notice", priority=Priority.NOTICE, forever=forever
         )
 

@@ -1,7 +1,8 @@
 """What both chat platforms share, written once: the `Adapter` lifecycle, a runtime with
 readiness and background tasks, the outbox every message leaves through (per-chat lanes,
 priorities, budgets, retries), the spool of results waiting for it, the per-user input limits,
-and the coalesced status message of a job.
+the coalesced status message of a job, and the one status message of a user's burst of jobs
+in a chat (burst.py).
 
 Nothing here imports a platform library; each adapter plugs its own calls in.
 """

@@ -8,6 +8,7 @@ Layout of callback_data:
   square, ``f`` fix faces: keys under a single picture, as above;
 * ``x:<job>:<owner>`` cancel, by job id; the owner's user id lets another user's press be
   refused at once;
+* ``X:<owner>`` cancel every job a burst's status message lists (adapters/kit/burst.py);
 * ``m:<page>`` /models pages; ``s:<owner>:<field>:<value>`` /settings buttons.
 """
 
@@ -113,3 +114,9 @@ def original_key(markup: InlineKeyboardMarkup | None) -> str | None:
                 if press is not None and press.kind == "original":
                     keys.append(press.key)
     return keys[0] if len(keys) == 1 else None
+
+
+def cancel_all_keyboard(locale: str | None, owner: str, count: int) -> InlineKeyboardMarkup:
+    """✖ Cancel all N, under a burst's status message (its jobs are found by chat and owner)."""
+    label = t(locale, "telegram.btn.cancel_all", count=count)
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=f"X:{owner}")]])

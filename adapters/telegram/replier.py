@@ -7,7 +7,8 @@ job's percentage and the WebUI's preview are shown only once it has run TELEGRAM
 seconds (a short job shows "Drawing…": its preview would cost a photo sent and deleted, its
 percentage an edit per step). `deliver` waits for Telegram: the result
 is retried for DELIVERY_RETRY_SECONDS; if Telegram stays away it raises DeliveryFailed (the
-engine refunds) and a new message says so once Telegram is reachable again. The status message
+engine refunds, and owes the user a notice in the database: bot.notices) and `fail` then says
+so in a new message once Telegram is reachable again, returning when Telegram took it. The status message
 never outlives its job: it is deleted (or says "Cancelled") in every ending.
 """
 
@@ -22,7 +23,9 @@ from telegram import Bot, InlineKeyboardMarkup, InputMediaPhoto, Message
 from telegram.error import BadRequest, TelegramError
 
 from adapters.kit import GaveUp, Priority, StatusMessage, StatusView
+from adapters.kit.burst import Burst, Place
 from adapters.kit.delivery import remember_reply, why
+from adapters.telegram.burst import TelegramBoard
 from adapters.telegram.delivery import send_result
 from adapters.telegram.keyboards import cancel_keyboard
 from adapters.telegram.runtime import Runtime, reply_ref, send_kwargs
@@ -52,6 +55,8 @@ class TelegramReplier:
     """Status message + result for one job; rebuilt from `reply_ref` after a restart."""
 
     __slots__ = (
+        "burst",
+        "burst_ran",
         "chat_id",
         "job_id",
         "locale",
@@ -92,6 +97,8 @@ class TelegramReplier:
         self.said_soon = False  # the status says the job starts within an edit gap
         self.undelivered = False  # told "could not deliver": no other ending is shown
         self.status = StatusMessage(self._show, rt.outbox, chat_id)
+        self.burst: Burst | None = None  # shown in the user's burst message (kit/burst.py)
+        self.burst_ran = False  # left its burst as it started: no own status unless it runs long
         if status_id is not None:
             self.status.shown_once = True  # resumed: the acknowledgement went out before
 
@@ -118,15 +125,19 @@ class TelegramReplier:
 
     # --- engine callbacks ------------------------------------------------------------------
     async def update(self, update: JobUpdate) -> None:
-        """Record the new status; the outbox shows it (never blocks the caller)."""
+        """Record the new status; the outbox shows it (never blocks the caller). A job that
+        waits while another of the user's waits in this chat is shown in their burst's one
+        message instead (adapters/kit/burst.py) until it runs long enough for progress."""
         self.job_id = self.status.label = update.job_id
         if update.state is JobState.RUNNING and self.running_since is None:
             self.running_since = time.monotonic()
+        long_job = self.running_since is not None and (
+            time.monotonic() - self.running_since >= self.rt.settings.telegram_preview_after
+        )
+        if self._in_burst(update, long_job):
+            return
         preview = None
         if self.running_since is not None:
-            long_job = (
-                time.monotonic() - self.running_since >= self.rt.settings.telegram_preview_after
-            )
             if long_job and update.preview is not None:
                 preview = _usable_preview(update.preview)
             elif not long_job and update.state is JobState.RUNNING and update.note is None:
@@ -163,18 +174,25 @@ class TelegramReplier:
             )
         except (GaveUp, TelegramError) as exc:
             log.warning("delivering job %s failed: %s", result.job_id, why(exc))
-            self._tell_undelivered(result.job_id, result.cost)
             raise DeliveryFailed(job=result.job_id) from None
         finally:
             for one in held:
                 spool.release(one)
+            self._leave_burst(result.job_id)
         self._drop_status()
 
     async def fail(self, job_id: str, error: DrawbridgeError, refunded: int) -> None:
-        """Cancelled: the status message says so. Failed: a new message says why."""
+        """Cancelled: the status message says so. Failed: a new message says why. Not
+        delivered: a new message says so, returning once Telegram took it."""
         await self.status.close()
         if self.undelivered:
             return  # the "could not deliver" message says it all
+        cancelled = error.key == "queue.cancelled"
+        if self._leave_burst(job_id, cancelled=refunded if cancelled else None) and cancelled:
+            return  # the burst's message says so once its last job has left
+        if isinstance(error, DeliveryFailed):
+            await self._tell_undelivered(job_id, refunded)
+            return
         if error.key == "queue.cancelled":
             self._say_cancelled(error.render(self.locale))
             return
@@ -183,17 +201,96 @@ class TelegramReplier:
         self.rt.say(self.chat_id, text, **self._reply(), priority=Priority.NOTICE)
         self._drop_status()
 
+    # --- a burst: one status message for the user's jobs in this chat ----------------------
+    def _in_burst(self, update: JobUpdate, long_job: bool) -> bool:
+        """Whether the user's burst message shows this update (not the job's own status)."""
+        key = self._burst_key()
+        joins = update.note in (None, "queue.waiting_no_backend")  # not one being retried
+        if update.state is JobState.QUEUED and (self.burst is not None or joins):
+            place = Place(
+                update.position or 1,
+                update.eta_seconds or 0.0,
+                tuple(update.notes),
+                no_backend=update.note == "queue.waiting_no_backend",
+            )
+            burst = self.rt.bursts.queued(
+                key, self.chat_id, update.job_id, self, place, locale=self.locale, board=self._board
+            )
+            return burst is not None
+        if self.burst is None and not self.burst_ran:
+            self.rt.bursts.waits_no_more(key, update.job_id)
+            return False
+        if update.state is not JobState.RUNNING:
+            if self.burst is not None:
+                return True  # its ending comes through `deliver` or `fail`
+            self.burst_ran = False  # started, then queued again: its own status says why
+            self.status = StatusMessage(self._show, self.rt.outbox, self.chat_id)
+            return False
+        if self.burst is not None:  # it starts: out of the list, its result follows
+            self.burst.leave(update.job_id)
+            self.burst, self.burst_ran = None, True
+        if not long_job:
+            return True
+        # running long enough for its percentage and preview: its own status from now on
+        self.burst_ran = False
+        self.status = StatusMessage(self._show, self.rt.outbox, self.chat_id, label=update.job_id)
+        return False
+
+    def _burst_key(self) -> tuple[int, int | None, str]:
+        return (self.chat_id, self.thread_id, self.requester.user_id)
+
+    def _board(self) -> TelegramBoard:
+        user = self.requester.user_id
+        return TelegramBoard(
+            self.rt, self.chat_id, user, self.locale, self.reply_to, self.thread_id
+        )
+
+    def _leave_burst(self, job_id: str, *, cancelled: int | None = None) -> bool:
+        """Out of its burst (it ended); False if it was listed in none."""
+        burst, self.burst = self.burst, None
+        if burst is None:
+            self.rt.bursts.waits_no_more(self._burst_key(), job_id)
+            return False
+        burst.leave(job_id, cancelled=cancelled)
+        return True
+
+    def joined(self, burst: Burst) -> None:
+        """Shown in `burst` from now on: its own status stops (what it sent is handed over)."""
+        self.burst = burst
+        self.status.closed = True
+        self.rt.outbox.cancel(self.chat_id, self.status.key)
+
+    def hand_over(self) -> int | None:
+        """Its status message, for the burst to edit (a photo status is deleted instead)."""
+        if self.status_id is None:
+            return None
+        if self.status_is_photo:
+            self._drop_status()
+            return None
+        message_id, self.status_id = self.status_id, None
+        return message_id
+
+    def placed(self, message: int) -> None:
+        """The burst's message, stored as this job's status (a restart edits it)."""
+        if self.job_id is not None:
+            ref = reply_ref(self.chat_id, message, self.reply_to, self.thread_id, self.locale)
+            self.rt.spawn_write(remember_reply(self.rt.service, self.job_id, ref))
+
     def _gap(self) -> float:
         """The least time between two status edits in this chat."""
         return self.rt.outbox.progress_gap(self.chat_id)
 
     # --- endings -----------------------------------------------------------------------------
-    def _tell_undelivered(self, job_id: str, credits: int) -> None:
-        """A new message once Telegram is reachable again (retried until then)."""
+    async def _tell_undelivered(self, job_id: str, credits: int) -> None:
+        """A new message once Telegram is reachable again (retried until then); returns when
+        Telegram took it, raises when it refused it."""
         self.undelivered = True
         text = t(self.locale, "delivery.failed", job=job_id, platform="Telegram", credits=credits)
-        self.rt.say(self.chat_id, text, **self._reply(), priority=Priority.NOTICE, forever=True)
+        told = self.rt.say(
+            self.chat_id, text, **self._reply(), priority=Priority.NOTICE, forever=True
+        )
         self._drop_status()
+        await told
 
     def _say_cancelled(self, text: str) -> None:
         async def show() -> None:

@@ -23,6 +23,7 @@ from telegram.ext import ContextTypes
 
 from adapters.kit import Admission, Outbox, Priority
 from adapters.kit import Runtime as KitRuntime
+from adapters.kit.burst import Bursts
 from adapters.telegram.edge import make_outbox
 from adapters.telegram.texts import TEXT_MAX, cut
 from bot.i18n import t
@@ -44,6 +45,7 @@ class Runtime(KitRuntime[Bot]):
     def __init__(self, service: Service, settings: Settings) -> None:
         super().__init__(service, settings)
         self._doomed: dict[int, list[int]] = {}  # status messages waiting to be deleted
+        self.bursts = Bursts(self.outbox)  # one status message per user's burst in a chat
 
     def make_outbox(self) -> Outbox:
         """Telegram's budgets (per chat, per group, overall) and error verdicts."""

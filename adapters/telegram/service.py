@@ -27,6 +27,7 @@ from telegram.ext import (
 
 from adapters.kit import AdapterStartError, Priority, token_of
 from adapters.telegram.admin import ban_gate, on_admin, register_admin_menus, send_notices
+from adapters.telegram.burst import on_cancel_burst
 from adapters.telegram.buttons import on_action
 from adapters.telegram.commands import (
     bot_commands,
@@ -197,6 +198,7 @@ def build_application(rt: Runtime, token: str) -> Application:
         )
     )
     app.add_handler(CallbackQueryHandler(on_action, pattern=r"^[rvuoxzwlgkjqfc]:"))
+    app.add_handler(CallbackQueryHandler(on_cancel_burst, pattern=r"^X:"))
     app.add_handler(CallbackQueryHandler(on_draw_this, pattern=r"^p:"))
     app.add_handler(CallbackQueryHandler(on_history_page, pattern=r"^h:"))
     app.add_handler(CallbackQueryHandler(on_models_page, pattern=r"^m:"))
