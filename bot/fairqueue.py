@@ -239,6 +239,8 @@ class Ranked:
 class FairQueue:
     """Fair queue over users; not thread-safe, used from the event loop only."""
 
+    __slots__ = ("_by_id", "_last", "_ranked", "_seq", "_users", "vtime")
+
     def __init__(self, *, load: int = LOAD) -> None:
         # per user, how many jobs are queued (the jobs themselves are in `_ranked`, in order)
         self._users: dict[str, int] = {}
