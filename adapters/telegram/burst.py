@@ -11,7 +11,7 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from adapters.telegram.keyboards import cancel_all_keyboard
-from adapters.telegram.runtime import Runtime, answer_query, send_kwargs
+from adapters.telegram.runtime import Runtime, answer_query, pressed, send_kwargs
 from adapters.telegram.texts import TEXT_MAX, cut
 from bot.errors import DrawbridgeError
 from bot.i18n import t
@@ -70,14 +70,11 @@ class TelegramBoard:
 
 async def on_cancel_burst(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """✖ Cancel all: every job the burst's message lists (the owner's, or an admin's press)."""
-    rt: Runtime = context.bot_data["runtime"]
-    query = update.callback_query
-    if query is None or query.data is None:
+    got = await pressed(update, context)
+    if got is None:
         return
-    requester = rt.requester(query.from_user, update.effective_chat)
-    if not await rt.admit_press(requester, query):
-        return
-    owner = query.data.partition(":")[2]
+    rt, query, requester, data = got
+    owner = data.partition(":")[2]
     if owner != requester.user_id and not requester.is_admin:
         await answer_query(query, t(requester.locale, "error.not_allowed"))
         return

@@ -16,7 +16,7 @@ from adapters.kit import Priority
 from adapters.telegram.delivery import file_name
 from adapters.telegram.keyboards import decode_action
 from adapters.telegram.replier import TelegramReplier
-from adapters.telegram.runtime import Runtime, answer_query, send_kwargs
+from adapters.telegram.runtime import answer_query, pressed, send_kwargs
 from bot.errors import DrawbridgeError
 from bot.i18n import t
 
@@ -25,15 +25,12 @@ log = logging.getLogger(__name__)
 
 async def on_action(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """🔁 🎨 ⬆️ 📄 ✖."""
-    rt: Runtime = context.bot_data["runtime"]
-    query = update.callback_query
-    if query is None or query.data is None:
+    got = await pressed(update, context)
+    if got is None:
         return
-    requester = rt.requester(query.from_user, update.effective_chat)
-    if not await rt.admit_press(requester, query):
-        return
+    rt, query, requester, data = got
     locale = requester.locale
-    press = decode_action(query.data)
+    press = decode_action(data)
     if press is None:
         await answer_query(query)
         return

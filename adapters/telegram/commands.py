@@ -9,7 +9,7 @@ from telegram import BotCommand, InlineKeyboardButton, InlineKeyboardMarkup, Upd
 from telegram.ext import ContextTypes
 
 from adapters.kit import Priority
-from adapters.telegram.runtime import Runtime, answer_query, asked
+from adapters.telegram.runtime import Runtime, answer_query, asked, pressed
 from adapters.telegram.texts import TEXT_MAX, cut, split_command
 from bot.commands import Audience, Where, commands_on
 from bot.errors import DrawbridgeError
@@ -145,17 +145,14 @@ async def on_models(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
 
 async def on_models_page(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """◀ ▶ under /models."""
-    rt = _rt(context)
-    query = update.callback_query
-    if query is None or query.data is None:
+    got = await pressed(update, context)
+    if got is None:
         return
-    requester = rt.requester(query.from_user, update.effective_chat)
-    if not await rt.admit_press(requester, query):
-        return
+    rt, query, requester, data = got
     await answer_query(query)
     locale = requester.locale
     try:
-        page = int(query.data.partition(":")[2])
+        page = int(data.partition(":")[2])
     except ValueError:
         return
     lines = await model_lines(rt, locale)

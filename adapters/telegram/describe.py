@@ -12,7 +12,7 @@ from telegram.ext import ContextTypes
 from adapters.kit import Priority
 from adapters.telegram.media import ImageRef, fetch, image_of
 from adapters.telegram.replier import TelegramReplier
-from adapters.telegram.runtime import Runtime, answer_query
+from adapters.telegram.runtime import Runtime, answer_query, pressed
 from adapters.telegram.texts import TEXT_MAX, split_command
 from bot.errors import DrawbridgeError
 from bot.i18n import t
@@ -59,13 +59,10 @@ async def describe(rt: Runtime, message: Message, picture: ImageRef | None, word
 
 async def on_draw_this(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """▶ Draw this: /draw the answer's last line, for whoever pressed, replying to it."""
-    rt: Runtime = context.bot_data["runtime"]
-    query = update.callback_query
-    if query is None:
+    got = await pressed(update, context)
+    if got is None:
         return
-    requester = rt.requester(query.from_user, update.effective_chat)
-    if not await rt.admit_press(requester, query):
-        return
+    rt, query, requester, _ = got
     locale = requester.locale
     source = query.message
     text = draw_text_of(source.text if isinstance(source, Message) else None)

@@ -12,7 +12,7 @@ from telegram.ext import ContextTypes
 from adapters.kit import Priority
 from adapters.telegram.delivery import file_name, send_picture
 from adapters.telegram.keyboards import album_keyboard, result_keyboard
-from adapters.telegram.runtime import Runtime, answer_query
+from adapters.telegram.runtime import Runtime, answer_query, pressed
 from adapters.telegram.texts import CAPTION_MAX, TEXT_MAX, fits_photo, split_command
 from bot.errors import DrawbridgeError
 from bot.i18n import t
@@ -89,15 +89,12 @@ async def _send_job(rt: Runtime, requester: Requester, chat_id: int, job_id: str
 
 async def on_history_page(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """◀ ▶ under /history: the page in place."""
-    rt: Runtime = context.bot_data["runtime"]
-    query = update.callback_query
-    if query is None or query.data is None:
+    got = await pressed(update, context)
+    if got is None:
         return
-    requester = rt.requester(query.from_user, update.effective_chat)
-    if not await rt.admit_press(requester, query):
-        return
+    rt, query, requester, data = got
     try:
-        page = int(query.data.partition(":")[2])
+        page = int(data.partition(":")[2])
         found = await rt.service.history(requester, page)
     except (ValueError, DrawbridgeError):
         await answer_query(query)

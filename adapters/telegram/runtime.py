@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Hashable
-from typing import Any
+from typing import Any, NamedTuple
 
 from telegram import (
     Bot,
@@ -245,3 +245,25 @@ def reply_ref(
         "thread_id": thread_id,
         "locale": locale,
     }
+
+
+class Press(NamedTuple):
+    """A button press a handler may act on: the bot's runtime, the query, who pressed."""
+
+    rt: Runtime
+    query: CallbackQuery
+    requester: Requester
+    data: str
+
+
+async def pressed(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Press | None:
+    """The press behind `update`, once admitted (past the presser's limit it was answered,
+    and None comes back, as for an update without a button's data)."""
+    rt: Runtime = context.bot_data["runtime"]
+    query = update.callback_query
+    if query is None or query.data is None:
+        return None
+    requester = rt.requester(query.from_user, update.effective_chat)
+    if not await rt.admit_press(requester, query):
+        return None
+    return Press(rt, query, requester, query.data)

@@ -18,7 +18,7 @@ from telegram.error import BadRequest
 from telegram.ext import ContextTypes
 
 from adapters.kit import Priority
-from adapters.telegram.runtime import Runtime, answer_query, asked
+from adapters.telegram.runtime import Runtime, answer_query, asked, pressed
 from adapters.telegram.texts import TEXT_MAX, cut, split_command
 from bot.errors import DrawbridgeError, OptionError
 from bot.i18n import t
@@ -165,14 +165,11 @@ async def on_settings(update: Update, context: ContextTypes.DEFAULT_TYPE) -> Non
 
 async def on_settings_button(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """A /settings button: only the menu's owner may use it."""
-    rt = _rt(context)
-    query = update.callback_query
-    if query is None or query.data is None:
+    got = await pressed(update, context)
+    if got is None:
         return
-    requester = rt.requester(query.from_user, update.effective_chat)
-    if not await rt.admit_press(requester, query):
-        return
-    parts = query.data.split(":", 3)
+    rt, query, requester, data = got
+    parts = data.split(":", 3)
     if len(parts) != 4 or parts[1] != requester.user_id:
         await answer_query(query, t(requester.locale, "telegram.settings_not_yours"))
         return
