@@ -158,6 +158,30 @@ def _fill(url: str, settings: Any) -> None:
     sync.dispose()
 
 
+class _StallWatch:
+    """From start to stop: the event loop's longest lateness on a 5 ms tick (`worst`, seconds),
+    and the most CPU its thread used between two ticks (`worst_cpu`), which others' load does
+    not inflate."""
+
+    def __init__(self) -> None:
+        self.worst = self.worst_cpu = 0.0
+        self._watching = True
+        self._task = asyncio.create_task(self._tick())
+
+    async def stop(self) -> None:
+        """Stop watching (the figures stay)."""
+        self._watching = False
+        await self._task
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._watching:
+            due, cpu = loop.time() + 0.005, time.thread_time()
+            await asyncio.sleep(0.005)
+            self.worst = max(self.worst, loop.time() - due)
+            self.worst_cpu = max(self.worst_cpu, time.thread_time() - cpu)
+
+
 def _rss_mib(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -179,23 +203,9 @@ async def _restart(tmp: Path) -> dict[str, float]:
             replier = Recorder()
             engine = Engine(settings, db, presets=PresetBook())
             engine.register_replier("telegram", lambda _requester, _ref: replier)
-            loop = asyncio.get_running_loop()
-            worst = 0.0
-            watching = True
-
-            worst_cpu = 0.0
-
-            async def ticker() -> None:
-                nonlocal worst, worst_cpu
-                while watching:
-                    due, cpu = loop.time() + 0.005, time.thread_time()
-                    await asyncio.sleep(0.005)
-                    worst = max(worst, loop.time() - due)
-                    worst_cpu = max(worst_cpu, time.thread_time() - cpu)
-
             miscount = 0
             base_rss = _rss_mib("VmRSS")
-            watch = asyncio.create_task(ticker())
+            watch = _StallWatch()
             began = time.monotonic()
             await engine.start()
             try:
@@ -208,8 +218,7 @@ async def _restart(tmp: Path) -> dict[str, float]:
                     miscount = max(miscount, abs(view.queued + view.running - unfinished))
                     await asyncio.sleep(0.05)
                 loaded = time.monotonic() - began
-                watching = False
-                await watch
+                await watch.stop()
                 view = engine.queue_view("telegram:0")
                 left = view.queued + view.running
                 assert left >= RESTART_JOBS - replier.finished - 2, (left, replier.finished)
@@ -218,8 +227,8 @@ async def _restart(tmp: Path) -> dict[str, float]:
     return {
         "restart_serving_s": serving,
         "restart_loaded_s": loaded,
-        "restart_stall_ms": worst * 1000,
-        "restart_stall_cpu_ms": worst_cpu * 1000,
+        "restart_stall_ms": watch.worst * 1000,
+        "restart_stall_cpu_ms": watch.worst_cpu * 1000,
         "restart_rss_mib": _rss_mib("VmHWM"),
         "restart_rss_before_mib": base_rss,
         "restart_queue_miscount": float(miscount),
@@ -309,16 +318,6 @@ async def _day_change(*, eager: bool) -> dict[str, float]:
             pass  # migrated
         await asyncio.to_thread(_fill_accounts, settings.database_url)
         async with Database(settings.database_url) as db:
-            worst, worst_cpu, watching = 0.0, 0.0, True
-
-            async def ticker() -> None:
-                nonlocal worst, worst_cpu
-                while watching:
-                    due, cpu = loop.time() + 0.005, time.thread_time()
-                    await asyncio.sleep(0.005)
-                    worst = max(worst, loop.time() - due)
-                    worst_cpu = max(worst_cpu, time.thread_time() - cpu)
-
             slowest = 0.0
             ids = iter(range(10**6))
 
@@ -341,17 +340,16 @@ async def _day_change(*, eager: bool) -> dict[str, float]:
             await draws(range(ACCOUNTS - 5, ACCOUNTS))  # warm: statements compiled
             slowest = 0.0
             gc.collect()
-            watch = asyncio.create_task(ticker())
+            watch = _StallWatch()
             work: list[Coroutine[Any, Any, object]] = [
                 draws(range(i * 50, (i + 1) * 50)) for i in range(8)
             ]
             if eager:
                 work.append(db.quota.reset_all(NEXT_DAY, lambda _key: 10))
             await asyncio.gather(*work)
-            watching = False
-            await watch
+            await watch.stop()
     return {
-        "daily_reset_stall_ms": worst * 1000,
-        "daily_reset_stall_cpu_ms": worst_cpu * 1000,
+        "daily_reset_stall_ms": watch.worst * 1000,
+        "daily_reset_stall_cpu_ms": watch.worst_cpu * 1000,
         "daily_reset_draw_ms": slowest * 1000,
     }
