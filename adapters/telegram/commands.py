@@ -36,11 +36,6 @@ def command_languages() -> list[str]:
     return [lang for lang in LANGUAGES if lang != "en"]
 
 
-def _rt(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
-    runtime: Runtime = context.bot_data["runtime"]
-    return runtime
-
-
 async def on_start(update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
     """What the bot does, in the user's language."""
     if (found := await asked(update, context)) is None:

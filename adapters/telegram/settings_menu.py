@@ -31,11 +31,6 @@ CLEAR = "-"
 ROW = 3  # buttons in a keyboard row
 
 
-def _rt(context: ContextTypes.DEFAULT_TYPE) -> Runtime:
-    runtime: Runtime = context.bot_data["runtime"]
-    return runtime
-
-
 def render(rt: Runtime, requester: Requester, values: UserDefaults) -> str:
     """The settings as text."""
     locale = requester.locale
