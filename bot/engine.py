@@ -612,8 +612,9 @@ class Engine(Events):
     def _enqueue(self, job: Job) -> None:
         self.jobs[job.id] = job
         share = job.share or float(job.cost) or 1.0
-        # the user's key and the cost are the same for many queued jobs: one copy each
-        entry = Entry(job.id, shared(job.requester.key), shared(share), job.spec.model, job)
+        # the cost is the same for many queued jobs: one copy (the key is the Requester's, and
+        # a user's jobs share one Requester)
+        entry = Entry(job.id, job.requester.key, shared(share), job.spec.model, job)
         entry.weight = self.governor.tier(job.requester).priority
         entry.relax = job.relax
         entry.needs = shared(needs_of(job.spec))  # most jobs need the same

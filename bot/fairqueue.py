@@ -183,8 +183,7 @@ class Ranked:
 
     def discard(self, entry: Entry) -> None:
         """Remove an entry (KeyError if it is not here)."""
-        keys0 = self._keys[0] if self._keys else None
-        if keys0 is not None and self._items[0][0] is entry:
+        if self._items and self._items[0][0] is entry:
             self.pop_first()  # the head: the common case, no search
             return
         b, j = self._locate(entry)
