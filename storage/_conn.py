@@ -20,10 +20,10 @@ class Connections(Protocol):
         """'sqlite' or 'postgresql'."""
         ...
 
-    async def write_tx(self, fn: Tx[T], *, again: Tx[T] | None = None) -> T:
+    async def write_tx(self, fn: Tx[T], *, again: Tx[T] | None = None, inline: bool = False) -> T:
         """Run `fn(conn)` as ONE write transaction, retrying transient faults."""
         ...
 
-    async def read_tx(self, fn: Tx[T]) -> T:
+    async def read_tx(self, fn: Tx[T], *, inline: bool = False) -> T:
         """Run `fn(conn)` in a read-only transaction, retried alike."""
         ...

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import Table
@@ -63,4 +63,21 @@ class PerDialect(dict[str, S]):
 
     def __missing__(self, dialect: str) -> S:
         stmt = self[dialect] = self._build(dialect)
+        return stmt
+
+
+class Shaped(dict[Hashable, S]):
+    """Statements built once per shape (which columns, which branch) with bound parameters
+    for the values, instead of once per call: SQLAlchemy's caches and storage/_sqlite.py's
+    RawConnection then compile each shape once."""
+
+    def __init__(self, build: Callable[..., S]) -> None:
+        super().__init__()
+        self._build = build
+
+    def of(self, *shape: Hashable) -> S:
+        """The statement of this shape (`build(*shape)`), built on first use."""
+        stmt = self.get(shape)
+        if stmt is None:
+            stmt = self[shape] = self._build(*shape)
         return stmt

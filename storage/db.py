@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, cast
 
 from alembic import command
 from alembic.config import Config
@@ -319,8 +319,12 @@ class Database:
 
     # --- transactions ----------------------------------------------------------------------
 
-    async def write_tx(self, fn: Tx[T], *, again: Tx[T] | None = None) -> T:
+    async def write_tx(self, fn: Tx[T], *, again: Tx[T] | None = None, inline: bool = False) -> T:
         """Run `fn(conn)` as ONE write transaction, retrying transient faults.
+
+        `inline`: `fn` is raw-capable (Core statements through `execute` only: on an SQLite
+        file it gets a RawConnection) and short: run it on this thread with no hop, at once
+        or when the writer thread's batch ends, else in the thread (storage/_sqlite.py).
 
         `again` is what to run instead if an attempt's COMMIT may have landed (the connection
         died while committing): `fn` itself when it is idempotent (compare-and-set on state,
@@ -333,7 +337,7 @@ class Database:
         async def attempt() -> T:
             nonlocal current
             try:
-                return await self._write_once(current)
+                return await self._write_once(current, raw=inline and current is fn)
             except _CommitLost as lost:
                 cause = lost.__cause__ or lost
                 if again is None:
@@ -343,8 +347,15 @@ class Database:
 
         return await self._retried(attempt)
 
-    async def read_tx(self, fn: Tx[T]) -> T:
-        """Run `fn(conn)` in a read-only transaction (a consistent snapshot), retried alike."""
+    async def read_tx(self, fn: Tx[T], *, inline: bool = False) -> T:
+        """Run `fn(conn)` in a read-only transaction (a consistent snapshot), retried alike.
+
+        `inline`: on an SQLite file, first on this thread with no hop (storage/_sqlite.py's
+        `read_inline`; `fn` gets a RawConnection), else as usual."""
+        if inline and self._sqlite is not None:
+            ran, value = self._sqlite.read_inline(fn)
+            if ran:
+                return cast(T, value)
 
         async def attempt() -> T:
             async with self._reading().connect() as conn:
@@ -387,9 +398,11 @@ class Database:
             raise RuntimeError("Database is not started; use `async with Database(url)`")
         return self._reader
 
-    async def _write_once(self, fn: Tx[T]) -> T:
+    async def _write_once(self, fn: Tx[T], *, raw: bool = False) -> T:
         engine = self.engine
         if self._sqlite is not None:
+            if raw:  # on the loop when it can, else in the writer thread
+                return await self._sqlite.run_raw(fn)
             return await self._sqlite.run(fn)  # the writer thread queues this process's writes
         async with self._writer_turn():
             return await _to_the_end(self._attempt(engine, fn))

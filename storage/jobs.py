@@ -171,12 +171,8 @@ def _set_state(
 
 
 def _set_reply_ref(conn: Connection, id: str, owner: str | None, reply_ref: str) -> bool:
-    stmt = (
-        update(JOBS)
-        .where(JOBS.c.id == id, JOBS.c.state.in_(NON_FINAL), lifecycle.owned_by(owner))
-        .values(reply_ref=reply_ref)
-    )
-    return conn.execute(stmt).rowcount == 1
+    # raw-capable: a NON_FINAL job of this owner is a `_move` from any of those states
+    return lifecycle.move(conn, id, owner, NON_FINAL, reply_ref=reply_ref)
 
 
 def _list_by_state(conn: Connection, states: list[str]) -> list[Job]:
@@ -320,7 +316,7 @@ class JobRepo:
     async def start(self, id: str, *, owner: str | None, backend: str, attempts: int) -> bool:
         """queued → running on `backend`; False if not queued or not `owner`'s."""
         tx = partial(lifecycle.start, job_id=id, owner=owner, backend=backend, attempts=attempts)
-        return await self._db.write_tx(tx, again=tx)
+        return await self._db.write_tx(tx, again=tx, inline=True)
 
     async def requeue(self, id: str, *, owner: str | None, error: str | None = None) -> bool:
         """running → queued (render lost, or retried on another backend)."""
@@ -330,14 +326,14 @@ class JobRepo:
     async def bind(self, id: str, *, owner: str | None, task: str) -> bool:
         """Record what proves the backend's running render is this job's; False if not running."""
         tx = partial(lifecycle.bind, job_id=id, owner=owner, task=task)
-        return await self._db.write_tx(tx, again=tx)
+        return await self._db.write_tx(tx, again=tx, inline=True)
 
     async def set_reply_ref(
         self, id: str, reply_ref: str | dict[str, Any], *, owner: str | None
     ) -> bool:
         """Where the job's conversation is now (its status message moved); False if ended."""
         tx = partial(_set_reply_ref, id=id, owner=owner, reply_ref=_json_text(reply_ref))
-        return await self._db.write_tx(tx, again=tx)
+        return await self._db.write_tx(tx, again=tx, inline=True)
 
     async def render(
         self,

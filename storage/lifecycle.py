@@ -58,9 +58,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, select, update
+from sqlalchemy import ColumnElement, Connection, Update, bindparam, or_, select, update
 
 from storage import quota
+from storage._sql import Shaped
 from storage.models import ACTION_KINDS, metadata, utcnow
 from storage.vocab import JobState
 
@@ -99,23 +100,46 @@ def owned_by(owner: str | None) -> ColumnElement[bool]:
     return JOBS.c.owner.is_(None) if owner is None else JOBS.c.owner == owner
 
 
-def _move(
+def _owned(unowned: bool) -> ColumnElement[bool]:
+    """`owned_by` with the owner as the parameter b_owner."""
+    return JOBS.c.owner.is_(None) if unowned else JOBS.c.owner == bindparam("b_owner")
+
+
+def _moving(from_states: tuple[str, ...], unowned: bool, columns: tuple[str, ...]) -> Update:
+    return (
+        update(JOBS)
+        # equalities, not IN: a literal IN list is expanded per execution ("post-compile")
+        .where(
+            JOBS.c.id == bindparam("b_id"),
+            or_(*(JOBS.c.state == state for state in from_states)),
+            _owned(unowned),
+        )
+        .values({c: bindparam(f"v_{c}", type_=JOBS.c[c].type) for c in columns})
+    )
+
+
+_MOVE = Shaped(_moving)
+_IS = Shaped(
+    lambda state, unowned: select(JOBS.c.id).where(
+        JOBS.c.id == bindparam("b_id"), JOBS.c.state == state, _owned(unowned)
+    )
+)
+
+
+def move(
     conn: Connection, job_id: str, owner: str | None, from_states: Sequence[str], **values: Any
 ) -> bool:
-    stmt = (
-        update(JOBS)
-        .where(JOBS.c.id == job_id, JOBS.c.state.in_(from_states), owned_by(owner))
-        .values(**values)
-    )
-    return conn.execute(stmt).rowcount == 1
+    """Set `values` on the job if it is in one of `from_states` and `owner`'s; whether it was.
+    Raw-capable (one statement per shape)."""
+    stmt = _MOVE.of(tuple(from_states), owner is None, tuple(values))
+    params = {"b_id": job_id, "b_owner": owner, **{f"v_{c}": v for c, v in values.items()}}
+    return conn.execute(stmt, params).rowcount == 1
 
 
 def _is(conn: Connection, job_id: str, owner: str | None, state: JobState) -> bool:
     # A repeat finds the job already moved by this owner: the earlier attempt landed.
-    stmt = select(JOBS.c.id).where(
-        JOBS.c.id == job_id, JOBS.c.state == state.value, owned_by(owner)
-    )
-    return conn.execute(stmt).first() is not None
+    stmt = _IS.of(state.value, owner is None)
+    return conn.execute(stmt, {"b_id": job_id, "b_owner": owner}).first() is not None
 
 
 def start(conn: Connection, job_id: str, *, owner: str | None, backend: str, attempts: int) -> bool:
@@ -126,7 +150,7 @@ def start(conn: Connection, job_id: str, *, owner: str | None, backend: str, att
         "attempts": attempts,
         "backend_task": None,
     }
-    if _move(conn, job_id, owner, [JobState.QUEUED.value], started_at=utcnow(), **values):
+    if move(conn, job_id, owner, [JobState.QUEUED.value], started_at=utcnow(), **values):
         return True
     return _is(conn, job_id, owner, JobState.RUNNING)
 
@@ -139,7 +163,7 @@ def requeue(conn: Connection, job_id: str, *, owner: str | None, error: str | No
         "backend_task": None,
         "started_at": None,
     }
-    if _move(conn, job_id, owner, [JobState.RUNNING.value], error=error, **values):
+    if move(conn, job_id, owner, [JobState.RUNNING.value], error=error, **values):
         return True
     return _is(conn, job_id, owner, JobState.QUEUED)
 
@@ -147,12 +171,7 @@ def requeue(conn: Connection, job_id: str, *, owner: str | None, error: str | No
 def bind(conn: Connection, job_id: str, *, owner: str | None, task: str) -> bool:
     """Record what proves the running render on the job's backend is this job's (not a state
     change: a new owner interrupts the orphan render only when it still matches)."""
-    stmt = (
-        update(JOBS)
-        .where(JOBS.c.id == job_id, JOBS.c.state == JobState.RUNNING.value, owned_by(owner))
-        .values(backend_task=task)
-    )
-    return conn.execute(stmt).rowcount == 1
+    return move(conn, job_id, owner, [JobState.RUNNING.value], backend_task=task)
 
 
 def render(
@@ -174,7 +193,7 @@ def render(
             raise ValueError(f"unknown action kind {kind!r}; expected one of {ACTION_KINDS}")
     now = utcnow()
     refs = json.dumps([image.image_ref for image in images])
-    moved = _move(
+    moved = move(
         conn,
         job_id,
         owner,
@@ -231,7 +250,7 @@ def deliver(conn: Connection, job_id: str, *, owner: str | None) -> bool:
     the upload. False if the job was not rendered (or not `owner`'s)."""
     now = utcnow()
     state = JobState.DELIVERED.value
-    if _move(
+    if move(
         conn,
         job_id,
         owner,
@@ -290,7 +309,7 @@ def _end(
     today: str | None,
     **values: Any,
 ) -> int | None:
-    if _move(conn, job_id, owner, from_states, state=to.value, finished_at=utcnow(), **values):
+    if move(conn, job_id, owner, from_states, state=to.value, finished_at=utcnow(), **values):
         return quota.release(conn, job_id, today)
     if _is(conn, job_id, owner, to):
         return quota.released(conn, job_id)

@@ -495,6 +495,7 @@ class QuotaRepo:
             return await self._db.write_tx(
                 lambda conn: reserve(conn, *args),
                 again=lambda conn: reserve(conn, *args, repeat=True),
+                inline=True,  # the /draw on its way in: no thread hop when it can
             )
         except IntegrityError:
             # The ledger's UNIQUE(job_id, kind) refused a second reserve for this job.

@@ -7,7 +7,7 @@ from collections import OrderedDict
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, bindparam, select
 
 from storage._sql import upsert
 from storage.models import User, UserSettings, metadata, utcnow
@@ -32,9 +32,13 @@ def _get(conn: Connection, key: str) -> User | None:
     return None if row is None else User.model_validate(dict(row._mapping))
 
 
+_GET_SETTINGS = select(SETTINGS).where(SETTINGS.c.user_key == bindparam("b_key"))
+
+
 def _get_settings(conn: Connection, key: str) -> dict[str, Any] | None:
-    row = conn.execute(select(SETTINGS).where(SETTINGS.c.user_key == key)).first()
-    return None if row is None else dict(row._mapping)
+    # a module-level statement: raw-capable (read inline on SQLite, storage/_sqlite.py)
+    row = conn.execute(_GET_SETTINGS, {"b_key": key}).first()
+    return None if row is None else dict(row._asdict())
 
 
 def _save_settings(conn: Connection, values: dict[str, Any], fields: list[str]) -> dict[str, Any]:
@@ -97,7 +101,7 @@ class UserRepo:
 
     async def _load_settings(self, key: str) -> dict[str, Any] | None:
         saves, quiet = self._saves, self._saving == 0
-        values = await self._db.read_tx(partial(_get_settings, key=key))
+        values = await self._db.read_tx(partial(_get_settings, key=key), inline=True)
         if quiet and saves == self._saves:
             self._remember(key, values)
         return values

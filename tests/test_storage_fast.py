@@ -362,11 +362,18 @@ async def test_commands_arriving_together_read_a_users_settings_once(db: Databas
         if statement.lstrip().upper().startswith("SELECT") and "user_settings" in statement:
             selects.append(statement)
 
+    # on an SQLite file the read runs on the loop's own connection, past SQLAlchemy
+    await db.users.get_settings("someone else")  # opens it
+    reader = db._sqlite._reader if db._sqlite is not None else None
+    if reader is not None:
+        reader.set_trace_callback(lambda statement: seen(None, None, statement))
     event.listen(Engine, "before_cursor_execute", seen)
     try:
         got = await asyncio.gather(*(db.users.get_settings(USER) for _ in range(5)))
     finally:
         event.remove(Engine, "before_cursor_execute", seen)
+        if reader is not None:
+            reader.set_trace_callback(None)
     assert [g.width for g in got if g is not None] == [768] * 5
     assert len(selects) == 1
     got[0].width = 5  # each caller has its own copy

@@ -1,0 +1,242 @@
+"""Raw-capable writes and reads on an SQLite file (storage/_sqlite.py): on the event loop's own
+thread with no hop when the connection is free, at the end of the writer thread's batch when it
+is not, in the thread when another process holds the lock (the loop never waits for it), and
+the same rows, errors and rollbacks as through SQLAlchemy."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Connection, bindparam, select, text, update
+from sqlalchemy.exc import IntegrityError
+
+from storage._sqlite import RawConnection
+from storage.db import Database
+from storage.models import metadata
+from storage.vocab import DuplicateJob, InsufficientCredits
+
+DAY = "2025-03-01"
+JOBS = metadata.tables["jobs"]
+ACCOUNTS = metadata.tables["quota_accounts"]
+_BONUS = select(ACCOUNTS.c.bonus).where(ACCOUNTS.c.user_key == bindparam("b_user"))
+_ADD = (
+    update(ACCOUNTS)
+    .where(ACCOUNTS.c.user_key == bindparam("b_user"))
+    .values(bonus=ACCOUNTS.c.bonus + bindparam("b_add"))
+)
+
+
+async def submit(db: Database, job_id: str, *, user: str = "telegram:1", **extra: Any) -> Any:
+    values: dict[str, Any] = {
+        "id": job_id,
+        "user_key": user,
+        "platform": "telegram",
+        "display_name": "Ann",
+        "prompt": "a fox",
+        "params": {"steps": 20},
+        "cost": 2,
+        "allowance": 10,
+        "today": DAY,
+        "owner": "me",
+    }
+    return await db.submit_job(**{**values, **extra})
+
+
+@pytest.fixture
+async def sdb(tmp_path: Path) -> Any:
+    async with Database(f"sqlite+aiosqlite:///{tmp_path}/inline.db") as db:
+        yield db
+
+
+def where(conn: Any) -> tuple[str, str]:
+    return type(conn).__name__, threading.current_thread().name
+
+
+async def test_a_raw_capable_write_runs_on_the_loop_without_a_hop(sdb: Database) -> None:
+    assert await sdb.write_tx(where, inline=True) == ("RawConnection", "MainThread")
+    # the others still go to the writer thread, on SQLAlchemy's connection
+    assert await sdb.write_tx(where) == ("Connection", "drawbridge-sqlite")
+
+
+async def test_the_submit_inline_writes_what_the_thread_would(sdb: Database) -> None:
+    await submit(sdb, "inline")
+    job = await sdb.jobs.get("inline")
+    assert job is not None and job.state == "queued" and job.owner == "me"
+    assert job.created_at.tzinfo is not None and json.loads(job.params) == {"steps": 20}
+    shown = await sdb.quota.show("telegram:1", allowance=10, today=DAY)
+    assert shown.available == 8
+    assert [e.kind for e in await sdb.quota.entries(job_id="inline")] == ["reserve"]
+    user = await sdb.users.get("telegram:1")
+    assert user is not None and user.display_name == "Ann"
+
+
+async def test_refusals_inline_write_nothing_and_say_what_the_thread_would(sdb: Database) -> None:
+    with pytest.raises(InsufficientCredits):
+        await submit(sdb, "big", cost=50)
+    assert await sdb.jobs.get("big") is None
+    assert await sdb.users.get("telegram:1") is None
+    await submit(sdb, "a", source="cmd-1")
+    with pytest.raises(DuplicateJob):
+        await submit(sdb, "b", source="cmd-1")  # same command: SQLite refuses, the thread says
+    with pytest.raises(ValueError, match="already"):
+        await submit(sdb, "a")
+    shown = await sdb.quota.show("telegram:1", allowance=10, today=DAY)
+    assert shown.available == 8  # only the one job was charged
+    assert await sdb.quota.ledger_balance("telegram:1", allowance=10, today=DAY) == 8
+
+
+async def test_the_loop_never_waits_for_another_processs_lock(sdb: Database) -> None:
+    other = sqlite3.connect(sdb.url.split("///", 1)[1], isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # another process writing for a while
+    stalls: list[float] = []
+    stop = asyncio.Event()
+
+    async def tick() -> None:
+        last = time.monotonic()
+        while not stop.is_set():
+            await asyncio.sleep(0.005)
+            now = time.monotonic()
+            stalls.append(now - last)
+            last = now
+
+    ticker = asyncio.create_task(tick())
+    try:
+        write = asyncio.create_task(sdb.write_tx(where, inline=True))
+        await asyncio.sleep(0.5)
+        assert not write.done()  # waiting, in the thread, for the lock
+        other.execute("COMMIT")
+        assert await asyncio.wait_for(write, 10) == ("RawConnection", "drawbridge-sqlite")
+    finally:
+        stop.set()
+        await ticker
+        other.close()
+    assert max(stalls) < 0.25  # the loop went on meanwhile
+
+
+async def test_while_the_thread_is_busy_the_write_waits_for_the_end_of_its_batch(
+    sdb: Database,
+) -> None:
+    await sdb.quota.grant("telegram:1", 1, allowance=10, today=DAY)
+    started = threading.Event()
+
+    def slow(conn: Connection) -> None:
+        started.set()
+        time.sleep(0.3)
+
+    def add(conn: Any) -> Any:
+        conn.execute(_ADD, {"b_user": "telegram:1", "b_add": 1})
+        return where(conn), conn.execute(_BONUS, {"b_user": "telegram:1"}).scalar()
+
+    busy = asyncio.create_task(sdb.write_tx(slow))
+    await asyncio.to_thread(started.wait, 5)
+    began = time.monotonic()
+    ran = await asyncio.gather(*(sdb.write_tx(add, inline=True) for _ in range(5)))
+    await busy
+    assert time.monotonic() - began >= 0.15  # after the batch …
+    assert [w for w, _ in ran] == [("RawConnection", "MainThread")] * 5  # … on the loop
+    assert sorted(bonus for _, bonus in ran) == [2, 3, 4, 5, 6]
+
+
+async def test_a_waiting_write_cancelled_before_its_turn_never_runs(sdb: Database) -> None:
+    await sdb.quota.grant("telegram:1", 1, allowance=10, today=DAY)
+    started = threading.Event()
+
+    def slow(conn: Connection) -> None:
+        started.set()
+        time.sleep(0.3)
+
+    def add(conn: Any) -> None:
+        conn.execute(_ADD, {"b_user": "telegram:1", "b_add": 100})
+
+    busy = asyncio.create_task(sdb.write_tx(slow))
+    await asyncio.to_thread(started.wait, 5)
+    waiting = asyncio.create_task(sdb.write_tx(add, inline=True))
+    await asyncio.sleep(0.05)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    await busy
+    assert (await sdb.quota.show("telegram:1", allowance=10, today=DAY)).bonus == 1
+
+
+async def test_one_failing_write_of_a_turn_fails_alone(sdb: Database) -> None:
+    await sdb.quota.grant("telegram:1", 1, allowance=10, today=DAY)
+    started = threading.Event()
+
+    def slow(conn: Connection) -> None:
+        started.set()
+        time.sleep(0.2)
+
+    def add(conn: Any) -> None:
+        conn.execute(_ADD, {"b_user": "telegram:1", "b_add": 1})
+
+    def add_then_fail(conn: Any) -> None:
+        conn.execute(_ADD, {"b_user": "telegram:1", "b_add": 100})
+        raise RuntimeError("boom")
+
+    def negative(conn: Any) -> None:  # the CHECK constraint refuses it: SQLAlchemy's error
+        conn.execute(_ADD, {"b_user": "telegram:1", "b_add": -1000})
+
+    busy = asyncio.create_task(sdb.write_tx(slow))
+    await asyncio.to_thread(started.wait, 5)
+    outcomes = await asyncio.gather(
+        sdb.write_tx(add, inline=True),
+        sdb.write_tx(add_then_fail, inline=True),
+        sdb.write_tx(negative, inline=True),
+        sdb.write_tx(add, inline=True),
+        return_exceptions=True,
+    )
+    await busy
+    assert outcomes[0] is None and outcomes[3] is None
+    assert isinstance(outcomes[1], RuntimeError)
+    assert isinstance(outcomes[2], IntegrityError)
+    assert (await sdb.quota.show("telegram:1", allowance=10, today=DAY)).bonus == 3
+
+
+async def test_raw_statements_are_core_statements_without_in_lists(sdb: Database) -> None:
+    with pytest.raises(TypeError, match="Core"):
+        await sdb.write_tx(lambda conn: conn.execute(text("SELECT 1")), inline=True)
+    in_list = select(JOBS.c.id).where(JOBS.c.state.in_(["queued", "running"]))
+    with pytest.raises(TypeError, match="IN"):
+        await sdb.write_tx(lambda conn: conn.execute(in_list).first(), inline=True)
+    # nothing was left open: the next write runs on the loop again
+    assert await sdb.write_tx(where, inline=True) == ("RawConnection", "MainThread")
+
+
+async def test_inline_reads_give_what_sqlalchemy_gives(sdb: Database) -> None:
+    await sdb.users.save_settings("telegram:1", width=640, loras='["detail"]')
+    sdb.users._settings.clear()  # not from the cache
+    raw = await sdb.read_tx(_settings, inline=True)
+    through = await sdb.read_tx(_settings)
+    assert raw == through
+    assert isinstance(raw["updated_at"], datetime) and raw["updated_at"].tzinfo is not None
+    assert (await sdb.users.get_settings("telegram:1")) is not None
+
+
+def _settings(conn: Any) -> dict[str, Any]:
+    settings = metadata.tables["user_settings"]
+    stmt = select(settings).where(settings.c.user_key == bindparam("b_key"))
+    global _STMT
+    _STMT = _STMT if _STMT is not None else stmt  # one statement object: compiled once
+    row = conn.execute(_STMT, {"b_key": "telegram:1"}).first()
+    assert row is not None
+    return dict(row._asdict())
+
+
+_STMT: Any = None
+
+
+def test_a_raw_connection_is_what_raw_capable_code_may_use() -> None:
+    # the subset of SQLAlchemy's Connection a raw-capable transaction gets
+    assert {name for name in dir(RawConnection) if not name.startswith("_")} == {
+        "dialect",
+        "execute",
+    }
