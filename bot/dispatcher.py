@@ -387,12 +387,29 @@ class Dispatcher:
                 if self._closing:
                     return
                 continue
-            run = Running(entry, backend, functools.partial(self.call_for, entry))
-            backend.inflight.append(run)
-            run.task = asyncio.create_task(self._run(run), name=f"job {entry.job_id}")
-            self._runs.add(run.task)
-            run.task.add_done_callback(self._runs.discard)
-            run.task.add_done_callback(functools.partial(self._cancelled_before_start, run))
+            self._start(backend, entry)
+
+    def kick(self) -> None:
+        """A job was queued: a backend with nothing in flight takes the next job now, a loop
+        turn before its feeder would wake; then the feeders are woken as by `notify`."""
+        if not self._closing:
+            now = time.monotonic()
+            for backend in self.backends:
+                if backend.inflight or self._ready(backend, now) is not None:
+                    continue
+                entry = self._choose(backend)
+                if entry is not None:
+                    self._start(backend, entry)
+        for event in self._wake.values():
+            event.set()
+
+    def _start(self, backend: Backend, entry: Entry) -> None:
+        run = Running(entry, backend, functools.partial(self.call_for, entry))
+        backend.inflight.append(run)
+        run.task = asyncio.create_task(self._run(run), name=f"job {entry.job_id}")
+        self._runs.add(run.task)
+        run.task.add_done_callback(self._runs.discard)
+        run.task.add_done_callback(functools.partial(self._cancelled_before_start, run))
 
     def _next_model(self, backend: Backend) -> str:
         """The model a job sent now would find loaded: that of the backend's last in-flight job

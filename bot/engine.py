@@ -545,9 +545,10 @@ class Engine(Events):
         )
         job.relax, job.share = relax, float(job_cost)
         self._enqueue(job)
-        await self.dispatcher.notify()
         position, eta = self.position(job_id)
         job.shown_position = position
+        self.dispatcher.kick()  # an idle backend takes it now …
+        await asyncio.sleep(0)  # … and its request leaves before the replies are made
         with contextlib.suppress(Exception):
             await replier.update(self._queued_update(job, position, eta))
         return JobHandle(job_id, cost, position, eta, job.notes)
