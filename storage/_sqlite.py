@@ -30,6 +30,7 @@ import contextlib
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Mapping
 from typing import Any, Generic, TypeVar, cast
 
@@ -83,6 +84,7 @@ class SQLiteWriter:
         self._waiting: list[tuple[Tx[Any], asyncio.Future[Any]]] = []
         self._loop_waits = False
         self._turn = threading.Event()
+        self._slice_began: float | None = None  # the loop turn's first inline write
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -289,6 +291,7 @@ class SQLiteWriter:
         on the loop as soon as that batch ends (the thread then waits for the loop's turn,
         up to LOOP_TURN_WAIT); in the writer thread when SQLite would make the loop wait
         (another process holds the write lock) or fails (errors reported as `run` does)."""
+        await self._fair_to_the_loop()
         state, value = self._now(fn)
         if state is _RAN:
             return cast(T, value)
@@ -302,6 +305,22 @@ class SQLiteWriter:
         if self._using.acquire(blocking=False):  # the batch ended meanwhile: no call-back
             self._take_turn(held=True)
         return await future
+
+    async def _fair_to_the_loop(self) -> None:
+        """A write on the loop does not yield: code writing many in a row would hold the loop.
+        Once writes have run on it for INLINE_SLICE within one loop turn, yield first."""
+        began = self._slice_began
+        if began is None:
+            self._slice_began = time.perf_counter()
+            asyncio.get_running_loop().call_soon(self._end_slice)
+        elif time.perf_counter() - began > INLINE_SLICE:
+            await asyncio.sleep(0)  # the slice ends (_end_slice runs first) …
+            if self._slice_began is None:  # … and this write begins the next
+                self._slice_began = time.perf_counter()
+                asyncio.get_running_loop().call_soon(self._end_slice)
+
+    def _end_slice(self) -> None:
+        self._slice_began = None
 
     def _now(self, fn: Tx[T]) -> tuple[object, T | None]:
         if self._thread is None:
@@ -328,9 +347,12 @@ class SQLiteWriter:
             if not held and not self._using.acquire(blocking=False):
                 return  # the thread is in a batch again; it calls back after it
             try:
-                waiting, self._waiting = self._waiting, []
-                self._loop_waits = False
-                live = [(fn, future) for fn, future in waiting if not future.done()]
+                live = [(fn, future) for fn, future in self._waiting if not future.done()]
+                # a turn is bounded like a slice: the rest wait for the next one, soon
+                live, self._waiting = live[:TURN_MAX], live[TURN_MAX:]
+                self._loop_waits = bool(self._waiting)
+                if self._waiting and self._loop is not None:
+                    self._loop.call_soon(self._take_turn)
                 if not live:
                     return
                 outcomes = self._run_here([fn for fn, _ in live])
@@ -504,6 +526,8 @@ def _rollback(raw: Any) -> None:
 _PREPARED_MAX = 512
 _RAN, _BUSY, _ELSEWHERE = object(), object(), object()
 LOOP_TURN_WAIT = 0.05  # how long the thread holds back its next batch for the loop's turn
+INLINE_SLICE = 0.002  # writes on the loop within one of its turns before a write yields first
+TURN_MAX = 16  # waiting writes run in one turn of the loop's
 
 
 class _Prepared:

@@ -240,3 +240,27 @@ def test_a_raw_connection_is_what_raw_capable_code_may_use() -> None:
         "dialect",
         "execute",
     }
+
+
+async def test_many_writes_in_a_row_still_let_the_loop_run(sdb: Database) -> None:
+    # a write on the loop does not yield by itself: after a slice of them one does
+    await sdb.quota.grant("telegram:1", 1, allowance=10, today=DAY)
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0)
+            ticks += 1
+
+    def add(conn: Any) -> None:
+        conn.execute(_ADD, {"b_user": "telegram:1", "b_add": 1})
+
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0)
+    began = ticks
+    for _ in range(300):
+        await sdb.write_tx(add, inline=True)
+    ticker.cancel()
+    assert ticks - began >= 5  # the loop ran other tasks in between
+    assert (await sdb.quota.show("telegram:1", allowance=10, today=DAY)).bonus == 301
