@@ -56,6 +56,19 @@ async def sdb(tmp_path: Path) -> Any:
         yield db
 
 
+async def thread_busy(db: Database, seconds: float) -> asyncio.Task[None]:
+    """A write holding the writer thread for `seconds`, once it has begun."""
+    started = threading.Event()
+
+    def slow(conn: Connection) -> None:
+        started.set()
+        time.sleep(seconds)
+
+    busy = asyncio.create_task(db.write_tx(slow))
+    await asyncio.to_thread(started.wait, 5)
+    return busy
+
+
 def where(conn: Any) -> tuple[str, str]:
     return type(conn).__name__, threading.current_thread().name
 
@@ -125,18 +138,12 @@ async def test_while_the_thread_is_busy_the_write_waits_for_the_end_of_its_batch
     sdb: Database,
 ) -> None:
     await sdb.quota.grant("telegram:1", 1, allowance=10, today=DAY)
-    started = threading.Event()
-
-    def slow(conn: Connection) -> None:
-        started.set()
-        time.sleep(0.3)
 
     def add(conn: Any) -> Any:
         conn.execute(_ADD, {"b_user": "telegram:1", "b_add": 1})
         return where(conn), conn.execute(_BONUS, {"b_user": "telegram:1"}).scalar()
 
-    busy = asyncio.create_task(sdb.write_tx(slow))
-    await asyncio.to_thread(started.wait, 5)
+    busy = await thread_busy(sdb, 0.3)
     began = time.monotonic()
     ran = await asyncio.gather(*(sdb.write_tx(add, inline=True) for _ in range(5)))
     await busy
@@ -147,17 +154,11 @@ async def test_while_the_thread_is_busy_the_write_waits_for_the_end_of_its_batch
 
 async def test_a_waiting_write_cancelled_before_its_turn_never_runs(sdb: Database) -> None:
     await sdb.quota.grant("telegram:1", 1, allowance=10, today=DAY)
-    started = threading.Event()
-
-    def slow(conn: Connection) -> None:
-        started.set()
-        time.sleep(0.3)
 
     def add(conn: Any) -> None:
         conn.execute(_ADD, {"b_user": "telegram:1", "b_add": 100})
 
-    busy = asyncio.create_task(sdb.write_tx(slow))
-    await asyncio.to_thread(started.wait, 5)
+    busy = await thread_busy(sdb, 0.3)
     waiting = asyncio.create_task(sdb.write_tx(add, inline=True))
     await asyncio.sleep(0.05)
     waiting.cancel()
@@ -169,11 +170,6 @@ async def test_a_waiting_write_cancelled_before_its_turn_never_runs(sdb: Databas
 
 async def test_one_failing_write_of_a_turn_fails_alone(sdb: Database) -> None:
     await sdb.quota.grant("telegram:1", 1, allowance=10, today=DAY)
-    started = threading.Event()
-
-    def slow(conn: Connection) -> None:
-        started.set()
-        time.sleep(0.2)
 
     def add(conn: Any) -> None:
         conn.execute(_ADD, {"b_user": "telegram:1", "b_add": 1})
@@ -185,8 +181,7 @@ async def test_one_failing_write_of_a_turn_fails_alone(sdb: Database) -> None:
     def negative(conn: Any) -> None:  # the CHECK constraint refuses it: SQLAlchemy's error
         conn.execute(_ADD, {"b_user": "telegram:1", "b_add": -1000})
 
-    busy = asyncio.create_task(sdb.write_tx(slow))
-    await asyncio.to_thread(started.wait, 5)
+    busy = await thread_busy(sdb, 0.3)
     outcomes = await asyncio.gather(
         sdb.write_tx(add, inline=True),
         sdb.write_tx(add_then_fail, inline=True),
