@@ -54,30 +54,15 @@ def upsert_add(dialect: str, table: Table, conflict: Sequence[str], add: Sequenc
     )
 
 
-class PerDialect(dict[str, S]):
-    """A statement built once per dialect name, on first use (module-level constants)."""
+class BuiltOnce(dict[Hashable, S]):
+    """A statement built once per key, on first use (module-level constants): per dialect
+    name, or per shape (which columns, which branch) with bound parameters for the values,
+    so that SQLAlchemy's caches and storage/_sqlite.py's RawConnection compile each once."""
 
-    def __init__(self, build: Callable[[str], S]) -> None:
+    def __init__(self, build: Callable[[Any], S]) -> None:
         super().__init__()
         self._build = build
 
-    def __missing__(self, dialect: str) -> S:
-        stmt = self[dialect] = self._build(dialect)
-        return stmt
-
-
-class Shaped(dict[Hashable, S]):
-    """Statements built once per shape (which columns, which branch) with bound parameters
-    for the values, instead of once per call: SQLAlchemy's caches and storage/_sqlite.py's
-    RawConnection then compile each shape once."""
-
-    def __init__(self, build: Callable[..., S]) -> None:
-        super().__init__()
-        self._build = build
-
-    def of(self, *shape: Hashable) -> S:
-        """The statement of this shape (`build(*shape)`), built on first use."""
-        stmt = self.get(shape)
-        if stmt is None:
-            stmt = self[shape] = self._build(*shape)
+    def __missing__(self, key: Hashable) -> S:
+        stmt = self[key] = self._build(key)
         return stmt

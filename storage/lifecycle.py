@@ -61,7 +61,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, Update, bindparam, or_, select, update
 
 from storage import quota
-from storage._sql import Shaped
+from storage._sql import BuiltOnce
 from storage.models import ACTION_KINDS, metadata, utcnow
 from storage.vocab import JobState
 
@@ -95,13 +95,8 @@ def new_action_key() -> str:
     return secrets.token_urlsafe(_KEY_BYTES)
 
 
-def owned_by(owner: str | None) -> ColumnElement[bool]:
-    """The job's owner is `owner` (None: jobs nobody owns)."""
-    return JOBS.c.owner.is_(None) if owner is None else JOBS.c.owner == owner
-
-
 def _owned(unowned: bool) -> ColumnElement[bool]:
-    """`owned_by` with the owner as the parameter b_owner."""
+    """The job's owner is the parameter b_owner (`unowned`: jobs nobody owns)."""
     return JOBS.c.owner.is_(None) if unowned else JOBS.c.owner == bindparam("b_owner")
 
 
@@ -118,10 +113,10 @@ def _moving(from_states: tuple[str, ...], unowned: bool, columns: tuple[str, ...
     )
 
 
-_MOVE = Shaped(_moving)
-_IS = Shaped(
-    lambda state, unowned: select(JOBS.c.id).where(
-        JOBS.c.id == bindparam("b_id"), JOBS.c.state == state, _owned(unowned)
+_MOVE = BuiltOnce(lambda shape: _moving(*shape))
+_IS = BuiltOnce(
+    lambda shape: select(JOBS.c.id).where(
+        JOBS.c.id == bindparam("b_id"), JOBS.c.state == shape[0], _owned(shape[1])
     )
 )
 
@@ -131,14 +126,14 @@ def move(
 ) -> bool:
     """Set `values` on the job if it is in one of `from_states` and `owner`'s; whether it was.
     Raw-capable (one statement per shape)."""
-    stmt = _MOVE.of(tuple(from_states), owner is None, tuple(values))
+    stmt = _MOVE[tuple(from_states), owner is None, tuple(values)]
     params = {"b_id": job_id, "b_owner": owner, **{f"v_{c}": v for c, v in values.items()}}
     return conn.execute(stmt, params).rowcount == 1
 
 
 def _is(conn: Connection, job_id: str, owner: str | None, state: JobState) -> bool:
     # A repeat finds the job already moved by this owner: the earlier attempt landed.
-    stmt = _IS.of(state.value, owner is None)
+    stmt = _IS[state.value, owner is None]
     return conn.execute(stmt, {"b_id": job_id, "b_owner": owner}).first() is not None
 
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import ColumnElement, Connection, select
 
-from storage._sql import PerDialect, upsert_add
+from storage._sql import BuiltOnce, upsert_add
 from storage.models import metadata, utcnow
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ _LOOSE = ("grant", "reset")  # rows of no reservation: old is old enough
 _NON_FINAL = ("queued", "running", "rendered")
 
 
-_ADD = PerDialect(
+_ADD = BuiltOnce(
     lambda dialect: upsert_add(
         dialect, DAYS, ["day", "user_key", "kind"], ["count", "daily", "bonus"]
     )

@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from storage._sql import PerDialect, insert_ignore, upsert
+from storage._sql import BuiltOnce, insert_ignore, upsert
 from storage.models import QuotaLedger, UTCDateTime, metadata, utcnow
 from storage.vocab import DuplicateJob, InsufficientCredits
 
@@ -104,7 +104,7 @@ _JOB = bindparam("b_job_id", type_=String())
 _EFFECTIVE = _effective_daily(_TODAY, _ALLOWANCE)
 _FROM_DAILY = case((_EFFECTIVE >= _COST, _COST), else_=_EFFECTIVE)
 
-_ENSURE_ACCOUNT = PerDialect(
+_ENSURE_ACCOUNT = BuiltOnce(
     lambda dialect: insert_ignore(
         dialect,
         ACCOUNTS,
@@ -120,7 +120,7 @@ _ENSURE_ACCOUNT = PerDialect(
         ["user_key"],
     )
 )
-_UPSERT_USER = PerDialect(
+_UPSERT_USER = BuiltOnce(
     lambda dialect: upsert(dialect, USERS, {}, ["key"], ["platform", "display_name", "locale"])
 )
 # One conditional UPDATE: the check and the decrement cannot be interleaved by another
