@@ -12,14 +12,14 @@ while a transaction ran is run next in the same hop as one group commit (each wr
 own SAVEPOINT, so each still succeeds or fails alone), and their callers are woken together. Other processes are kept out by BEGIN IMMEDIATE +
 busy_timeout.
 
-`inline` runs a short write on the event loop's own thread instead, on the same connection,
-when nothing of this process is writing or waiting to: no hop at all, and its statements go
-straight to pysqlite (each SQLAlchemy statement compiled once; ~40 µs apiece instead of
-~250 µs through SQLAlchemy's execution). It never waits: the write lock is asked for with
-busy_timeout 0, and whenever it cannot run there (the thread is busy, another process holds
-the lock, any SQLite error) it has written nothing and the caller queues the write for the
-thread as usual, which then reports errors the usual way. The loop never checkpoints either
-(wal_autocheckpoint 0 meanwhile): the thread's next commit does.
+Raw-capable writes (`run_raw`; Database.write_tx(inline=True)) run on the event loop's own
+thread instead, on the same connection, as Core statements compiled once and sent straight to
+pysqlite (~40 µs apiece instead of ~250 µs through SQLAlchemy's execution): at once when the
+connection is free; when the thread is in a batch, at its end (the thread waits up to
+LOOP_TURN_WAIT for the loop's turn); in the thread when SQLite would make the loop wait or fails,
+which then reports errors the usual way. The loop never waits for a lock (busy_timeout 0
+meanwhile) and never checkpoints (wal_autocheckpoint 0 meanwhile: the thread's next commit does).
+Reads of that kind (`read_inline`) use a read-only connection of the loop's own.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ class _Write(Generic[T]):
     def __init__(self, fn: Tx[T], future: asyncio.Future[T], raw: bool) -> None:
         self.fn = fn
         self.future = future
-        self.raw = raw  # run on a RawConnection (see `inline`)
+        self.raw = raw  # run on a RawConnection (see `run_raw`)
         self.started = False
         self.skipped = False
 
@@ -224,18 +224,8 @@ class SQLiteWriter:
             return [(item, False, error) for item in items]
         try:
             for item in items:
-                raw.execute("SAVEPOINT drawbridge_write")
-                try:
-                    value = item.fn(self._raw_for(raw) if item.raw else conn)
-                except BaseException as error:
-                    if not raw.in_transaction:
-                        raise _GroupLost() from error
-                    raw.execute("ROLLBACK TO drawbridge_write")
-                    raw.execute("RELEASE drawbridge_write")
-                    outcomes.append((item, False, error))
-                else:
-                    raw.execute("RELEASE drawbridge_write")
-                    outcomes.append((item, True, value))
+                ok, value = _in_savepoint(raw, item.fn, self._raw_for(raw) if item.raw else conn)
+                outcomes.append((item, ok, value))
             trans.commit()
         except BaseException:
             with contextlib.suppress(BaseException):
@@ -310,14 +300,11 @@ class SQLiteWriter:
         """A write on the loop does not yield: code writing many in a row would hold the loop.
         Once writes have run on it for INLINE_SLICE within one loop turn, yield first."""
         began = self._slice_began
-        if began is None:
+        if began is not None and time.perf_counter() - began > INLINE_SLICE:
+            await asyncio.sleep(0)  # the slice ends (_end_slice runs first) …
+        if self._slice_began is None:  # … and this write begins the next
             self._slice_began = time.perf_counter()
             asyncio.get_running_loop().call_soon(self._end_slice)
-        elif time.perf_counter() - began > INLINE_SLICE:
-            await asyncio.sleep(0)  # the slice ends (_end_slice runs first) …
-            if self._slice_began is None:  # … and this write begins the next
-                self._slice_began = time.perf_counter()
-                asyncio.get_running_loop().call_soon(self._end_slice)
 
     def _end_slice(self) -> None:
         self._slice_began = None
@@ -424,22 +411,17 @@ class SQLiteWriter:
         conn = self._raw_for(raw)
         try:
             for fn in fns:
-                raw.execute("SAVEPOINT drawbridge_inline")
-                try:
-                    value = fn(conn)
-                except (sqlite3.Error, DBAPIError):
-                    if not raw.in_transaction:
-                        raise
-                    raw.execute("ROLLBACK TO drawbridge_inline")
-                    outcomes.append((None, None))
-                except Exception as error:
-                    raw.execute("ROLLBACK TO drawbridge_inline")
-                    outcomes.append((False, error))
-                else:
+                ok, value = _in_savepoint(raw, fn, conn)
+                if ok:
                     outcomes.append((True, value))
-                raw.execute("RELEASE drawbridge_inline")
+                elif isinstance(value, (sqlite3.Error, DBAPIError)):
+                    outcomes.append((None, None))  # SQLite refused it: the thread says why
+                elif isinstance(value, Exception):
+                    outcomes.append((False, value))
+                else:
+                    raise value
             raw.execute("COMMIT")
-        except (sqlite3.Error, DBAPIError):
+        except (sqlite3.Error, DBAPIError, _GroupLost):
             _rollback(raw)
             # nothing was written: the thread runs each again; an exception of a write's
             # own stands (it wrote nothing either way)
@@ -490,7 +472,7 @@ class SQLiteWriter:
 
     async def run(self, fn: Tx[T], *, raw: bool = False) -> T:
         """Run `fn(conn)` inside BEGIN IMMEDIATE … COMMIT in the writer thread (with `raw`,
-        on a RawConnection, as `inline` would).
+        on a RawConnection, as `run_raw` would).
 
         Cancelled while still queued, it never runs; cancelled once running, the transaction
         still finishes (committed or rolled back) before the cancellation goes on.
@@ -510,6 +492,23 @@ class SQLiteWriter:
             with contextlib.suppress(BaseException):
                 await asyncio.wait({item.future})
             raise
+
+
+def _in_savepoint(raw: Any, fn: Tx[Any], conn: Any) -> tuple[bool, Any]:
+    """Run `fn(conn)` inside a SAVEPOINT of the open transaction: (True, its value), or
+    (False, the exception it raised) rolled back to the SAVEPOINT; _GroupLost when SQLite
+    dropped the whole transaction meanwhile (it may on a full disk or an I/O error)."""
+    raw.execute("SAVEPOINT drawbridge_write")
+    try:
+        value = fn(conn)
+    except BaseException as error:
+        if not raw.in_transaction:
+            raise _GroupLost() from error
+        raw.execute("ROLLBACK TO drawbridge_write")
+        raw.execute("RELEASE drawbridge_write")
+        return False, error
+    raw.execute("RELEASE drawbridge_write")
+    return True, value
 
 
 def _wrapped(sql: str, params: Any, error: sqlite3.Error) -> DBAPIError:
@@ -536,9 +535,7 @@ class _Prepared:
     statement leaves to the caller, and how to turn what it returns into rows."""
 
     __slots__ = (
-        "compiled",
         "defaults",
-        "names",
         "plan",
         "results",
         "row",
@@ -562,15 +559,13 @@ class _Prepared:
             defaults[column.key] = default
         columns = list(getattr(statement, "exported_columns", ()))
         self.statement = statement  # keeps the id() this is cached under alive
-        self.compiled = compiled
         self.sql = compiled.string
-        self.names = tuple(compiled.positiontup)
         self.defaults = defaults
         # per positional parameter: its key in the params, its bound value, its processor
         processors: dict[str, Any] = dict(compiled._bind_processors)
         unescaped = {v: k for k, v in (compiled.escaped_bind_names or {}).items()}
         self.plan: list[tuple[str, Any, Any]] = []
-        for name in self.names:
+        for name in compiled.positiontup:
             bind = compiled.binds[unescaped.get(name, name)]
             self.plan.append((bind.key, bind, processors.get(name)))
         # what SQLAlchemy's result would do to each returned value (e.g. text → datetime)
@@ -616,11 +611,6 @@ class RawRows(list[Any]):
     def first(self) -> Any:
         return self[0] if self else None
 
-    def one(self) -> Any:
-        if len(self) != 1:
-            raise ValueError(f"one row was expected, not {len(self)}")
-        return self[0]
-
     def scalar(self) -> Any:
         return self[0][0] if self else None
 
@@ -632,7 +622,7 @@ class RawRows(list[Any]):
 
 class RawConnection:
     """What a raw-capable transaction sees for SQLAlchemy's `Connection`: `dialect` and
-    `execute` of Core statements, straight on the pysqlite connection (see `inline`)."""
+    `execute` of Core statements, straight on the pysqlite connection (see `run_raw`)."""
 
     __slots__ = ("_cache", "_raw", "dialect")
 
