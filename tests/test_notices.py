@@ -5,6 +5,7 @@ once, and a notice the platform confirmed is never sent again."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -17,6 +18,13 @@ from tests.test_storage_instances import DAY, IMAGE, LONG, submit
 pytestmark = pytest.mark.timeout(120)
 
 NOTICE = "I could not deliver the picture of job "
+
+
+async def take_over(db: Database, dead: str, heir: str) -> Any:
+    """`dead` stops; `heir` starts and claims what it left (its jobs and owed notices)."""
+    await db.instances.deregister(dead)
+    await db.instances.register(heir, ["telegram"], lease_seconds=LONG)
+    return await db.instances.claim_orphans(heir, ["telegram"], lease_seconds=LONG, today=DAY)
 
 
 async def test_a_due_notice_is_claimed_with_its_refund_until_marked_sent(db: Database) -> None:
@@ -41,16 +49,12 @@ async def test_a_due_notice_is_claimed_with_its_refund_until_marked_sent(db: Dat
     assert (job.id, job.state, job.notice, job.owner, refunded) == ("owed", "failed", "due", "b", 2)
     assert (claimed.queued, claimed.rendered, claimed.failed) == ([], [], [])
     # b stops before the platform took it: the next claimer gets it again
-    await db.instances.deregister("b")
-    await db.instances.register("c", ["telegram"], lease_seconds=LONG)
-    again = await db.instances.claim_orphans("c", ["telegram"], lease_seconds=LONG, today=DAY)
+    again = await take_over(db, "b", "c")
     assert [job.id for job, _ in again.notices] == ["owed"]
     assert await db.jobs.notified("owed")
     owed = await db.jobs.get("owed")
     assert owed is not None and owed.notice == "sent"
-    await db.instances.deregister("c")
-    await db.instances.register("d", ["telegram"], lease_seconds=LONG)
-    done = await db.instances.claim_orphans("d", ["telegram"], lease_seconds=LONG, today=DAY)
+    done = await take_over(db, "c", "d")
     assert done.notices == []
     # the refund happened once, in the transaction that failed the job
     kinds = [entry.kind for entry in await db.quota.entries(job_id="owed")]
@@ -64,9 +68,7 @@ async def test_a_refused_notice_is_dropped_not_owed_forever(db: Database) -> Non
     assert await db.jobs.notified("gone", sent=False)
     job = await db.jobs.get("gone")
     assert job is not None and job.notice == "dropped"
-    await db.instances.deregister("a")
-    await db.instances.register("b", ["telegram"], lease_seconds=LONG)
-    claimed = await db.instances.claim_orphans("b", ["telegram"], lease_seconds=LONG, today=DAY)
+    claimed = await take_over(db, "a", "b")
     assert claimed.notices == []
 
 
