@@ -260,6 +260,9 @@ class Dispatcher:
 
     async def notify(self) -> None:
         """Wake the feeders (a job was queued, a backend came back, …)."""
+        self._wake_feeders()
+
+    def _wake_feeders(self) -> None:
         for event in self._wake.values():
             event.set()
 
@@ -400,8 +403,7 @@ class Dispatcher:
                 entry = self._choose(backend)
                 if entry is not None:
                     self._start(backend, entry)
-        for event in self._wake.values():
-            event.set()
+        self._wake_feeders()
 
     def _start(self, backend: Backend, entry: Entry) -> None:
         run = Running(entry, backend, functools.partial(self.call_for, entry))
