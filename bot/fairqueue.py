@@ -7,18 +7,19 @@ the start tag of the job most recently taken. Jobs leave in tag order, so a user
 goes next: it waits for about one job per active user, whatever the burst.
 
 A job's tag never changes while it is queued, so the fair order of ALL queued jobs is one sorted
-sequence: `Ranked` keeps it (sorted blocks with counts and cost sums per block, prefix sums over
-blocks in a Fenwick tree). Push, take and position are O(log n) plus one bisect inside a block
-of at most 2 × LOAD jobs; the next job and the first k in order are O(1) and O(k). Per user
-the queue keeps a count and the last tag.
+sequence: `Ranked` keeps it (sorted blocks of at most 2 × LOAD jobs with a cost sum per block;
+counts and costs of the blocks before one in Fenwick trees, brought up to date when a position
+is asked for). Push, take and position are O(log n); the next job and the first k in order are
+O(1) and O(k). Per user the queue keeps a count and the last tag.
 """
 
 from __future__ import annotations
 
 import itertools
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
 
 LOAD = 256  # jobs per block: a block splits at 2 × LOAD
@@ -52,13 +53,25 @@ class Entry:
         return (self.tag, self.seq)
 
 
+def _last_seq(block: list[Entry]) -> int:
+    return block[-1].seq
+
+
+_seq_of = attrgetter("seq")
+
+
 class Ranked:
     """Entries sorted by (tag, seq), with rank and cost-before lookups (an order-statistic list).
 
-    Push and pop are the hot path (every submit, every job start): they touch two C bisects,
-    two list inserts or deletes and, for a push behind the first block, one Fenwick walk; the
-    head leaves from the first block, which no tree covers. Within a block the cost before an
-    entry is summed only when a rank is asked for."""
+    The sort keys are the tags alone (floats bisect twice as fast as tuples): an entry is
+    inserted after every entry with an equal tag, and seq only grows, so entries with equal
+    tags lie in seq order and an entry is found among them by bisecting on seq.
+
+    Push and pop are the hot path (every submit, every job start): a push is two C bisects,
+    two list inserts and a note of which block grew; the head leaves from the first block,
+    which no tree covers. The Fenwick trees over the other blocks take the noted changes when
+    a rank is asked for (O(log n) each), or are rebuilt (O(blocks)) after blocks split or
+    vanished or when more changes were noted than a rebuild costs."""
 
     __slots__ = (
         "_fen_c",
@@ -67,6 +80,8 @@ class Ranked:
         "_keys",
         "_len",
         "_maxes",
+        "_noted",
+        "_noted_c",
         "_split_at",
         "_stale",
         "_totals",
@@ -74,24 +89,50 @@ class Ranked:
 
     def __init__(self, load: int = LOAD) -> None:
         self._split_at = 2 * load
-        self._keys: list[list[tuple[float, int]]] = []
+        self._keys: list[list[float]] = []  # per block: the entries' tags, in order
         self._items: list[list[Entry]] = []
         self._totals: list[float] = []  # per block: the sum of its costs
-        self._maxes: list[tuple[float, int]] = []
-        # Fenwick trees over blocks: how many entries, and their total cost
+        self._maxes: list[float] = []  # per block: its last tag
+        # Fenwick trees over the blocks after the first: how many entries, and their cost
         self._fen_n: list[int] = [0]
         self._fen_c: list[float] = [0.0]
-        self._stale = False  # blocks split or vanished since the trees were built
+        # changes not in the trees yet: the block (~block for a removal) and the cost
+        self._noted: list[int] = []
+        self._noted_c: list[float] = []
+        self._stale = True  # blocks split or vanished since the trees were built
         self._len = 0
 
     def __len__(self) -> int:
         return self._len
 
+    def _note(self, block: int, cost: float) -> None:
+        """Remember that an entry of `cost` came into a block after the first (`block`) or
+        left it (`~block`, cost negated), for the trees; past a rebuild's worth, rebuild."""
+        if self._stale:
+            return
+        self._noted.append(block)
+        self._noted_c.append(cost)
+        if len(self._noted) > len(self._keys) + 32:
+            self._stale = True
+
+    def _catch_up(self) -> None:
+        """Bring the trees up to date, before a rank."""
+        if self._stale:
+            self._rebuild()
+            return
+        fen_n, fen_c = self._fen_n, self._fen_c
+        size = len(fen_n) - 1
+        for i, cost in zip(self._noted, self._noted_c, strict=True):
+            count = 1 if i > 0 else -1
+            i = i if i > 0 else ~i
+            while i <= size:
+                fen_n[i] += count
+                fen_c[i] += cost
+                i += i & -i
+        self._noted.clear()
+        self._noted_c.clear()
+
     def _rebuild(self) -> None:
-        """Fenwick trees afresh, O(blocks): on the first rank after blocks split or vanished
-        (every LOAD or so pushes or pops; not on each, so the hot path stays cheap). They
-        cover the blocks after the first: the first block, where jobs leave, is counted
-        from itself, so a pop touches no tree."""
         size = len(self._keys) - 1
         fen_n = [0] * (size + 1)
         fen_c = [0.0] * (size + 1)
@@ -103,21 +144,12 @@ class Ranked:
                 fen_n[up] += fen_n[i]
                 fen_c[up] += fen_c[i]
         self._fen_n, self._fen_c = fen_n, fen_c
+        self._noted.clear()
+        self._noted_c.clear()
         self._stale = False
 
-    def _add(self, block: int, count: int, cost: float) -> None:
-        if self._stale or block == 0:
-            return  # rebuilt before the next rank anyway / the first block counts itself
-        fen_n, fen_c = self._fen_n, self._fen_c
-        size = len(fen_n) - 1
-        i = block
-        while i <= size:
-            fen_n[i] += count
-            fen_c[i] += cost
-            i += i & -i
-
     def _before(self, block: int) -> tuple[int, float]:
-        """(entries, cost) in the blocks before `block`."""
+        """(entries, cost) in the blocks before `block` (the trees up to date)."""
         if block == 0:
             return 0, 0.0
         count, cost = len(self._keys[0]), self._totals[0]
@@ -129,31 +161,31 @@ class Ranked:
         return count, cost
 
     def add(self, entry: Entry) -> None:
-        """Insert an entry at its place by (tag, seq)."""
-        key = (entry.tag, entry.seq)
+        """Insert an entry at its place: after every entry with a tag up to its own (its seq
+        is the newest, so ties stay in seq order)."""
+        tag = entry.tag
         maxes = self._maxes
+        self._len += 1
         if not maxes:
-            self._keys.append([key])
+            self._keys.append([tag])
             self._items.append([entry])
             self._totals.append(entry.cost)
-            maxes.append(key)
-            self._len = 1
+            maxes.append(tag)
             self._stale = True
             return
-        b = bisect_left(maxes, key)
+        b = bisect_right(maxes, tag)
         if b == len(maxes):
             b -= 1
-            maxes[b] = key  # past every entry: the new last of the last block
+            maxes[b] = tag  # at or past every entry: the new last of the last block
         keys = self._keys[b]
-        j = bisect_left(keys, key)
-        keys.insert(j, key)
+        j = bisect_right(keys, tag)
+        keys.insert(j, tag)
         self._items[b].insert(j, entry)
         self._totals[b] += entry.cost
-        self._len += 1
         if len(keys) > self._split_at:
             self._split(b)
-        elif b and not self._stale:
-            self._add(b, 1, entry.cost)
+        elif b:
+            self._note(b, entry.cost)
 
     def _split(self, b: int) -> None:
         keys, items = self._keys[b], self._items[b]
@@ -168,12 +200,19 @@ class Ranked:
         self._stale = True
 
     def _locate(self, entry: Entry) -> tuple[int, int]:
-        key = (entry.tag, entry.seq)
-        b = bisect_left(self._maxes, key)
-        if b < len(self._maxes):
+        tag, seq, maxes = entry.tag, entry.seq, self._maxes
+        b = bisect_left(maxes, tag)
+        if b < len(maxes) and maxes[b] == tag:
+            # equal tags may run on over several blocks: the one whose last seq reaches it
+            run_end = bisect_right(maxes, tag, b)
+            b = bisect_left(self._items, seq, b, run_end, key=_last_seq)
+        if b < len(maxes):
             keys = self._keys[b]
-            j = bisect_left(keys, key)
-            if j < len(keys) and self._items[b][j] is entry:
+            lo = bisect_left(keys, tag)
+            hi = bisect_right(keys, tag, lo)
+            items = self._items[b]
+            j = bisect_left(items, seq, lo, hi, key=_seq_of)
+            if j < hi and items[j] is entry:
                 return b, j
         raise KeyError(entry.job_id)
 
@@ -197,20 +236,19 @@ class Ranked:
         if j == len(keys):
             self._maxes[b] = keys[-1]
         self._totals[b] -= entry.cost
-        self._add(b, -1, -entry.cost)
+        if b:
+            self._note(~b, -entry.cost)
 
     def pop_first(self) -> Entry | None:
-        """Remove and return the lowest entry (it lives in the first block: no tree to touch)."""
+        """Remove and return the lowest entry (it lives in the first block)."""
         items = self._items
         if not items:
             return None
         first = items[0]
-        entry = first[0]
-        del first[0]
-        keys = self._keys[0]
-        del keys[0]
+        entry = first.pop(0)
         self._len -= 1
-        if keys:
+        if first:
+            del self._keys[0][0]
             self._totals[0] -= entry.cost
         else:
             self._drop_block(0)
@@ -219,8 +257,8 @@ class Ranked:
     def rank(self, entry: Entry) -> tuple[int, float]:
         """(entries, total cost) ordered before this one."""
         b, j = self._locate(entry)
-        if self._stale:
-            self._rebuild()
+        if self._stale or self._noted:
+            self._catch_up()
         count, cost = self._before(b)
         items = self._items[b]
         if 2 * j <= len(items):  # the shorter side of the block: at most LOAD entries summed
@@ -271,9 +309,11 @@ class FairQueue:
         """Queue a job behind the user's other jobs, tagged fairly."""
         user = entry.user
         last = self._last.get(user, 0.0)
-        start = last if last > self.vtime else self.vtime
+        vtime = self.vtime
         weight = entry.weight
-        tag = entry.tag = start + (entry.cost / weight if weight > 0 else entry.cost)
+        tag = entry.tag = (last if last > vtime else vtime) + (
+            entry.cost / weight if weight > 0 else entry.cost
+        )
         entry.seq = next(self._seq)
         self._last[user] = tag
         self._by_id[entry.job_id] = entry
@@ -300,8 +340,14 @@ class FairQueue:
         if entry is None:
             return None
         del self._by_id[entry.job_id]
-        self._unlist(entry)
-        start = entry.tag - (entry.cost / entry.weight if entry.weight > 0 else entry.cost)
+        users, user = self._users, entry.user
+        left = users[user] - 1
+        if left:
+            users[user] = left
+        else:
+            del users[user]
+        weight = entry.weight
+        start = entry.tag - (entry.cost / weight if weight > 0 else entry.cost)
         if start > self.vtime:
             self.vtime = start
         return entry

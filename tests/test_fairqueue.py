@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -185,3 +188,45 @@ def test_positions_stay_exact_across_many_blocks() -> None:
         assert q.ahead(entry.job_id) == (i, total)
         total += entry.cost
     assert q.ahead("gone") == (0, 0.0)
+
+
+def test_equal_tags_across_many_blocks_are_found_by_arrival() -> None:
+    """1 000 users with one job each all share one tag (a run over hundreds of small blocks):
+    any of them can be taken, removed or ranked, and the rest keep their arrival order."""
+    q = FairQueue(load=2)
+    for i in range(1_000):
+        q.push(Entry(f"j{i}", f"u{i}", 1.0))
+    assert len({e.tag for e in q.in_order()}) == 1
+    gone = {f"j{i}" for i in range(0, 1_000, 7)}
+    for job in sorted(gone, key=lambda j: -int(j[1:])):
+        assert q.remove(job).job_id == job
+    assert q.take("j500").job_id == "j500"
+    left = [f"j{i}" for i in range(1_000) if f"j{i}" not in gone and i != 500]
+    assert [e.job_id for e in q.in_order()] == left
+    for i, job in enumerate(left):
+        assert q.ahead(job) == (i, float(i))
+    assert q.remove("j0") is None and q.ahead("j7") == (0, 0.0)
+
+
+@pytest.mark.parametrize("every", [1, 7, 400])
+def test_positions_after_many_changes_between_lookups(every: int) -> None:
+    """Positions asked for rarely (after 1, 7 or 400 changes, the last more than the trees
+    keep notes of) are as exact as positions asked for after every change."""
+    rng = random.Random(every)
+    q, ref = FairQueue(load=4), _Naive()
+    for n in range(2_000):
+        queued = ref.order()
+        if queued and rng.random() < 0.3:
+            job = queued[rng.randrange(len(queued))]
+            assert q.remove(job).job_id == ref.remove(job).job_id
+        elif queued and rng.random() < 0.2:
+            assert q.pop().job_id == ref.take(queued[0]).job_id
+        else:
+            user, cost = f"u{rng.randrange(30)}", float(rng.randint(1, 4))
+            q.push(Entry(f"j{n}", user, cost))
+            ref.push(f"j{n}", user, cost)
+        if n % every == 0:
+            for job in rng.sample(ref.order(), min(20, len(ref.order()))):
+                assert q.ahead(job) == ref.ahead(job)
+    assert [e.job_id for e in q.in_order()] == ref.order()
+    assert all(q.ahead(job) == ref.ahead(job) for job in ref.order())
