@@ -13,6 +13,7 @@ from bot.payload import Resolved, Target, build_payload, cost, cost_on, resolve
 from bot.presets import ORIGIN_NEGATIVE, PresetBook
 from bot.types import GenerationRequest, Mode
 from bot.webui import Flavour
+from bot.webui.client import _flat_and_small
 
 DATA = Path(__file__).parent / "data"
 FIELDS = json.loads((DATA / "webui_fields.json").read_text())
@@ -255,3 +256,14 @@ def test_presets_file_errors_say_what_is_wrong(tmp_path):
         load_presets(bad)
     with pytest.raises(PresetFileError, match="does not exist"):
         load_presets(tmp_path / "missing.toml")
+
+
+def test_only_small_flat_bodies_are_serialised_on_the_event_loop() -> None:
+    """A plain txt2img body (override_settings, styles: one level of scalars) is cheap to
+    serialise where it is; bodies with pictures or script arguments go to a thread."""
+    plain = build_payload(_spec(seed=42))
+    assert _flat_and_small(plain) and "override_settings" in plain
+    assert not _flat_and_small({**plain, "init_images": ["A" * 5_000_000]})
+    assert not _flat_and_small({**plain, "prompt": "a fox " * 1_000})  # a 6 000-char prompt
+    assert not _flat_and_small({**plain, "alwayson_scripts": {"ADetailer": {"args": [True]}}})
+    assert _flat_and_small({**plain, "styles": ["noir", "film"], "seed": -1, "x": None})
