@@ -78,7 +78,10 @@ class SQLiteWriter:
         # held by whoever uses the connection: the thread for a batch, the loop for an inline
         self._using = threading.Lock()
         self._prepared: dict[tuple[int, tuple[str, ...]], _Prepared] = {}
-        self._pragmas: tuple[int, int] | None = None  # busy_timeout, wal_autocheckpoint
+        # the connection's configured busy_timeout and wal_autocheckpoint, for the thread's
+        # batches; between batches both are 0 on `_rest` (see `_for_the_loop`)
+        self._pragmas: tuple[int, int] | None = None
+        self._rest: Any = None
         self._reader: sqlite3.Connection | None = None  # the loop's, for `read_inline`
         # raw writes waiting on the loop for the thread's batch to end, and the handshake
         self._waiting: list[tuple[Tx[Any], asyncio.Future[Any]]] = []
@@ -179,10 +182,15 @@ class SQLiteWriter:
                     item.started = True
                 runnable.append(item)
             with self._using:
-                if len(runnable) == 1:
-                    outcomes.append(self._alone(runnable[0]))
-                elif runnable:
-                    outcomes.extend(self._group(runnable))
+                if runnable:
+                    self._for_the_thread()
+                    try:
+                        if len(runnable) == 1:
+                            outcomes.append(self._alone(runnable[0]))
+                        else:
+                            outcomes.extend(self._group(runnable))
+                    finally:
+                        self._for_the_loop()
             if outcomes:
                 loop.call_soon_threadsafe(self._wake, outcomes)
             if self._loop_waits and not stopping:
@@ -195,6 +203,42 @@ class SQLiteWriter:
         finally:
             if self._stopped is not None:
                 loop.call_soon_threadsafe(self._settle, self._stopped, True, None)
+
+    def _dbapi(self) -> Any:
+        conn = self._conn
+        if conn is None or conn.invalidated or conn.closed:
+            return None
+        return conn.connection.dbapi_connection
+
+    def _for_the_thread(self) -> None:
+        """Before a batch of the thread: the connection waits for other processes' locks
+        (busy_timeout) and checkpoints on COMMIT (wal_autocheckpoint) as configured."""
+        raw = self._dbapi()
+        if raw is None or raw is not self._rest or self._pragmas is None:
+            return  # a connection not at rest has them as configured already
+        self._rest = None
+        busy, checkpoint = self._pragmas
+        with contextlib.suppress(sqlite3.Error):
+            raw.execute(f"PRAGMA busy_timeout = {busy}")
+            raw.execute(f"PRAGMA wal_autocheckpoint = {checkpoint}")
+
+    def _for_the_loop(self) -> None:
+        """After a batch of the thread (and before the loop's first write): the connection
+        at rest never waits for a lock and leaves checkpoints to the thread, so that a write
+        on the loop needs no PRAGMA of its own (two of them cost ~100 µs there, cold)."""
+        raw = self._dbapi()
+        if raw is None or raw is self._rest or raw.in_transaction:
+            return
+        try:
+            if self._pragmas is None:
+                busy = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
+                checkpoint = int(raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
+                self._pragmas = (busy, checkpoint)
+            raw.execute("PRAGMA busy_timeout = 0")
+            raw.execute("PRAGMA wal_autocheckpoint = 0")
+        except sqlite3.Error:
+            return
+        self._rest = raw
 
     def _wake(self, outcomes: list[Outcome]) -> None:
         for item, ok, value in outcomes:
@@ -387,24 +431,14 @@ class SQLiteWriter:
         raw = conn.connection.dbapi_connection
         if raw is None or raw.in_transaction:
             return None
-        if self._pragmas is None:
-            busy = int(raw.execute("PRAGMA busy_timeout").fetchone()[0])
-            checkpoint = int(raw.execute("PRAGMA wal_autocheckpoint").fetchone()[0])
-            self._pragmas = (busy, checkpoint)
-        busy, checkpoint = self._pragmas
+        self._for_the_loop()
+        if raw is not self._rest:
+            return None  # it could not be set to wait for nothing: the thread runs these
         try:
-            # never wait for a lock on the loop, and leave checkpoints to the thread
-            raw.execute("PRAGMA busy_timeout = 0")
-            raw.execute("PRAGMA wal_autocheckpoint = 0")
-            try:
-                raw.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error:
-                return None
-            return self._savepoints(raw, fns)
-        finally:
-            with contextlib.suppress(sqlite3.Error):
-                raw.execute(f"PRAGMA busy_timeout = {busy}")
-                raw.execute(f"PRAGMA wal_autocheckpoint = {checkpoint}")
+            raw.execute("BEGIN IMMEDIATE")  # busy_timeout 0: another process's lock → at once
+        except sqlite3.Error:
+            return None
+        return self._savepoints(raw, fns)
 
     def _savepoints(self, raw: Any, fns: list[Tx[Any]]) -> list[tuple[bool | None, Any]]:
         outcomes: list[tuple[bool | None, Any]] = []

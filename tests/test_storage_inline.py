@@ -79,6 +79,37 @@ async def test_a_raw_capable_write_runs_on_the_loop_without_a_hop(sdb: Database)
     assert await sdb.write_tx(where) == ("Connection", "drawbridge-sqlite")
 
 
+async def test_a_write_on_the_loop_sets_no_pragma_and_the_thread_its_own(sdb: Database) -> None:
+    """Between the thread's batches the writer's connection is at rest (busy_timeout and
+    wal_autocheckpoint 0): a write on the loop runs its statements and nothing else; the
+    thread raises both to the configured values for its batch and lowers them after."""
+    writer = sdb._sqlite
+    assert writer is not None
+    await sdb.write_tx(where)  # a batch of the thread first
+    raw = writer._conn.connection.dbapi_connection  # type: ignore[union-attr]
+    seen: list[tuple[str, str]] = []
+    raw.set_trace_callback(lambda sql: seen.append((threading.current_thread().name, sql)))
+    try:
+        await submit(sdb, "quiet")
+        on_loop = [sql for thread, sql in seen if thread == "MainThread"]
+        assert on_loop and not [sql for sql in on_loop if "PRAGMA" in sql]
+        seen.clear()
+
+        def settings(conn: Connection) -> tuple[int, int]:
+            one = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+            two = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+            return int(one), int(two)
+
+        busy, checkpoint = await sdb.write_tx(settings)
+        assert busy > 0 and checkpoint > 0  # as configured, inside the thread's batch
+        assert [sql for _, sql in seen if sql.endswith("= 0")] == [
+            "PRAGMA busy_timeout = 0",
+            "PRAGMA wal_autocheckpoint = 0",
+        ]  # … and at rest again after it
+    finally:
+        raw.set_trace_callback(None)
+
+
 async def test_the_submit_inline_writes_what_the_thread_would(sdb: Database) -> None:
     await submit(sdb, "inline")
     job = await sdb.jobs.get("inline")
