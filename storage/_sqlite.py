@@ -17,8 +17,9 @@ thread instead, on the same connection, as Core statements compiled once and sen
 pysqlite (~40 µs apiece instead of ~250 µs through SQLAlchemy's execution): at once when the
 connection is free; when the thread is in a batch, at its end (the thread waits up to
 LOOP_TURN_WAIT for the loop's turn); in the thread when SQLite would make the loop wait or fails,
-which then reports errors the usual way. The loop never waits for a lock (busy_timeout 0
-meanwhile) and never checkpoints (wal_autocheckpoint 0 meanwhile: the thread's next commit does).
+which then reports errors the usual way. The loop never waits for a lock and never checkpoints:
+between the thread's batches the connection rests with busy_timeout and wal_autocheckpoint 0,
+and the thread sets both as configured for its own batches (its commits checkpoint).
 Reads of that kind (`read_inline`) use a read-only connection of the loop's own.
 """
 
