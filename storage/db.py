@@ -230,6 +230,9 @@ async def _to_the_end(work: Awaitable[T]) -> T:
         raise
 
 
+USERS_REMEMBERED = 50_000  # returning users whose upsert a submit skips (~10 MB at most)
+
+
 class Database:
     """The database: migrations on start, one engine, and the repositories.
 
@@ -258,6 +261,9 @@ class Database:
         self._reader: AsyncEngine | None = None
         self._write_lock: asyncio.Lock | None = None
         self._sqlite: SQLiteWriter | None = None
+        # users whose row this process stored as it is now (platform, name, locale): rows
+        # of users are never deleted, so a returning user's submit skips the upsert
+        self._users_stored: dict[str, tuple[str, str, str]] = {}
         self.quota = QuotaRepo(self)
         self.jobs = JobRepo(self)
         self.users = UserRepo(self)
@@ -463,14 +469,17 @@ class Database:
             owner=owner,
             source=source,
         )
-        user = {
-            "key": user_key,
-            "platform": platform,
-            "display_name": display_name,
-            "locale": locale,
-            "created_at": job["created_at"],
-        }
-        return await self.quota.reserve_with(
+        as_now = (platform, display_name, locale)
+        user = None
+        if self._users_stored.get(user_key) != as_now:
+            user = {
+                "key": user_key,
+                "platform": platform,
+                "display_name": display_name,
+                "locale": locale,
+                "created_at": job["created_at"],
+            }
+        reservation = await self.quota.reserve_with(
             user_key,
             id,
             cost,
@@ -480,6 +489,11 @@ class Database:
             user=user,
             job=job,
         )
+        if user is not None:  # committed: the row is there as it is now
+            if len(self._users_stored) >= USERS_REMEMBERED:
+                self._users_stored.clear()
+            self._users_stored[user_key] = as_now
+        return reservation
 
     async def __aenter__(self) -> Self:
         await self.start()

@@ -290,3 +290,31 @@ async def test_many_writes_in_a_row_still_let_the_loop_run(sdb: Database) -> Non
     ticker.cancel()
     assert ticks - began >= 5  # the loop ran other tasks in between
     assert (await sdb.quota.show("telegram:1", allowance=10, today=DAY)).bonus == 301
+
+
+async def test_a_returning_users_submit_skips_the_user_upsert(sdb: Database) -> None:
+    """The user row is written on a user's first submit and when their name or language
+    changes, not on every /draw; a refused first submit leaves no row and is not remembered."""
+    with pytest.raises(InsufficientCredits):
+        await submit(sdb, "too-big", cost=50)
+    assert await sdb.users.get("telegram:1") is None
+    writer = sdb._sqlite
+    assert writer is not None
+    await sdb.write_tx(where)  # the thread's batch leaves the connection at rest
+    raw = writer._conn.connection.dbapi_connection  # type: ignore[union-attr]
+    seen: list[str] = []
+    raw.set_trace_callback(seen.append)
+    try:
+        for n, (name, locale) in enumerate([("Ann", "en"), ("Ann", "en"), ("Anna", "en")]):
+            seen.clear()
+            await submit(sdb, f"j{n}", display_name=name, locale=locale)
+            upserts = [sql for sql in seen if sql.startswith("INSERT INTO users")]
+            assert len(upserts) == (0 if n == 1 else 1), (n, seen)
+        seen.clear()
+        await submit(sdb, "j3", display_name="Anna", locale="zh")
+        assert [sql for sql in seen if sql.startswith("INSERT INTO users")]
+    finally:
+        raw.set_trace_callback(None)
+    user = await sdb.users.get("telegram:1")
+    assert user is not None and (user.display_name, user.locale) == ("Anna", "zh")
+    assert [e.kind for e in await sdb.quota.entries(job_id="j1")] == ["reserve"]
