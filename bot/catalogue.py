@@ -26,12 +26,12 @@ OFFER_LIMIT = 12  # names listed per backend in a refusal
 KINDS = ("model", "sampler", "upscaler", "lora", "style", "control")
 
 
-def check(spec: Resolved, backends: Sequence[Backend]) -> None:
+def check(spec: Resolved, backends: Sequence[Backend]) -> Needs:
     """Reject what no backend can draw; names are matched as people write them (the sampler
-    and model are rewritten to a backend's spelling)."""
+    and model are rewritten to a backend's spelling). Returns what the job needs."""
     listed = [b for b in backends if b.listing is not None]
     if not listed:
-        return  # nothing answered yet: the job waits for a backend that can draw it
+        return needs_of(spec)  # nothing answered yet: it waits for a backend that can draw it
     known_samplers = {s for b in listed for s in b.offers("sampler")}
     if spec.sampler not in known_samplers:
         match = {s.lower(): s for s in known_samplers}.get(spec.sampler.lower())
@@ -52,12 +52,15 @@ def check(spec: Resolved, backends: Sequence[Backend]) -> None:
     _known_names(needs.styles, [b.listing.styles for b in listed], "style")  # type: ignore[union-attr]
     if not any(not b.lacks(needs) for b in listed):
         raise undrawable(needs, listed)
+    return needs
 
 
 def _known_names(wanted: Sequence[str], lists: Sequence[list[str] | None], kind: str) -> None:
     """Refuse a misspelt LoRA or style with the nearest names ("did you mean"): the WebUI
     would draw without it, silently. A name like none of them is left to the routing's
     refusal, which names what each backend offers."""
+    if not wanted:
+        return  # most draws: nothing to look up among hundreds of names
     known = sorted({n for names in lists for n in names or ()})
     for name in wanted:
         if name in known:
@@ -92,15 +95,15 @@ def check_favourites(
 
 async def check_fresh(
     spec: Resolved, backends: Sequence[Backend], refresh: Callable[[], Awaitable[bool]]
-) -> None:
+) -> Needs:
     """`check`, and when it refuses, once more after fetching the catalogues again: a model
     added to a WebUI while drawbridge runs is usable without a restart."""
     try:
-        check(spec, backends)
+        return check(spec, backends)
     except (OptionError, NoBackendCanDraw):
         if not await refresh():
             raise
-        check(spec, backends)
+        return check(spec, backends)
 
 
 def match_model(name: str, titles: list[str]) -> str:

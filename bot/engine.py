@@ -32,7 +32,7 @@ from typing import Any
 from bot import catalogue
 from bot import describe as describing
 from bot.backend_report import state_path
-from bot.backends import needs_of
+from bot.backends import Needs, needs_of
 from bot.defaults import defaults_of
 from bot.dispatcher import Dispatcher, Events, Running, WebUICall
 from bot.errors import (
@@ -504,9 +504,11 @@ class Engine(Events):
         # moderation, pause and the tier, before anything is charged or sent to a WebUI
         spec = governor.admit(requester, spec)
         dispatcher = self.dispatcher
-        await catalogue.check_fresh(spec, dispatcher.backends, dispatcher.refresh_for_unknown)
+        needs = await catalogue.check_fresh(
+            spec, dispatcher.backends, dispatcher.refresh_for_unknown
+        )
         # charged what the backends that may draw it really draw (img2img steps differ)
-        job_cost = cost_on(spec, (b.flavour for b in dispatcher.can_draw(needs_of(spec))))
+        job_cost = cost_on(spec, (b.flavour for b in dispatcher.can_draw(needs)))
         # count first, synchronously, so concurrent submits cannot both pass the cap
         queued = self.queue.count(user) + self._pending.get(user, 0)
         max_queued = governor.max_queued(requester)
@@ -544,7 +546,7 @@ class Engine(Events):
             job_id, requester, spec, cost, replier, created=time.monotonic(), notes=tuple(notes)
         )
         job.relax, job.share = relax, float(job_cost)
-        self._enqueue(job)
+        self._enqueue(job, needs)
         position, eta = self.position(job_id)
         job.shown_position = position
         self.dispatcher.kick()  # an idle backend takes it now …
@@ -610,7 +612,8 @@ class Engine(Events):
         except StorageFault as exc:
             log.info("job %s: where its status is could not be stored (%s)", job_id, exc)
 
-    def _enqueue(self, job: Job) -> None:
+    def _enqueue(self, job: Job, needs: Needs | None = None) -> None:
+        """Into the fair queue; `needs` when the caller has them (a submit: checked just now)."""
         self.jobs[job.id] = job
         share = job.share or float(job.cost) or 1.0
         # the cost is the same for many queued jobs: one copy (the key is the Requester's, and
@@ -618,7 +621,7 @@ class Engine(Events):
         entry = Entry(job.id, job.requester.key, shared(share), job.spec.model, job)
         entry.weight = self.governor.tier(job.requester).priority
         entry.relax = job.relax
-        entry.needs = shared(needs_of(job.spec))  # most jobs need the same
+        entry.needs = shared(needs or needs_of(job.spec))  # most jobs need the same
         self.queue.push(entry)
 
     # --- status ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -94,6 +95,26 @@ async def test_quota_exhausted_charges_nothing_and_queues_nothing(tmp_path):
         assert "This needs 4 credits and you have 3 left." in info.value.render("en")
         assert len(engine.queue) == 0 and not replier.updates
         assert (await engine.quotas.view(ALICE.key)).available == 3
+
+
+async def test_credits_refill_at_the_reset_time_while_the_bot_runs(tmp_path):
+    """The quota day is worked out once and kept until the next refill: a user out of credits
+    is refused with the refill time, and draws again right after it, without a restart."""
+    soon = datetime.now(UTC) + timedelta(seconds=2)
+    async with (
+        DevWebUI(delay=0.05) as webui,
+        running_engine(
+            tmp_path, [webui], daily_credits=1, quota_reset_time=soon.strftime("%H:%M:%S")
+        ) as engine,
+    ):
+        replier = MemoryReplier()
+        await engine.submit(ALICE, small("first"), replier)
+        with pytest.raises(QuotaExceeded) as info:
+            await engine.submit(ALICE, small("second"), replier)
+        assert f"{soon:%H:%M} UTC" in info.value.render("en")
+        await asyncio.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.3)
+        handle = await engine.submit(ALICE, small("after the refill"), replier)
+        assert handle.cost == 1 and (await engine.quotas.view(ALICE.key)).available == 0
 
 
 async def test_position_and_eta(tmp_path):
