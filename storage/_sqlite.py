@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import copy
 import queue
 import sqlite3
 import threading
@@ -442,8 +443,10 @@ class SQLiteWriter:
         return self._savepoints(raw, fns)
 
     def _savepoints(self, raw: Any, fns: list[Tx[Any]]) -> list[tuple[bool | None, Any]]:
-        outcomes: list[tuple[bool | None, Any]] = []
         conn = self._raw_for(raw)
+        if len(fns) == 1:
+            return [self._only(raw, fns[0], conn)]
+        outcomes: list[tuple[bool | None, Any]] = []
         try:
             for fn in fns:
                 ok, value = _in_savepoint(raw, fn, conn)
@@ -468,6 +471,28 @@ class SQLiteWriter:
             _rollback(raw)
             raise
         return outcomes
+
+    @staticmethod
+    def _only(raw: Any, fn: Tx[Any], conn: Any) -> tuple[bool | None, Any]:
+        """A write alone in its transaction needs no SAVEPOINT: failing, it is rolled back
+        whole, which is the same."""
+        try:
+            value = fn(conn)
+        except (sqlite3.Error, DBAPIError):
+            _rollback(raw)
+            return None, None  # SQLite refused it: the thread says why
+        except Exception as error:
+            _rollback(raw)
+            return False, error
+        except BaseException:
+            _rollback(raw)
+            raise
+        try:
+            raw.execute("COMMIT")
+        except sqlite3.Error:
+            _rollback(raw)
+            return None, None
+        return True, value
 
     def read_inline(self, fn: Tx[T]) -> tuple[bool, T | None]:
         """Run the read-only `fn` now on this (the loop's) thread, on a connection of its
@@ -565,13 +590,18 @@ TURN_MAX = 16  # waiting writes run in one turn of the loop's
 
 
 class _Prepared:
-    """One Core statement compiled for SQLite with the parameter names it was given: its SQL,
-    the order of its parameters, their bind processors, the Python-side column defaults the
-    statement leaves to the caller, and how to turn what it returns into rows."""
+    """One Core statement compiled for SQLite, with named parameters, for the parameter names
+    it was given: its SQL, which parameters need a bind processor (or go by another name in
+    the SQL), the values the statement itself fixes, the Python-side column defaults it
+    leaves to the caller, and how to turn what it returns into rows. pysqlite takes the
+    parameters as a dict: those needing nothing are passed as they are, in C."""
 
     __slots__ = (
         "defaults",
-        "plan",
+        "dynamic",
+        "fixed",
+        "missing",
+        "processed",
         "results",
         "row",
         "sql",
@@ -581,9 +611,9 @@ class _Prepared:
     def __init__(self, statement: ClauseElement, dialect: Dialect, keys: tuple[str, ...]) -> None:
         if not isinstance(statement, ClauseElement) or isinstance(statement, TextClause):
             raise TypeError("a RawConnection runs Core statements only")
-        compiled = cast(SQLCompiler, statement.compile(dialect=dialect, column_keys=list(keys)))
-        if compiled.positiontup is None:
-            raise TypeError("a RawConnection needs positional parameters")
+        compiled = cast(
+            SQLCompiler, statement.compile(dialect=_named(dialect), column_keys=list(keys))
+        )
         if "POSTCOMPILE" in compiled.string:  # an IN list expanded per execution
             raise TypeError("a RawConnection cannot expand IN lists; write equalities")
         defaults: dict[str, Any] = {}
@@ -595,14 +625,30 @@ class _Prepared:
         columns = list(getattr(statement, "exported_columns", ()))
         self.statement = statement  # keeps the id() this is cached under alive
         self.sql = compiled.string
-        self.defaults = defaults
-        # per positional parameter: its key in the params, its bound value, its processor
         processors: dict[str, Any] = dict(compiled._bind_processors)
-        unescaped = {v: k for k, v in (compiled.escaped_bind_names or {}).items()}
-        self.plan: list[tuple[str, Any, Any]] = []
-        for name in compiled.positiontup:
-            bind = compiled.binds[unescaped.get(name, name)]
-            self.plan.append((bind.key, bind, processors.get(name)))
+        escaped = compiled.escaped_bind_names or {}
+        given = set(keys)
+        # given parameters needing a processor or a rename: (key, name in the SQL, processor)
+        self.processed: list[tuple[str, str, Any]] = []
+        # columns whose Python-side default applies: (name in the SQL, default, processor)
+        self.defaults: list[tuple[str, Any, Any]] = []
+        self.fixed: dict[str, Any] = {}  # values the statement fixes, processed once
+        self.dynamic: list[tuple[str, Any, Any]] = []  # bound to a callable: each time
+        self.missing: list[str] = []  # required and not given
+        for name, bind in compiled.binds.items():
+            sql_name, processor, key = escaped.get(name, name), processors.get(name), bind.key
+            if key in given:
+                if processor is not None or sql_name != key:
+                    self.processed.append((key, sql_name, processor))
+            elif key in defaults:
+                self.defaults.append((sql_name, defaults[key], processor))
+            elif bind.required:
+                self.missing.append(key)
+            elif bind.callable is not None:
+                self.dynamic.append((sql_name, bind, processor))
+            else:
+                value = bind.effective_value
+                self.fixed[sql_name] = _processed(processor, value)
         # what SQLAlchemy's result would do to each returned value (e.g. text → datetime)
         self.results = [c.type._cached_result_processor(dialect, None) for c in columns]
         names = [getattr(c, "key", None) or f"_{n}" for n, c in enumerate(columns)]
@@ -610,22 +656,20 @@ class _Prepared:
             "RawRow", names, rename=True
         )
 
-    def values(self, params: Mapping[str, Any]) -> tuple[Any, ...]:
-        given = dict(params)
-        for key, default in self.defaults.items():
-            if key not in given:
-                arg = default.arg
-                given[key] = arg(None) if default.is_callable else arg
-        out = []
-        for key, bind, processor in self.plan:
-            if key in given:
-                value = given[key]
-            elif bind.required:
-                raise TypeError(f"a value is required for bind parameter {key!r}")
-            else:
-                value = bind.effective_value
-            out.append(value if processor is None or value is None else processor(value))
-        return tuple(out)
+    def values(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        if self.missing:
+            raise TypeError(f"a value is required for bind parameter {self.missing[0]!r}")
+        out = dict(params)  # names the statement does not use are ignored by SQLite
+        if self.fixed:
+            out.update(self.fixed)
+        for key, name, processor in self.processed:
+            out[name] = _processed(processor, params[key])
+        for name, default, processor in self.defaults:
+            arg = default.arg
+            out[name] = _processed(processor, arg(None) if default.is_callable else arg)
+        for name, bind, processor in self.dynamic:
+            out[name] = _processed(processor, bind.effective_value)
+        return out
 
     def rows(self, fetched: list[tuple[Any, ...]]) -> list[Any]:
         make, results = self.row._make, self.results  # type: ignore[attr-defined]
@@ -635,6 +679,25 @@ class _Prepared:
             make(v if p is None or v is None else p(v) for p, v in zip(results, r, strict=True))
             for r in fetched
         ]
+
+
+def _processed(processor: Any, value: Any) -> Any:
+    return value if processor is None or value is None else processor(value)
+
+
+_NAMED: dict[int, Dialect] = {}
+
+
+def _named(dialect: Dialect) -> Dialect:
+    """The engine's SQLite dialect (as it found the server: RETURNING and the like), but
+    compiling named parameters, which pysqlite takes as a dict."""
+    named = _NAMED.get(id(dialect))
+    if named is None or getattr(named, "_drawbridge_of", None) is not dialect:
+        named = copy.copy(dialect)
+        named.paramstyle, named.positional = "named", False
+        named._drawbridge_of = dialect  # type: ignore[attr-defined]
+        _NAMED[id(dialect)] = named
+    return named
 
 
 class RawRows(list[Any]):
