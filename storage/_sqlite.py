@@ -626,7 +626,7 @@ class _Prepared:
         self.statement = statement  # keeps the id() this is cached under alive
         self.sql = compiled.string
         processors: dict[str, Any] = dict(compiled._bind_processors)
-        escaped = compiled.escaped_bind_names or {}
+        escaped: Mapping[str, str] = compiled.escaped_bind_names or {}
         given = set(keys)
         # given parameters needing a processor or a rename: (key, name in the SQL, processor)
         self.processed: list[tuple[str, str, Any]] = []
