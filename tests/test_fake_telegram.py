@@ -426,3 +426,18 @@ async def test_shutdown_is_clean_and_quick(fake: FakeTelegram) -> None:
     assert time.monotonic() - started < 10.0  # not the 30 s poll timeout
     cleanup = fake.calls_of("getUpdates")[-1]
     assert cleanup.params["timeout"] == 0 and cleanup.ok
+
+
+@pytest.mark.parametrize("parse_check", [True, False])
+def test_injected_updates_are_checked_with_or_without_the_librarys_parser(
+    parse_check: bool,
+) -> None:
+    """The benchmarks leave out the fake's extra parse of each update with python-telegram-bot;
+    its own checks of an update's shape stay either way."""
+    fake = FakeTelegram(parse_check=parse_check)
+    with pytest.raises(ValueError, match="invalid Telegram object from the fake"):
+        fake.push_update("message", {"message_id": "one"})
+    assert not fake.pending_updates
+    alice = fake.user(7, "Alice")
+    fake.send_text(alice, alice, "/draw a fox")
+    assert [u["message"]["text"] for u in fake.pending_updates] == ["/draw a fox"]
