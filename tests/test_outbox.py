@@ -212,3 +212,21 @@ async def test_input_limits_take_then_warn_once_then_drop() -> None:
     seen = [await limits.admit("telegram:1") for _ in range(6)]
     assert seen == [Admission.TAKE] * 3 + [Admission.WARN] + [Admission.DROP] * 2
     assert await limits.admit("telegram:2") is Admission.TAKE  # another user is not affected
+
+
+@pytest.mark.parametrize("turns", [0, 1, 2, 3])
+async def test_closing_as_a_send_wakes_the_scheduler_ends_it(turns: int) -> None:
+    """Shutdown while the last sends of a burst wake the scheduler, which also waits for a
+    lane's window: the close comes through at every point of its wake-up (a wait_for there
+    swallowed it in Python 3.11, and shutdown waited for ever)."""
+    log: list[tuple[str, float]] = []
+    outbox = Outbox(Platform(per=30.0))
+    await outbox.__aenter__()
+    outbox.send("chat", recorder(log, "first"))
+    waiting = outbox.send("chat", recorder(log, "behind it, for 30 s"))
+    await asyncio.sleep(0.05)  # the scheduler sleeps until the lane's window opens
+    outbox.send("other", recorder(log, "last"))
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await asyncio.wait_for(outbox.close(), 5)
+    assert not outbox.running and waiting.cancelled()

@@ -228,9 +228,11 @@ class Outbox:
     async def close(self) -> None:
         """Stop: calls in flight are cancelled, waiting ones fail with CancelledError."""
         runner, self._runner = self._runner, None
-        if runner is not None:
-            runner.cancel()
-            await asyncio.gather(runner, return_exceptions=True)
+        while runner is not None and not runner.done():
+            runner.cancel()  # again if a cancellation was swallowed on the way
+            await asyncio.wait({runner}, timeout=1.0)
+        if runner is not None and not runner.cancelled():
+            runner.exception()  # retrieved: it ended on its own
         calls = list(self._calls)
         for task in calls:
             task.cancel()
@@ -341,8 +343,12 @@ class Outbox:
                 tidied = now
             self._wake.clear()
             timeout = None if wake is None else max(0.0, wake - time.monotonic())
+            # asyncio.timeout, not wait_for: in Python 3.11 a wait_for whose inner wait ends
+            # just as the task is cancelled swallows the cancellation (gh-86296), and this
+            # loop then ran on and held up shutdown for ever (a burst's last sends waking it)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
             # Let what woke us finish its step first (the dispatcher sends a new job to the
             # WebUI right after queueing it, before its acknowledgement needs to go), and take
             # a burst of sends in one pass.
