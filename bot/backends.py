@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -123,6 +124,20 @@ class Listing:
     def titles(self) -> list[str]:
         """Checkpoint titles (as override_settings takes them)."""
         return [str(m.get("title") or m.get("model_name") or "") for m in self.checkpoints]
+
+    @functools.cached_property
+    def title_by_key(self) -> dict[str, str]:
+        """The first title of each model key (a listing is replaced, never changed: every
+        job's routing looks its checkpoint up here instead of keying every title again)."""
+        found: dict[str, str] = {}
+        for title in self.titles():
+            found.setdefault(model_key(title), title)
+        return found
+
+    @functools.cached_property
+    def sampler_by_lower(self) -> dict[str, str]:
+        """Sampler names by their lower case (the last spelling of each, as listed)."""
+        return {s.lower(): s for s in self.samplers}
 
 
 async def fetch_listing(client: WebUIClient) -> Listing:
@@ -337,21 +352,20 @@ class Backend:
         server offers only the model it has loaded)."""
         if not name or self.listing is None:
             return None
-        titles = self.listing.titles()
         if self.frozen is None or "sd_model_checkpoint" in (self.frozen or ()):
             loaded = self.identity.loaded_model if self.identity else None
-            titles = [x for x in titles if loaded and model_key(x) == model_key(loaded)]
-        key = model_key(name)
-        for title in titles:
-            if title == name or model_key(title) == key:
-                return title
-        return None
+            titles = [
+                x for x in self.listing.titles() if loaded and model_key(x) == model_key(loaded)
+            ]
+            key = model_key(name)
+            return next((x for x in titles if x == name or model_key(x) == key), None)
+        return self.listing.title_by_key.get(model_key(name))
 
     def sampler_for(self, name: str | None) -> str | None:
         """This backend's spelling of sampler `name` (case aside); None when it lacks it."""
         if not name or self.listing is None:
             return None
-        return {s.lower(): s for s in self.listing.samplers}.get(name.lower())
+        return self.listing.sampler_by_lower.get(name.lower())
 
     def upscaler_for(self, name: str | None) -> str | None:
         """This backend's name of upscaler `name`; the name as given when it lists none."""

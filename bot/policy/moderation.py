@@ -36,6 +36,8 @@ class PolicyRefused(RefusedError):
 
 def fold(text: str) -> str:
     """Text as rules compare it: accents dropped (NFKD without combining marks), casefolded."""
+    if text.isascii():
+        return text.casefold()  # NFKD leaves ASCII as it is, with no combining marks
     decomposed = unicodedata.normalize("NFKD", text)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
@@ -97,6 +99,8 @@ class Moderation:
 
     def check(self, prompt: str, negative: str, model: str | None) -> None:
         """Raise PolicyRefused naming the kind of rule the request breaks."""
+        if not (self._banned or self.banned_regex or self.banned_models):
+            return  # no rules: nothing to fold
         texts = [prompt, negative]
         texts += [" ".join(NAME_SEPARATORS.split(n)) for n in LORA.findall(prompt)]
         folded = [fold(text) for text in texts]
