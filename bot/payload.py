@@ -87,7 +87,7 @@ class Resolved:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form, stored with the job row."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: getattr(self, name) for name in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Resolved:
@@ -108,6 +108,10 @@ _SHARED_FLOATS: dict[float, float] = {}
 _SHARED_MAX = 4096  # distinct values kept for sharing; past that it starts afresh
 
 T = TypeVar("T")
+
+
+# the stored form's keys, once (fields() builds them anew on every call)
+_FIELDS = tuple(f.name for f in fields(Resolved))
 
 
 def shared(value: T) -> T:
