@@ -340,14 +340,8 @@ class FairQueue:
         if entry is None:
             return None
         del self._by_id[entry.job_id]
-        users, user = self._users, entry.user
-        left = users[user] - 1
-        if left:
-            users[user] = left
-        else:
-            del users[user]
-        weight = entry.weight
-        start = entry.tag - (entry.cost / weight if weight > 0 else entry.cost)
+        self._unlist(entry)
+        start = entry.tag - entry.span
         if start > self.vtime:
             self.vtime = start
         return entry
