@@ -63,17 +63,12 @@ def seed_colours(seed: int) -> tuple[RGB, RGB]:
     return _rgb(hue, 0.55, 0.92), _rgb(hue + 0.08, 0.75, 0.42)
 
 
-BITMAP_UP_TO = 12  # px: smaller cards use Pillow's bitmap font (FreeType took ~2 ms a line)
-
-
 @functools.cache
 def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    if size <= BITMAP_UP_TO:
-        return ImageFont.load_default_imagefont()
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType
-        return ImageFont.load_default_imagefont()
+        return ImageFont.load_default()
 
 
 @functools.lru_cache(maxsize=16)

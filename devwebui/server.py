@@ -875,7 +875,34 @@ class DevWebUI:
             size = (round8(width), round8(height))
             if init is not None and self.flavor == "sdnext" and not req.get("resize_mode"):
                 size = init[0].size  # SD.Next's resize mode 0 is "None": no resize at all
-            await self._sample(steps, seeds[n * batch], hang=fault == "hang")
+            # The cards are drawn while the pass runs when their size is known now (no hires
+            # pass after it): the lock is then held for `delay`, as on a GPU whose job time
+            # includes the decode, not `delay` plus the ~6 ms of drawing text on a card.
+            drawing = (
+                [
+                    asyncio.ensure_future(
+                        asyncio.to_thread(
+                            self._picture,
+                            size,
+                            seeds[n * batch + j],
+                            prompt,
+                            "",
+                            req,
+                            init[(n * batch + j) % len(init)] if init else None,
+                            mask,
+                        )
+                    )
+                    for j in range(batch)
+                ]
+                if fault is None and not hires
+                else []
+            )
+            try:
+                await self._sample(steps, seeds[n * batch], hang=fault == "hang")
+            finally:  # the threads finish either way; a card that failed is drawn (and fails)
+                done = await asyncio.gather(*drawing, return_exceptions=True)  # again below
+            drawn = [x for x in done if isinstance(x, Image.Image)]
+            drawn = drawn if len(drawn) == len(drawing) else []
             self._ran("first", steps, cfg, negative, size, req)
             if fault == "oom":
                 if self.flavor == "sdnext":
@@ -896,6 +923,9 @@ class DevWebUI:
                 params = self._infotext_params(req, sampler, scheduler, s, hires)
                 texts.append(infotext(prompt, req.get("negative_prompt") or "", params))
                 base = init[(n * batch + j) % len(init)] if init else None
+                if drawn and not note:
+                    images.append(drawn[j])
+                    continue
                 images.append(
                     await asyncio.to_thread(self._picture, size, s, prompt, note, req, base, mask)
                 )
