@@ -192,7 +192,7 @@ class SQLiteWriter:
                         else:
                             outcomes.extend(self._group(runnable))
                     finally:
-                        self._for_the_loop()
+                        self._for_the_loop(self._dbapi())
             if outcomes:
                 loop.call_soon_threadsafe(self._wake, outcomes)
             if self._loop_waits and not stopping:
@@ -224,11 +224,10 @@ class SQLiteWriter:
             raw.execute(f"PRAGMA busy_timeout = {busy}")
             raw.execute(f"PRAGMA wal_autocheckpoint = {checkpoint}")
 
-    def _for_the_loop(self) -> None:
+    def _for_the_loop(self, raw: Any) -> None:
         """After a batch of the thread (and before the loop's first write): the connection
         at rest never waits for a lock and leaves checkpoints to the thread, so that a write
         on the loop needs no PRAGMA of its own (two of them cost ~100 µs there, cold)."""
-        raw = self._dbapi()
         if raw is None or raw is self._rest or raw.in_transaction:
             return
         try:
@@ -421,7 +420,7 @@ class SQLiteWriter:
         future.add_done_callback(lambda f: f.cancelled() and task.cancel())
 
     def _run_here(self, fns: list[Tx[Any]]) -> list[tuple[bool | None, Any]] | None:
-        """Run `fns` on this thread in one transaction, each in a SAVEPOINT, holding
+        """Run `fns` on this thread in one transaction (several: each in a SAVEPOINT), holding
         `_using`: per write (True, value), (False, its own exception: rolled back to its
         SAVEPOINT), or (None, None): SQLite refused it, run it in the thread. None: nothing
         could run here (the write lock is another process's, the connection is gone)."""
@@ -433,7 +432,7 @@ class SQLiteWriter:
         raw = conn.connection.dbapi_connection
         if raw is None or raw.in_transaction:
             return None
-        self._for_the_loop()
+        self._for_the_loop(raw)
         if raw is not self._rest:
             return None  # it could not be set to wait for nothing: the thread runs these
         try:
@@ -450,14 +449,7 @@ class SQLiteWriter:
         try:
             for fn in fns:
                 ok, value = _in_savepoint(raw, fn, conn)
-                if ok:
-                    outcomes.append((True, value))
-                elif isinstance(value, (sqlite3.Error, DBAPIError)):
-                    outcomes.append((None, None))  # SQLite refused it: the thread says why
-                elif isinstance(value, Exception):
-                    outcomes.append((False, value))
-                else:
-                    raise value
+                outcomes.append((True, value) if ok else _failed(value))
             raw.execute("COMMIT")
         except (sqlite3.Error, DBAPIError, _GroupLost):
             _rollback(raw)
@@ -478,15 +470,9 @@ class SQLiteWriter:
         whole, which is the same."""
         try:
             value = fn(conn)
-        except (sqlite3.Error, DBAPIError):
+        except BaseException as error:
             _rollback(raw)
-            return None, None  # SQLite refused it: the thread says why
-        except Exception as error:
-            _rollback(raw)
-            return False, error
-        except BaseException:
-            _rollback(raw)
-            raise
+            return _failed(error)
         try:
             raw.execute("COMMIT")
         except sqlite3.Error:
@@ -569,6 +555,17 @@ def _in_savepoint(raw: Any, fn: Tx[Any], conn: Any) -> tuple[bool, Any]:
         return False, error
     raw.execute("RELEASE drawbridge_write")
     return True, value
+
+
+def _failed(error: BaseException) -> tuple[bool | None, Any]:
+    """What a write on the loop that raised `error` (and wrote nothing) comes to: (None, None)
+    when SQLite refused it (the thread runs it again and says why), (False, error) for an
+    exception of its own; anything else (a cancellation, an exit) goes on."""
+    if isinstance(error, (sqlite3.Error, DBAPIError)):
+        return None, None
+    if isinstance(error, Exception):
+        return False, error
+    raise error
 
 
 def _wrapped(sql: str, params: Any, error: sqlite3.Error) -> DBAPIError:
