@@ -698,18 +698,18 @@ def _flat_and_small(payload: dict[str, Any]) -> bool:
         if isinstance(value, dict):
             value = list(value.values())
         if isinstance(value, list | tuple):
-            for item in value:
-                if isinstance(item, str):
-                    if len(item) > INLINE_JSON_CHARS:
-                        return False
-                elif not (item is None or isinstance(item, int | float)):
-                    return False  # bools are ints
-        elif isinstance(value, str):
-            if len(value) > INLINE_JSON_CHARS:
+            if not all(_small(item) for item in value):
                 return False
-        elif not (value is None or isinstance(value, int | float)):
+        elif not _small(value):
             return False
     return True
+
+
+def _small(value: Any) -> bool:
+    """A scalar (bools are ints) or a string of at most INLINE_JSON_CHARS."""
+    if isinstance(value, str):
+        return len(value) <= INLINE_JSON_CHARS
+    return value is None or isinstance(value, int | float)
 
 
 def _b64(data: bytes) -> str:
