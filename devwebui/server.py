@@ -875,6 +875,7 @@ class DevWebUI:
             size = (round8(width), round8(height))
             if init is not None and self.flavor == "sdnext" and not req.get("resize_mode"):
                 size = init[0].size  # SD.Next's resize mode 0 is "None": no resize at all
+            bases = [init[(n * batch + j) % len(init)] if init else None for j in range(batch)]
             # The cards are drawn while the pass runs when their size is known now (no hires
             # pass after it): the lock is then held for `delay`, as on a GPU whose job time
             # includes the decode, not `delay` plus the ~6 ms of drawing text on a card.
@@ -882,17 +883,10 @@ class DevWebUI:
                 [
                     asyncio.ensure_future(
                         asyncio.to_thread(
-                            self._picture,
-                            size,
-                            seeds[n * batch + j],
-                            prompt,
-                            "",
-                            req,
-                            init[(n * batch + j) % len(init)] if init else None,
-                            mask,
+                            self._picture, size, seeds[n * batch + j], prompt, "", req, base, mask
                         )
                     )
-                    for j in range(batch)
+                    for j, base in enumerate(bases)
                 ]
                 if fault is None and not hires
                 else []
@@ -922,12 +916,13 @@ class DevWebUI:
                 s = seeds[n * batch + j]
                 params = self._infotext_params(req, sampler, scheduler, s, hires)
                 texts.append(infotext(prompt, req.get("negative_prompt") or "", params))
-                base = init[(n * batch + j) % len(init)] if init else None
                 if drawn and not note:
                     images.append(drawn[j])
                     continue
                 images.append(
-                    await asyncio.to_thread(self._picture, size, s, prompt, note, req, base, mask)
+                    await asyncio.to_thread(
+                        self._picture, size, s, prompt, note, req, bases[j], mask
+                    )
                 )
             st.nextjob()
         if st.interrupted and self.flavor == "sdnext":
