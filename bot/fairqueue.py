@@ -310,10 +310,7 @@ class FairQueue:
         user = entry.user
         last = self._last.get(user, 0.0)
         vtime = self.vtime
-        weight = entry.weight
-        tag = entry.tag = (last if last > vtime else vtime) + (
-            entry.cost / weight if weight > 0 else entry.cost
-        )
+        tag = entry.tag = (last if last > vtime else vtime) + entry.span
         entry.seq = next(self._seq)
         self._last[user] = tag
         self._by_id[entry.job_id] = entry
