@@ -174,7 +174,7 @@ async def test_sdnext_restoring_an_override_reloads_at_once(make_devwebui):
 
 
 async def test_task_ids_bind_progress_to_one_request(make_devwebui):
-    a1111 = await make_devwebui(delay=0.4, preview_every=1)
+    a1111 = await make_devwebui(delay=1.0, preview_every=1)
     job = asyncio.create_task(
         call(a1111, "POST", TXT2IMG, {"prompt": "x", "steps": 4, "force_task_id": "task(mine)"})
     )

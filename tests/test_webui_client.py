@@ -129,7 +129,7 @@ async def test_progress_while_a_job_runs(make_devwebui: Callable[..., Any]) -> N
 
 
 async def test_interrupt_returns_partial_result(make_devwebui: Callable[..., Any]) -> None:
-    server = await make_devwebui(delay=0.3)
+    server = await make_devwebui(delay=1.2)
     async with WebUIClient(server.url) as client:
         job = asyncio.create_task(client.txt2img({"prompt": "x", "steps": 10, "n_iter": 3}))
         await poll(client, lambda p: p.state["sampling_step"] > 0)
