@@ -230,3 +230,18 @@ async def test_closing_as_a_send_wakes_the_scheduler_ends_it(turns: int) -> None
         await asyncio.sleep(0)
     await asyncio.wait_for(outbox.close(), 5)
     assert not outbox.running and waiting.cancelled()
+
+
+async def test_a_send_after_closing_fails_at_once_and_never_runs() -> None:
+    """A delivery that reaches the outbox after shutdown closed it must not wait for a
+    scheduler that is gone (shutdown then waited its whole grace for that step)."""
+    log: list[tuple[str, float]] = []
+    outbox = Outbox(Platform())
+    async with outbox:
+        await outbox.send("chat", recorder(log, "before"))
+    late = outbox.send("chat", recorder(log, "after the close"))
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(late, 1)
+    posted = outbox.post("chat", recorder(log, "posted after the close"), what="test")
+    assert posted.cancelled() and outbox.waiting() == 0
+    assert [what for what, _ in log] == ["before"]

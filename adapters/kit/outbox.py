@@ -210,6 +210,7 @@ class Outbox:
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
+        self._closed = False
         self._calls: set[asyncio.Task[None]] = set()
         # what the outbox did, for tests, the bench and the log
         self.sent = 0
@@ -226,7 +227,10 @@ class Outbox:
         await self.close()
 
     async def close(self) -> None:
-        """Stop: calls in flight are cancelled, waiting ones fail with CancelledError."""
+        """Stop: calls in flight are cancelled, waiting ones fail with CancelledError, and so
+        does every send after this (nothing would run it: a delivery waiting on one would hold
+        up shutdown; its result is kept and goes out after the restart)."""
+        self._closed = True
         runner, self._runner = self._runner, None
         while runner is not None and not runner.done():
             runner.cancel()  # again if a cancellation was swallowed on the way
@@ -276,6 +280,9 @@ class Outbox:
         if paces is None:
             paces = priority == Priority.PROGRESS
         future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        if self._closed:
+            future.cancel()
+            return future
         state = self._lane(lane)
         waiting = state.keyed.get(key) if key is not None else None
         if waiting is not None:
