@@ -15,7 +15,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench import dbsize, decodes, live, memory, nsfw, queueops, quota, report, scale, tgpath
+from bench import (
+    dbsize,
+    dcpath,
+    decodes,
+    live,
+    memory,
+    nsfw,
+    queueops,
+    quota,
+    report,
+    scale,
+    tgpath,
+)
 from bench.bots import KINDS
 
 GROUPS = (
@@ -28,6 +40,7 @@ GROUPS = (
     "light",
     "switches",
     "telegram",
+    "discord",
     "scale",
     "nsfw",
     "dbsize",
@@ -51,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 if a target fails")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("discord.client").setLevel(logging.ERROR)  # "voice will NOT be supported"
 
     groups = [g for g in GROUPS if not args.only or g in args.only]
     began = time.monotonic()
@@ -94,6 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         found = asyncio.run(tgpath.run(tgpath.Config(), log))
         base["tg_overhead_ms_p50"] = found.pop("tg_bare_ms_p50")
         base["tg_overhead_ms_p99"] = found.pop("tg_bare_ms_p99")
+        ours.update(found)
+    if "discord" in groups:
+        log("discord: the whole path through discord.py and a fake Discord")
+        found = asyncio.run(dcpath.run(dcpath.Config(), log))
+        base["dc_overhead_ms_p50"] = found.pop("dc_bare_ms_p50")
+        base["dc_overhead_ms_p99"] = found.pop("dc_bare_ms_p99")
         ours.update(found)
 
     if "scale" in groups:

@@ -82,6 +82,15 @@ FIGURES: list[Figure] = [
     Figure("tg_429s", "", "==", 0),
     Figure("tg_results_lost", "", "==", 0),
     Figure("tg_bytes_per_queued_job", "B", "<=", 4096),
+    # the same path through discord.py and the fake Discord (per-route buckets); the
+    # overhead targets are the Telegram ones, the bare bot a discord.py command
+    Figure("dc_overhead_ms_p50", "ms", "", None),
+    Figure("dc_overhead_gap_ms_p50", "ms", "<=", 1.5),
+    Figure("dc_overhead_ms_p99", "ms", "<=", 10),
+    Figure("dc_calls_per_job_dm", "", "", None),
+    Figure("dc_calls_per_job_guild", "", "", None),
+    Figure("dc_429s", "", "==", 0),
+    Figure("dc_results_lost", "", "==", 0),
     # scale (bench/scale.py): the queue at 100 000 users, the day change, a restart
     Figure("position_us_100k", "µs", "<=", 50),
     Figure("job_start_us_100k", "µs", "<=", 50),
