@@ -103,18 +103,17 @@ def main(argv: list[str] | None = None) -> int:
     live_groups = [g for g in groups if g in LIVE]
     if live_groups:
         asyncio.run(_live(live_groups, ours, base, log))
-    if "telegram" in groups:
-        log("telegram: the whole path through python-telegram-bot and a fake Bot API")
-        found = asyncio.run(tgpath.run(tgpath.Config(), log))
-        base["tg_overhead_ms_p50"] = found.pop("tg_bare_ms_p50")
-        base["tg_overhead_ms_p99"] = found.pop("tg_bare_ms_p99")
-        ours.update(found)
-    if "discord" in groups:
-        log("discord: the whole path through discord.py and a fake Discord")
-        found = asyncio.run(dcpath.run(dcpath.Config(), log))
-        base["dc_overhead_ms_p50"] = found.pop("dc_bare_ms_p50")
-        base["dc_overhead_ms_p99"] = found.pop("dc_bare_ms_p99")
-        ours.update(found)
+    paths = [
+        ("telegram", tgpath, "tg", "python-telegram-bot and a fake Bot API"),
+        ("discord", dcpath, "dc", "discord.py and a fake Discord"),
+    ]
+    for group, path, prefix, what in paths:
+        if group in groups:
+            log(f"{group}: the whole path through {what}")
+            found = asyncio.run(path.run(path.Config(), log))
+            for q in ("p50", "p99"):  # the bare bot is the baseline column
+                base[f"{prefix}_overhead_ms_{q}"] = found.pop(f"{prefix}_bare_ms_{q}")
+            ours.update(found)
 
     if "scale" in groups:
         log("scale: the queue at 100 000 users, the day change at 100 000 accounts, a restart")

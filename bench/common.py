@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import itertools
 import json
 import math
+import operator
 import tempfile
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -137,17 +139,17 @@ async def webuis(count: int) -> AsyncIterator[list[TimedWebUI]]:
         yield servers
 
 
-def bench_settings(workdir: Path, urls: Sequence[str]) -> Settings:
-    """Production defaults, except: own SQLite file and data dir, and credits and per-user caps
-    high enough for bursts of 1000."""
-    return Settings(
-        _env_file=None,
-        webui_urls=list(urls),
-        database_url=f"sqlite+aiosqlite:///{workdir}/drawbridge.db",
-        data_dir=workdir / "data",
-        daily_credits=10**9,
-        max_queued_per_user=100_000,
-    )
+def bench_settings(workdir: Path, urls: Sequence[str], **values: Any) -> Settings:
+    """Production defaults, except: own SQLite file and data dir, credits and per-user caps
+    high enough for bursts of 1000, and `values` (a platform's token and address)."""
+    defaults: dict[str, Any] = {
+        "webui_urls": list(urls),
+        "database_url": f"sqlite+aiosqlite:///{workdir}/drawbridge.db",
+        "data_dir": workdir / "data",
+        "daily_credits": 10**9,
+        "max_queued_per_user": 100_000,
+    }
+    return Settings(_env_file=None, **{**defaults, **values})
 
 
 @contextlib.asynccontextmanager
@@ -223,3 +225,73 @@ def idle_gaps(servers: Sequence[TimedWebUI]) -> list[float]:
         holds = sorted(server.holds, key=lambda h: h.acquired)
         gaps.extend(b.acquired - a.released for a, b in itertools.pairwise(holds))
     return gaps
+
+
+async def until(predicate: Callable[[], Any], timeout: float, step: float = 0.01) -> None:
+    """Poll `predicate` every `step` seconds until it holds (TimeoutError after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the bench waited too long")
+        await asyncio.sleep(step)
+
+
+async def in_turn(
+    send: Callable[[Any, str], Awaitable[None]],
+    server: TimedWebUI,
+    users: Sequence[Any],
+    jobs: int,
+    tag: str,
+) -> list[float]:
+    """One /draw at a time, `send(user, prompt)`, the users in turn (each once first, to
+    warm up: a returning user's settings are cached; no chat waits for its own limit): ms
+    from the send to the WebUI having read the request, once it is idle again each time."""
+    times: list[float] = []
+    for i in range(-len(users), jobs):
+        prompt = f"{tag} overhead {i}"
+        sent = time.monotonic()
+        await send(users[i % len(users)], prompt)
+        await until(functools.partial(operator.contains, server.received, prompt), 30, 0.0005)
+        if i >= 0:
+            times.append((server.received[prompt] - sent) * 1000)
+        await until(lambda: not server._lock.locked(), 30, step=0.002)
+        await asyncio.sleep(0.15)
+    return times
+
+
+def overhead_figures(prefix: str, ours: Sequence[float], bare: Sequence[float]) -> dict[str, float]:
+    """drawbridge's p50 and p99 beside the bare bot's, and the gap between the medians."""
+    return {
+        f"{prefix}_overhead_ms_p50": median(ours),
+        f"{prefix}_overhead_ms_p99": percentile(ours, 99),
+        f"{prefix}_bare_ms_p50": median(bare),
+        f"{prefix}_bare_ms_p99": percentile(bare, 99),
+        f"{prefix}_overhead_gap_ms_p50": median(ours) - median(bare),
+    }
+
+
+def overhead_line(platform: str, bare_bot: str, figures: dict[str, float], prefix: str) -> str:
+    """The log line of an overhead run."""
+    return (
+        f"{platform} overhead: drawbridge p50 {figures[f'{prefix}_overhead_ms_p50']:.2f} ms p99 "
+        f"{figures[f'{prefix}_overhead_ms_p99']:.2f} ms; {bare_bot} p50 "
+        f"{figures[f'{prefix}_bare_ms_p50']:.2f} ms p99 {figures[f'{prefix}_bare_ms_p99']:.2f} ms"
+    )
+
+
+async def path_figures(
+    platform: str,
+    prefix: str,
+    parts: Sequence[Callable[[Any, Callable[[str], None]], Awaitable[dict[str, float]]]],
+    cfg: Any,
+    log: Callable[[str], None],
+) -> dict[str, float]:
+    """Every part's figures of one platform's path, one after the other; the 429s and the
+    lost results of all of them summed (`<prefix>_429s`, `<prefix>_results_lost`)."""
+    out: dict[str, float] = {}
+    for part in parts:
+        log(f"{platform}: {getattr(part, '__name__', part)}")
+        out.update(await part(cfg, log))
+    out[f"{prefix}_429s"] = sum(out.pop(k) for k in list(out) if k.endswith("_floods"))
+    out[f"{prefix}_results_lost"] = sum(out.pop(k) for k in list(out) if k.endswith("_lost"))
+    return out

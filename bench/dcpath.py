@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import operator
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,9 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from adapters.discord import DiscordAdapter
-from bench.common import TimedWebUI, bench_settings, median, percentile
+from bench.common import (
+    TimedWebUI,
+    bench_settings,
+    in_turn,
+    overhead_figures,
+    overhead_line,
+    path_figures,
+    until,
+)
 from bench.common import webuis as start_webuis
-from bench.tgpath import SMALL, until
+from bench.tgpath import SMALL
 from bot.service import Service
 from bot.webui.client import WebUIClient
 from tests.fakes.discord_api import FakeDiscord, Interaction, patch_discord_urls
@@ -53,14 +60,13 @@ class Config:
 async def bot(fake: FakeDiscord, urls: list[str]) -> AsyncIterator[Service]:
     """drawbridge's Discord bot as `drawbridge run` runs it, with production defaults."""
     with tempfile.TemporaryDirectory(prefix="drawbridge-bench-dc-") as tmp:
-        base = bench_settings(Path(tmp), urls)
-        values = {
-            **base.model_dump(),
-            "discord_token": fake.token,
-            "discord_api_base_url": fake.root,
-            "discord_guild_ready_timeout": 0.05,  # the fake sends its one guild at once
-        }
-        settings = type(base)(_env_file=None, **values)
+        settings = bench_settings(
+            Path(tmp),
+            urls,
+            discord_token=fake.token,
+            discord_api_base_url=fake.root,
+            discord_guild_ready_timeout=0.05,  # the fake sends its one guild at once
+        )
         service = Service(settings, presets=SMALL)
         adapter = DiscordAdapter(service, settings)
         async with service, adapter:
@@ -111,33 +117,17 @@ async def overhead(cfg: Config, log: Log) -> dict[str, float]:
             await stack.enter_async_context(bot(fake, [server.url]))
             ours = await _measure(fake, server, cfg.overhead_jobs, "ours")
             out["dc_overhead_floods"] = float(len(fake.rate_limited))
-    out["dc_overhead_ms_p50"] = median(ours)
-    out["dc_overhead_ms_p99"] = percentile(ours, 99)
-    out["dc_bare_ms_p50"] = median(bare)
-    out["dc_bare_ms_p99"] = percentile(bare, 99)
-    out["dc_overhead_gap_ms_p50"] = median(ours) - median(bare)
-    log(
-        f"discord overhead: drawbridge p50 {median(ours):.2f} ms p99 "
-        f"{percentile(ours, 99):.2f} ms; bare discord.py command p50 {median(bare):.2f} ms p99 "
-        f"{percentile(bare, 99):.2f} ms"
-    )
+    out.update(overhead_figures("dc", ours, bare))
+    log(overhead_line("discord", "bare discord.py command", out, "dc"))
     return out
 
 
 async def _measure(fake: FakeDiscord, server: TimedWebUI, jobs: int, tag: str) -> list[float]:
-    users = [fake.add_user(f"{tag}{i}") for i in range(USERS)]
-    times: list[float] = []
-    for i in range(-USERS, jobs):  # each user once to warm up (a returning user's settings
-        user = users[i % USERS]  # are cached), then in turn
-        prompt = f"{tag} overhead {i}"
-        sent = time.monotonic()
+    async def send(user: dict[str, Any], prompt: str) -> None:
         await fake.slash("draw", {"prompt": prompt}, user=user)
-        await until(functools.partial(operator.contains, server.received, prompt), 30, 0.0005)
-        if i >= 0:
-            times.append((server.received[prompt] - sent) * 1000)
-        await until(lambda: not server._lock.locked(), 30, step=0.002)
-        await asyncio.sleep(0.15)
-    return times
+
+    users = [fake.add_user(f"{tag}{i}") for i in range(USERS)]
+    return await in_turn(send, server, users, jobs, tag)
 
 
 async def _measure_bare(fake: FakeDiscord, server: TimedWebUI, cfg: Config) -> list[float]:
@@ -223,10 +213,4 @@ async def realistic(cfg: Config, log: Log) -> dict[str, float]:
 
 async def run(cfg: Config, log: Log) -> dict[str, float]:
     """Every Discord figure; 429s and lost results summed over the runs."""
-    out: dict[str, float] = {}
-    for part in (overhead, realistic):
-        log(f"discord: {part.__name__}")
-        out.update(await part(cfg, log))
-    out["dc_429s"] = sum(out.pop(k) for k in list(out) if k.endswith("_floods"))
-    out["dc_results_lost"] = sum(out.pop(k) for k in list(out) if k.endswith("_lost"))
-    return out
+    return await path_figures("discord", "dc", (overhead, realistic), cfg, log)

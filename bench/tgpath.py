@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import functools
 import gc
-import operator
 import tempfile
 import time
 import tracemalloc
@@ -25,7 +24,15 @@ from pathlib import Path
 from typing import Any
 
 from adapters.telegram import TelegramAdapter
-from bench.common import TimedWebUI, bench_settings, median, percentile
+from bench.common import (
+    TimedWebUI,
+    bench_settings,
+    in_turn,
+    overhead_figures,
+    overhead_line,
+    path_figures,
+    until,
+)
 from bench.common import webuis as start_webuis
 from bot.presets import Preset, PresetBook
 from bot.service import Service
@@ -68,14 +75,9 @@ async def bot(
 ) -> AsyncIterator[tuple[Service, TelegramAdapter]]:
     """drawbridge's Telegram bot as `drawbridge run` runs it, with production defaults."""
     with tempfile.TemporaryDirectory(prefix="drawbridge-bench-tg-") as tmp:
-        base = bench_settings(Path(tmp), urls)
-        values = {
-            **base.model_dump(),
-            "telegram_token": fake.token,
-            "telegram_api_base_url": fake.root,
-            **overrides,
-        }
-        settings = type(base)(_env_file=None, **values)
+        settings = bench_settings(
+            Path(tmp), urls, telegram_token=fake.token, telegram_api_base_url=fake.root, **overrides
+        )
         service = Service(settings, presets=SMALL)
         adapter = TelegramAdapter(service, settings)
         async with service, adapter:
@@ -88,14 +90,6 @@ def results(fake: FakeTelegram) -> list[Call]:
     return [
         c for c in fake.calls_of("sendPhoto", ok=True) if "🌱" in (c.params.get("caption") or "")
     ]
-
-
-async def until(predicate: Callable[[], Any], timeout: float, step: float = 0.01) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the bench waited too long")
-        await asyncio.sleep(step)
 
 
 def delivered(fake: FakeTelegram, prompt: str) -> bool:
@@ -135,33 +129,17 @@ async def overhead(cfg: Config, log: Log) -> dict[str, float]:
         async with _fake() as fake, bot(fake, [server.url]):
             ours = await _measure(fake, server, cfg.overhead_jobs, "ours")
             out["tg_overhead_floods"] = len(fake.floods)
-    out["tg_overhead_ms_p50"] = median(ours)
-    out["tg_overhead_ms_p99"] = percentile(ours, 99)
-    out["tg_bare_ms_p50"] = median(bare)
-    out["tg_bare_ms_p99"] = percentile(bare, 99)
-    out["tg_overhead_gap_ms_p50"] = median(ours) - median(bare)
-    log(
-        f"telegram overhead: drawbridge p50 {median(ours):.2f} ms p99 "
-        f"{percentile(ours, 99):.2f} ms; bare PTB handler p50 {median(bare):.2f} ms p99 "
-        f"{percentile(bare, 99):.2f} ms"
-    )
+    out.update(overhead_figures("tg", ours, bare))
+    log(overhead_line("telegram", "bare PTB handler", out, "tg"))
     return out
 
 
 async def _measure(fake: FakeTelegram, server: TimedWebUI, jobs: int, tag: str) -> list[float]:
-    users = [fake.user(10_000 + i, f"U{i}") for i in range(USERS)]
-    times: list[float] = []
-    for i in range(-USERS, jobs):  # each user once to warm up (a returning user's settings
-        user = users[i % USERS]  # are cached), then in turn: no chat waits for its own limit
-        prompt = f"{tag} overhead {i}"
-        sent = time.monotonic()
+    async def send(user: FakeUser, prompt: str) -> None:
         fake.send_text(user, user, f"/draw {prompt}")
-        await until(functools.partial(operator.contains, server.received, prompt), 30, 0.0005)
-        if i >= 0:
-            times.append((server.received[prompt] - sent) * 1000)
-        await until(lambda: not server._lock.locked(), 30, step=0.002)
-        await asyncio.sleep(0.15)
-    return times
+
+    users = [fake.user(10_000 + i, f"U{i}") for i in range(USERS)]
+    return await in_turn(send, server, users, jobs, tag)
 
 
 async def _measure_bare(fake: FakeTelegram, server: TimedWebUI, cfg: Config) -> list[float]:
@@ -391,10 +369,4 @@ def _ours(traceback: tracemalloc.Traceback) -> bool:
 
 async def run(cfg: Config, log: Log) -> dict[str, float]:
     """Every Telegram figure; 429s and lost results summed over the runs."""
-    out: dict[str, float] = {}
-    for part in (overhead, burst, realistic, memory):
-        log(f"telegram: {part.__name__}")
-        out.update(await part(cfg, log))
-    out["tg_429s"] = sum(out.pop(k) for k in list(out) if k.endswith("_floods"))
-    out["tg_results_lost"] = sum(out.pop(k) for k in list(out) if k.endswith("_lost"))
-    return out
+    return await path_figures("telegram", "tg", (overhead, burst, realistic, memory), cfg, log)
