@@ -10,9 +10,13 @@ from typing import Any
 
 import pytest
 
+from adapters.telegram import TelegramAdapter
+from bot.service import Service
 from devwebui import DevWebUI
 from tests.fakes.telegram_api import Call, FakeTelegram, Limits
 from tests.harness.pictures import decode
+from tests.harness.process import books_closed, jobs, photos, renders, until
+from tests.harness.settings import SMALL, make_settings
 from tests.harness.telegram import Env, telegram_env
 
 pytestmark = pytest.mark.timeout(90)
@@ -234,3 +238,48 @@ async def test_calls_per_delivered_job(tmp_path) -> None:
         assert private <= 4, [c.method for c in chat_calls(env, alice.id)]
         assert in_group <= 3, [c.method for c in chat_calls(env, group.id)]
         assert fake.floods == []
+
+
+async def state_is(url: str, state: str) -> bool:
+    """Whether the one job in the database is in `state`."""
+    return [j.state for j in await jobs(url)] == [state]
+
+
+async def test_a_result_drawn_after_the_adapter_stopped_is_kept_and_sent_after_a_restart(
+    tmp_path,
+) -> None:
+    """The Telegram adapter stops (its outbox closed) while a job draws; the picture comes
+    back after that. Its delivery must not wait for an outbox that no longer runs (shutdown
+    then waited its whole grace for that step): it ends at once, the job stays rendered, and
+    the next start delivers it and settles its credits."""
+    async with FakeTelegram() as fake, DevWebUI(delay=0.6) as webui:
+        settings = make_settings(
+            tmp_path,
+            [webui.url],
+            telegram_token=fake.token,
+            telegram_api_base_url=fake.root,
+            telegram_edit_interval=0.1,
+            shutdown_grace=30.0,
+        )
+        url = settings.database_url
+        alice = fake.user(1001, "Alice")
+        service = Service(settings, presets=SMALL)
+        adapter = TelegramAdapter(service, settings)  # registers its replier before the start
+        async with service:
+            async with adapter:
+                await fake.wait_for("deleteWebhook", ok=None, timeout=10)
+                fake.send_text(alice, alice, "/draw a fox at dusk")
+                await until(lambda: webui.state.job, 10, "the job drawing")
+            # the adapter is gone; the picture comes back now
+            await until(lambda: state_is(url, "rendered"), 20, "the render")
+            steps = service._engine.steps
+            await asyncio.wait_for(until(lambda: len(steps) == 0, 20, "the render step"), 3)
+        assert photos(fake)["a fox at dusk"] == 0
+        assert {j.prompt: j.state for j in await jobs(url)} == {"a fox at dusk": "rendered"}
+        service = Service(settings, presets=SMALL)
+        adapter = TelegramAdapter(service, settings)
+        async with service, adapter:
+            await until(lambda: photos(fake)["a fox at dusk"], 20, "the picture")
+            await until(lambda: state_is(url, "delivered"), 10, "the settle")
+        assert photos(fake)["a fox at dusk"] == 1 and renders(webui)["a fox at dusk"] == 1
+        await books_closed(url)
