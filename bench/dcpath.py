@@ -101,8 +101,9 @@ def per_job_calls(fake: FakeDiscord, interactions: list[Interaction], since: flo
 
 
 async def overhead(cfg: Config, log: Log) -> dict[str, float]:
-    """Idle bot, one /draw at a time from 20 users in turn: the INTERACTION_CREATE handed to
-    the gateway connection → the WebUI has read the request. The bare bot is a discord.py
+    """Idle bot, one /draw at a time from 20 users in turn: the fake's dispatch of the
+    INTERACTION_CREATE (built, then written to the gateway connection) → the WebUI has read
+    the request. The bare bot is a discord.py
     command that only posts the prompt."""
     out: dict[str, float] = {}
     async with start_webuis(1) as servers:
