@@ -64,7 +64,9 @@ class Quotas:
         """Next refill, as users read it, e.g. '00:00 UTC'."""
         if now is None:
             return self._current()[2]
-        when = next_reset(now, self.settings.quota_reset_time, self.tz)
+        return self._label(next_reset(now, self.settings.quota_reset_time, self.tz))
+
+    def _label(self, when: datetime) -> str:
         return f"{when:%H:%M} {self.settings.quota_timezone}"
 
     def _current(self) -> tuple[float, str, str]:
@@ -74,7 +76,7 @@ class Quotas:
         if day is None or _time.time() >= day[0]:
             now = datetime.now(self.tz)
             when = next_reset(now, self.settings.quota_reset_time, self.tz)
-            day = self._day = (when.timestamp(), self.today(now), self.reset_label(now))
+            day = self._day = (when.timestamp(), self.today(now), self._label(when))
         return day
 
     async def settle(self, job_id: str) -> None:
