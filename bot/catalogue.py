@@ -32,8 +32,9 @@ def check(spec: Resolved, backends: Sequence[Backend]) -> Needs:
     listed = [b for b in backends if b.listing is not None]
     if not listed:
         return needs_of(spec)  # nothing answered yet: it waits for a backend that can draw it
-    known_samplers = {s for b in listed for s in b.offers("sampler")}
-    if spec.sampler not in known_samplers:
+    # as typed on some backend: most draws (the default sampler); the set only for the rest
+    if not any(spec.sampler in b.listing.samplers for b in listed):  # type: ignore[union-attr]
+        known_samplers = {s for b in listed for s in b.offers("sampler")}
         match = {s.lower(): s for s in known_samplers}.get(spec.sampler.lower())
         if match is None:
             raise OptionError(
