@@ -16,8 +16,8 @@ from devwebui import DevWebUI
 from tests.fakes.telegram_api import Call, FakeTelegram, Limits
 from tests.harness.pictures import decode
 from tests.harness.process import books_closed, jobs, photos, renders, until
-from tests.harness.settings import SMALL, make_settings
-from tests.harness.telegram import Env, telegram_env
+from tests.harness.settings import SMALL
+from tests.harness.telegram import Env, telegram_env, telegram_settings
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -253,14 +253,7 @@ async def test_a_result_drawn_after_the_adapter_stopped_is_kept_and_sent_after_a
     then waited its whole grace for that step): it ends at once, the job stays rendered, and
     the next start delivers it and settles its credits."""
     async with FakeTelegram() as fake, DevWebUI(delay=0.6) as webui:
-        settings = make_settings(
-            tmp_path,
-            [webui.url],
-            telegram_token=fake.token,
-            telegram_api_base_url=fake.root,
-            telegram_edit_interval=0.1,
-            shutdown_grace=30.0,
-        )
+        settings = telegram_settings(tmp_path, fake, webui, shutdown_grace=30.0)
         url = settings.database_url
         alice = fake.user(1001, "Alice")
         service = Service(settings, presets=SMALL)

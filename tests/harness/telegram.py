@@ -19,6 +19,7 @@ from typing import Any
 from adapters.telegram import TelegramAdapter
 from bot.presets import PresetBook
 from bot.service import Service
+from bot.settings import Settings
 from bot.types import QuotaView
 from devwebui import DevWebUI
 from tests.fakes.telegram_api import FakeChat, FakeTelegram, FakeUser
@@ -84,6 +85,21 @@ def _chat_id(chat: ChatLike) -> int:
     return chat if isinstance(chat, int) else chat.id
 
 
+def telegram_settings(
+    tmp_path: Path, fake: FakeTelegram, webui: DevWebUI, **overrides: Any
+) -> Settings:
+    """A test's settings for the Telegram bot on `fake` and `webui` (fast edits, retries
+    bounded to 30 s)."""
+    values: dict[str, Any] = {
+        "telegram_token": fake.token,
+        "telegram_api_base_url": fake.root,
+        "telegram_edit_interval": 0.1,
+        "delivery_retry_seconds": 30.0,
+    }
+    values.update(overrides)
+    return make_settings(tmp_path, [webui.url], **values)
+
+
 @contextlib.asynccontextmanager
 async def telegram_env(
     tmp_path: Path,
@@ -100,19 +116,12 @@ async def telegram_env(
             fake = await stack.enter_async_context(FakeTelegram())
         if webui is None:
             webui = await stack.enter_async_context(DevWebUI(delay=webui_delay))
-        values: dict[str, Any] = {
-            "telegram_token": fake.token,
-            "telegram_api_base_url": fake.root,
-            "telegram_edit_interval": 0.1,
-            "delivery_retry_seconds": 30.0,
-        }
-        values.update(overrides)
-        settings = make_settings(tmp_path, [webui.url], **values)
+        settings = telegram_settings(tmp_path, fake, webui, **overrides)
         errors = stack.enter_context(LogRecords(logging.ERROR, "adapters", "telegram"))
         service = Service(settings, presets=presets)
         adapter = TelegramAdapter(service, settings)  # registers its replier before the start
         env = Env(webui, service, settings, fake=fake)
-        ready_method = "setWebhook" if values.get("telegram_webhook_url") else "deleteWebhook"
+        ready_method = "setWebhook" if settings.telegram_webhook_url else "deleteWebhook"
         ready_before = len(fake.calls_of(ready_method, ok=None))
         async with service, adapter:
             # polling starts right after deleteWebhook (a webhook right after setWebhook)
